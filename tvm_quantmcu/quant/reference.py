@@ -1,0 +1,156 @@
+"""The integer numpy reference: the golden model of the integer semantics.
+
+Tensors are NHWC arrays of unsigned quantized values (unpacked; see packing.py for the ABI).
+Every layer computes in int32/int64 exactly; convolutions run as float64 matmuls, which are
+exact for these magnitudes (|sum| < 2**53), and are converted back to int64.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..graph import Graph, Layer, avgpool_sum_nhwc, conv2d_nhwc
+from .fixedpoint import quantize_multiplier, quantize_multipliers, requantize, \
+    round_shift, shared_shift_multipliers
+from .qparams import ActQuant, quantize_weights
+
+INPUT_QUANT = ActQuant.from_range(0.0, 1.0, 8)   # images in [0, 1] → raw 8-bit pixels
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer ops (NHWC, unpacked values). Padding contributes real zero, i.e. the zero point.
+
+def conv2d_int(x: np.ndarray, zp_in: int, w: np.ndarray, bias: np.ndarray, M, n, zp_out: int,
+               lo: int, hi: int, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
+               groups: int = 1) -> np.ndarray:
+    acc = conv2d_nhwc(np.asarray(x, np.float64) - zp_in, w, stride, padding, dilation, groups,
+                      dtype=np.float64)
+    acc = np.rint(acc).astype(np.int64) + np.asarray(bias, np.int64)
+    return np.clip(requantize(acc, M, n) + zp_out, lo, hi).astype(np.int32)
+
+
+def dense_int(x: np.ndarray, zp_in: int, w: np.ndarray, bias: np.ndarray, M, n, zp_out: int,
+              lo: int, hi: int) -> np.ndarray:
+    flat = np.asarray(x, np.float64).reshape(x.shape[0], -1) - zp_in
+    acc = np.rint(flat @ w.T.astype(np.float64)).astype(np.int64) + np.asarray(bias, np.int64)
+    y = np.clip(requantize(acc, M, n) + zp_out, lo, hi).astype(np.int32)
+    return y.reshape(x.shape[0], 1, 1, -1)
+
+
+def add_int(x1, zp1: int, x2, zp2: int, M1: int, M2: int, n: int, zp_out: int,
+            lo: int, hi: int) -> np.ndarray:
+    v = (np.asarray(x1, np.int64) - zp1) * M1 + (np.asarray(x2, np.int64) - zp2) * M2
+    return np.clip(round_shift(v, n) + zp_out, lo, hi).astype(np.int32)
+
+
+def avgpool_int(x, zp_in: int, kernel, stride, padding, M: int, n: int, zp_out: int,
+                lo: int, hi: int) -> np.ndarray:
+    acc = avgpool_sum_nhwc(np.asarray(x, np.float64) - zp_in, kernel, stride, padding)
+    acc = np.rint(acc).astype(np.int64)
+    return np.clip(requantize(acc, M, n) + zp_out, lo, hi).astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantized layer graph
+
+@dataclass
+class QLayer:
+    layer: Layer
+    in_q: list[ActQuant]
+    out_q: ActQuant
+    w_bits: int = 8
+    w: np.ndarray | None = None          # int8 (values within the weight bits)
+    w_scale: np.ndarray | None = None
+    bias: np.ndarray | None = None       # int32
+    M: np.ndarray | None = None          # per output channel (conv/dense) or scalar
+    n: np.ndarray | None = None
+    M_add: tuple[int, int] | None = None  # add: (M1, M2) sharing n
+    clamp: tuple[int, int] = (0, 255)
+
+    def run(self, xs: list[np.ndarray], **geom) -> np.ndarray:
+        """Run on unpacked NHWC inputs. geom overrides padding (patch execution)."""
+        l = self.layer
+        lo, hi = self.clamp
+        zo = self.out_q.zero_point
+        if l.op == "conv2d":
+            return conv2d_int(xs[0], self.in_q[0].zero_point, self.w, self.bias, self.M,
+                              self.n, zo, lo, hi, l.stride, geom.get("padding", l.padding),
+                              l.dilation, l.groups)
+        if l.op == "dense":
+            return dense_int(xs[0], self.in_q[0].zero_point, self.w, self.bias, self.M, self.n,
+                             zo, lo, hi)
+        if l.op == "add":
+            return add_int(xs[0], self.in_q[0].zero_point, xs[1], self.in_q[1].zero_point,
+                           self.M_add[0], self.M_add[1], int(self.n), zo, lo, hi)
+        if l.op == "avgpool":
+            return avgpool_int(xs[0], self.in_q[0].zero_point, l.kernel, l.stride,
+                               geom.get("padding", l.padding), int(self.M), int(self.n), zo,
+                               lo, hi)
+        raise NotImplementedError(f"{l.name}: op {l.op}")
+
+
+@dataclass
+class QGraph:
+    graph: Graph
+    acts: dict[str, ActQuant]
+    layers: list[QLayer] = field(default_factory=list)
+
+    def qlayer(self, name: str) -> QLayer:
+        for q in self.layers:
+            if q.layer.name == name:
+                return q
+        raise KeyError(name)
+
+
+def quantize_layer(l: Layer, in_q: list[ActQuant], out_q: ActQuant, w_bits: int = 8) -> QLayer:
+    q = QLayer(l, in_q, out_q, w_bits=w_bits, clamp=out_q.clamp_bounds(l.act))
+    if l.op in ("conv2d", "dense"):
+        q.w, q.w_scale = quantize_weights(l.weight, w_bits)
+        s_acc = in_q[0].scale * q.w_scale
+        bias = l.bias if l.bias is not None else np.zeros(l.weight.shape[0])
+        q.bias = np.clip(np.floor(bias / s_acc + 0.5), -2**31, 2**31 - 1).astype(np.int64)
+        q.M, q.n = quantize_multipliers(s_acc / out_q.scale)
+    elif l.op == "add":
+        (M1, M2), n = shared_shift_multipliers([in_q[0].scale / out_q.scale,
+                                                in_q[1].scale / out_q.scale])
+        q.M_add, q.n = (M1, M2), np.int64(n)
+    elif l.op == "avgpool":
+        M, n = quantize_multiplier(in_q[0].scale / (out_q.scale * float(np.prod(l.kernel))))
+        q.M, q.n = np.int64(M), np.int64(n)
+    return q
+
+
+def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]],
+                   bits: dict[str, int] | int = 8, w_bits: dict[str, int] | int = 8) -> QGraph:
+    """Quantize every layer. ranges: float (lo, hi) per tensor; bits: per tensor (or one
+    width for all); w_bits: per layer name (or one for all). The input is raw 8-bit pixels."""
+    def tbits(t):
+        return bits if isinstance(bits, int) else bits.get(t, 8)
+
+    acts = {graph.input: INPUT_QUANT}
+    for l in graph.layers:
+        lo, hi = ranges[l.output]
+        acts[l.output] = ActQuant.from_range(lo, hi, tbits(l.output))
+    qg = QGraph(graph, acts)
+    for l in graph.layers:
+        wb = w_bits if isinstance(w_bits, int) else w_bits.get(l.name, 8)
+        qg.layers.append(quantize_layer(l, [acts[i] for i in l.inputs], acts[l.output], wb))
+    return qg
+
+
+def quantize_input(x_nchw: np.ndarray) -> np.ndarray:
+    """Float images N×C×H×W in [0,1] → NHWC uint8 values (what the device receives)."""
+    return INPUT_QUANT.quantize(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)))
+
+
+def run_int(qg: QGraph, x_q: np.ndarray, keep: bool = False):
+    """Integer inference on NHWC quantized input values. Returns the quantized output
+    (N×classes) or, with keep=True, every tensor."""
+    env = {qg.graph.input: np.asarray(x_q, np.int32)}
+    for q in qg.layers:
+        env[q.layer.output] = q.run([env[i] for i in q.layer.inputs])
+    if keep:
+        return env
+    out = env[qg.graph.output]
+    return out.reshape(out.shape[0], -1)
