@@ -78,7 +78,7 @@ def from_relax(mod, func: str = "main") -> Graph:
     x = f.params[0]
     in_shape = _ints(x.ty.shape)
     if len(in_shape) != 4:
-        raise UnsupportedOpError(f"input {x.name_hint} has shape {in_shape}; NCHW expected")
+        raise UnsupportedOpError(f"input {x.name} has shape {in_shape}; NCHW expected")
 
     tensors: dict = {x: "input"}       # Relax var → graph tensor name
     consts: dict = {}                  # Relax var → numpy array (reshaped/transposed consts)
@@ -111,7 +111,7 @@ def from_relax(mod, func: str = "main") -> Graph:
             out_var = v
             continue
         if not isinstance(e, relax.Call):
-            raise UnsupportedOpError(f"binding {v.name_hint}: {type(e).__name__} not supported")
+            raise UnsupportedOpError(f"binding {v.name}: {type(e).__name__} not supported")
         op = e.op.name if hasattr(e.op, "name") else str(e.op)
         args = list(e.args)
         name = f"l{len(layers)}"
@@ -125,10 +125,10 @@ def from_relax(mod, func: str = "main") -> Graph:
         if op == "relax.nn.conv2d":
             a = e.attrs
             if a.data_layout != "NCHW" or a.kernel_layout != "OIHW":
-                raise UnsupportedOpError(f"conv2d {v.name_hint}: layout {a.data_layout}")
+                raise UnsupportedOpError(f"conv2d {v.name}: layout {a.data_layout}")
             w = value_of(args[1])
             if w is None or args[0] not in tensors:
-                raise UnsupportedOpError(f"conv2d {v.name_hint}: weight must be a constant")
+                raise UnsupportedOpError(f"conv2d {v.name}: weight must be a constant")
             p = _ints(a.padding)
             new_layer(op="conv2d", inputs=[tensors[args[0]]], weight=w.astype(np.float32),
                       stride=_ints(a.strides), padding=(p[0], p[1], p[2], p[3]),
@@ -139,18 +139,18 @@ def from_relax(mod, func: str = "main") -> Graph:
             else:
                 c = value_of(args[0])
                 if c is None:
-                    raise UnsupportedOpError(f"reshape {v.name_hint} of unknown value")
+                    raise UnsupportedOpError(f"reshape {v.name} of unknown value")
                 consts[v] = c.reshape(-1)
         elif op == "relax.permute_dims":
             c = value_of(args[0])
             if c is None:
-                raise UnsupportedOpError(f"permute_dims {v.name_hint} of an activation")
+                raise UnsupportedOpError(f"permute_dims {v.name} of an activation")
             axes = None if e.attrs.axes is None else _ints(e.attrs.axes)
             consts[v] = np.transpose(c, axes)
         elif op == "relax.matmul":
             w = value_of(args[1])
             if w is None or args[0] not in tensors:
-                raise UnsupportedOpError(f"matmul {v.name_hint}: weight must be a constant")
+                raise UnsupportedOpError(f"matmul {v.name}: weight must be a constant")
             new_layer(op="dense", inputs=[tensors[args[0]]], weight=w.T.astype(np.float32))
         elif op == "relax.add":
             lhs, rhs = args
@@ -161,7 +161,7 @@ def from_relax(mod, func: str = "main") -> Graph:
                 prod = by_output.get(tensors.get(act_side))
                 if c is None or prod is None or prod.op not in ("conv2d", "dense") \
                         or prod.bias is not None or prod.act or uses.get(act_side, 0) != 1:
-                    raise UnsupportedOpError(f"add {v.name_hint}: only a bias after conv/dense")
+                    raise UnsupportedOpError(f"add {v.name}: only a bias after conv/dense")
                 prod.bias = c.reshape(-1).astype(np.float32)
                 tensors[v] = prod.output
         elif op in ("relax.clip", "relax.nn.relu", "relax.nn.relu6"):
@@ -172,34 +172,34 @@ def from_relax(mod, func: str = "main") -> Graph:
                 act = "relu6" if (lo, hi) == (0.0, 6.0) else "relu" if lo == 0 and hi > 1e30 \
                     else None
                 if act is None:
-                    raise UnsupportedOpError(f"clip {v.name_hint} to [{lo}, {hi}]")
+                    raise UnsupportedOpError(f"clip {v.name} to [{lo}, {hi}]")
             else:
                 act = "relu6" if op.endswith("relu6") else "relu"
             if prod is None or prod.act or uses.get(src, 0) != 1:
-                raise UnsupportedOpError(f"{op} {v.name_hint}: activation must follow one layer")
+                raise UnsupportedOpError(f"{op} {v.name}: activation must follow one layer")
             prod.act = act
             tensors[v] = prod.output
         elif op == "relax.mean":
             axes = sorted(int(a) % 4 for a in e.attrs.axis)
             if axes != [2, 3]:
-                raise UnsupportedOpError(f"mean {v.name_hint} over axes {axes}")
+                raise UnsupportedOpError(f"mean {v.name} over axes {axes}")
             _, _, h, w = _ints(args[0].ty.shape)
             new_layer(op="avgpool", inputs=[tensors[args[0]]], kernel=(h, w), stride=(h, w))
         elif op == "relax.nn.avg_pool2d":
             a = e.attrs
             p = _ints(a.padding)
             if a.ceil_mode or not a.count_include_pad and any(p):
-                raise UnsupportedOpError(f"avg_pool2d {v.name_hint}: ceil_mode/exclude-pad")
+                raise UnsupportedOpError(f"avg_pool2d {v.name}: ceil_mode/exclude-pad")
             new_layer(op="avgpool", inputs=[tensors[args[0]]], kernel=_ints(a.pool_size),
                       stride=_ints(a.strides), padding=(p[0], p[1], p[2], p[3]))
         elif op == "relax.nn.adaptive_avg_pool2d":
             _, _, h, w = _ints(args[0].ty.shape)
             if _ints(e.attrs.output_size) != (1, 1):
-                raise UnsupportedOpError(f"adaptive_avg_pool2d {v.name_hint}: only 1×1 output")
+                raise UnsupportedOpError(f"adaptive_avg_pool2d {v.name}: only 1×1 output")
             new_layer(op="avgpool", inputs=[tensors[args[0]]], kernel=(h, w), stride=(h, w))
         else:
             raise UnsupportedOpError(
-                f"op {op} (binding {v.name_hint}) is not supported by the layer graph; "
+                f"op {op} (binding {v.name}) is not supported by the layer graph; "
                 "supported: conv2d, add, clip/relu/relu6, mean/avg_pool2d, matmul (dense)")
         out_var = v
 
@@ -219,10 +219,10 @@ def import_model(model: torch.nn.Module, input_shape: tuple[int, int, int]):
     return mod, from_relax(mod)
 
 
-def load_zoo(name: str):
+def load_zoo(name: str, checkpoint: str | None = None):
     """(torch model, Relax module, layer graph) of a registered model."""
     from . import models
     mi = models.info(name)
-    model = models.get(name)
+    model = models.get(name, checkpoint=checkpoint)
     mod, graph = import_model(model, mi.input_shape)
     return model, mod, graph

@@ -138,7 +138,9 @@ def conv2d_nhwc(x: np.ndarray, w_oihw: np.ndarray, stride, padding, dilation, gr
             for j in range(kw):
                 patch = xp[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
                            j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
-                out += np.repeat(patch, mult, axis=3) * wt[:, :, i, j].reshape(-1)
+                if mult != 1:
+                    patch = np.repeat(patch, mult, axis=3)
+                out += patch * wt[:, :, i, j].reshape(-1)
         return out
     opg = o // groups
     outs = []

@@ -28,23 +28,24 @@ class Imported:
 
 
 @lru_cache(maxsize=4)
-def load(name: str) -> Imported:
-    model, mod, graph = frontend.load_zoo(name)
+def load(name: str, checkpoint: str | None = None) -> Imported:
+    model, mod, graph = frontend.load_zoo(name, checkpoint)
     return Imported(name, model, mod, graph, models.info(name).input_shape[1])
 
 
 @lru_cache(maxsize=4)
-def calibration_stats(name: str, n_images: int = CALIBRATION_IMAGES):
+def calibration_stats(name: str, n_images: int = CALIBRATION_IMAGES,
+                      checkpoint: str | None = None):
     """fp32 statistics of every tensor over the first n training-split images."""
-    imp = load(name)
+    imp = load(name, checkpoint)
     cal = data.load("train").images(imp.input_size, 0, n_images)
     return quant.observe(imp.graph, cal)
 
 
 def quantized(name: str, bits: int | dict = 8, method: str = RANGE_METHOD,
-              pct: float = RANGE_PCT) -> quant.QGraph:
-    imp = load(name)
-    rng = quant.ranges(calibration_stats(name), method, pct)
+              pct: float = RANGE_PCT, checkpoint: str | None = None) -> quant.QGraph:
+    imp = load(name, checkpoint)
+    rng = quant.ranges(calibration_stats(name, CALIBRATION_IMAGES, checkpoint), method, pct)
     return quant.quantize_graph(imp.graph, rng, bits)
 
 

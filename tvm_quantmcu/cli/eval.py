@@ -17,6 +17,8 @@ def register(sub) -> None:
                    help="activation bits of every feature map (default 8)")
     p.add_argument("--limit", type=int, default=None,
                    help="evaluate only the first N test images (default: all 10,000)")
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="evaluate this state-dict file instead of the committed checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -37,8 +39,8 @@ def run(args) -> int:
     t0 = time.time()
     test = data.load("test")
     n = len(test) if args.limit is None else min(args.limit, len(test))
-    imp = pipeline.load(name)
-    qg = pipeline.quantized(name, args.bits)
+    imp = pipeline.load(name, args.checkpoint)
+    qg = pipeline.quantized(name, args.bits, checkpoint=args.checkpoint)
     bar = pipeline.progress(2 * n, f"eval {name}", not (args.no_progress or args.json))
     correct = 0
     with torch.no_grad():

@@ -123,16 +123,20 @@ def load_checkpoint(model: nn.Module, path: str) -> None:
                               f"{first}") from e
 
 
-def get(name: str, pretrained: bool = True, folded: bool = False) -> nn.Module:
+def get(name: str, pretrained: bool = True, folded: bool = False,
+        checkpoint: str | None = None) -> nn.Module:
     """The torch module of a registered model, in eval mode.
 
     pretrained: load the committed checkpoint (trained entries) or the seeded random weights.
     folded: BatchNorm folded into the convolutions.
+    checkpoint: load this state-dict file instead of the committed one.
     """
     mi = info(name)
     torch.manual_seed(0)
     model = mi.build()
-    if pretrained and mi.trained:
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    elif pretrained and mi.trained:
         load_checkpoint(model, mi.checkpoint)
     model.eval()
     if folded:

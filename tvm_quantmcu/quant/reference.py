@@ -21,11 +21,18 @@ INPUT_QUANT = ActQuant.from_range(0.0, 1.0, 8)   # images in [0, 1] → raw 8-bi
 # ---------------------------------------------------------------------------------------------
 # Integer ops (NHWC, unpacked values). Padding contributes real zero, i.e. the zero point.
 
+def _exact_float(x_centered: np.ndarray, w: np.ndarray, taps: int):
+    """The narrowest float type whose sums of `taps` products stay exact integers."""
+    bound = taps * float(np.abs(x_centered).max(initial=0)) * float(np.abs(w).max(initial=0))
+    return np.float32 if bound < 2 ** 24 else np.float64
+
+
 def conv2d_int(x: np.ndarray, zp_in: int, w: np.ndarray, bias: np.ndarray, M, n, zp_out: int,
                lo: int, hi: int, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
                groups: int = 1) -> np.ndarray:
-    acc = conv2d_nhwc(np.asarray(x, np.float64) - zp_in, w, stride, padding, dilation, groups,
-                      dtype=np.float64)
+    xc = np.asarray(x, np.int32) - np.int32(zp_in)
+    dt = _exact_float(xc, w, int(np.prod(w.shape[1:])))
+    acc = conv2d_nhwc(xc.astype(dt), w, stride, padding, dilation, groups, dtype=dt)
     acc = np.rint(acc).astype(np.int64) + np.asarray(bias, np.int64)
     return np.clip(requantize(acc, M, n) + zp_out, lo, hi).astype(np.int32)
 
