@@ -1,29 +1,8 @@
 import os
-import shutil
 import sys
 
-import pytest
+TESTS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(TESTS))
+sys.path.insert(0, TESTS)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-
-def have(tool: str) -> bool:
-    return shutil.which(tool) is not None
-
-
-requires_dataset = pytest.mark.skipif(
-    not os.path.exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-    and not os.environ.get("QUANTMCU_FMNIST_DIR"),
-    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-
-
-def trained(name: str) -> bool:
-    from tvm_quantmcu import models
-    return os.path.exists(models.info(name).checkpoint)
-
-
-def requires_trained(name: str):
-    return pytest.mark.skipif(not trained(name),
-                              reason=f"checkpoint of {name} not trained "
-                                     f"(python -m tvm_quantmcu.models.train --model {name})")
+from helpers import REPO, have, requires_dataset, requires_trained, trained  # noqa: E402,F401

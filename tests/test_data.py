@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tvm_quantmcu import data
-from conftest import requires_dataset
+from helpers import requires_dataset
 
 
 def _idx(arr: np.ndarray) -> bytes:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tvm_quantmcu import data, frontend, graph, models
-from conftest import requires_dataset, trained
+from helpers import requires_dataset, trained
 
 
 @requires_dataset

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, requires_dataset, requires_trained
+from helpers import REPO, requires_dataset, requires_trained
 
 
 def quantmcu(*args, env=None, timeout=600):

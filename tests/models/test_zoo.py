@@ -4,7 +4,7 @@ import torch
 
 from tvm_quantmcu import models
 from tvm_quantmcu.models import fold_batchnorm
-from conftest import requires_trained
+from helpers import requires_trained
 
 
 def test_unknown_model_lists_known_ones():

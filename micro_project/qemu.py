@@ -1,0 +1,213 @@
+"""Bare-metal programs on QEMU's Arm boards: build an ELF with arm-none-eabi-gcc, run it.
+
+The board layer lives in ``micro_project/boards/``: ``startup.c`` (vector table, reset handler
+copying .data, zeroing .bss, enabling the FPU), one linker script per board and a tiny HAL
+(``hal.h``: CMSDK UART0, CMSDK Timer0, semihosting exit). ``main()``'s return value becomes
+QEMU's exit status.
+
+Timing: QEMU runs with ``-icount shift=6`` (every guest instruction advances virtual time by
+64 ns), so Timer0 counts deterministically; ``Board.instructions(ticks)`` converts ticks to
+executed instructions with the factor measured for that board (tests/micro_project).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+BOARDS_DIR = Path(__file__).resolve().parent / "boards"
+GCC = "arm-none-eabi-gcc"
+QEMU = "qemu-system-arm"
+ICOUNT_SHIFT = 6
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str                    # QEMU machine name, also the linker-script name
+    cpu: str
+    cflags: tuple[str, ...]      # -mcpu/-mfpu/-mfloat-abi
+    uart_base: int
+    timer_base: int
+    timer_hz: int                # Timer0 clock
+    has_dsp: bool                # ARMv7E-M/ARMv8.1-M DSP extension (SMLAD, SXTB16, ...)
+    extra_defines: tuple[str, ...] = ()
+
+    @property
+    def linker_script(self) -> Path:
+        return BOARDS_DIR / f"{self.name}.ld"
+
+    @property
+    def ticks_per_instruction(self) -> float:
+        """Timer0 ticks per guest instruction under -icount shift=6 (64 ns/instruction)."""
+        return (1 << ICOUNT_SHIFT) * 1e-9 * self.timer_hz
+
+    def instructions(self, ticks: int) -> int:
+        return int(round(ticks / self.ticks_per_instruction))
+
+
+BOARDS: dict[str, Board] = {
+    "mps2-an386": Board("mps2-an386", "cortex-m4",
+                        ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+                        0x40004000, 0x40000000, 25_000_000, True),
+    "mps2-an500": Board("mps2-an500", "cortex-m7",
+                        ("-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
+                        0x40004000, 0x40000000, 25_000_000, True),
+    "mps3-an547": Board("mps3-an547", "cortex-m55",
+                        ("-mcpu=cortex-m55", "-mfloat-abi=hard"),
+                        0x59303000, 0x58000000, 32_000_000, True,
+                        # SSE-300 system counter (32 MHz) read through system timer 0
+                        ("HAL_SSE_COUNTER_CTRL=0x58100000u",)),
+}
+DEFAULT_BOARD = "mps2-an386"
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None        # None when the run timed out
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+class ToolMissing(RuntimeError):
+    """arm-none-eabi-gcc or qemu-system-arm is not installed."""
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def have_toolchain() -> bool:
+    return shutil.which(GCC) is not None and shutil.which(QEMU) is not None
+
+
+def get_board(board: str | Board) -> Board:
+    if isinstance(board, Board):
+        return board
+    try:
+        return BOARDS[board]
+    except KeyError:
+        raise ValueError(f"unknown board {board!r}; known boards: {', '.join(BOARDS)}") \
+            from None
+
+
+def board_sources() -> list[Path]:
+    return [BOARDS_DIR / "startup.c", BOARDS_DIR / "hal.c"]
+
+
+def build_elf(sources, board: str | Board = DEFAULT_BOARD, out_dir=".", include_dirs=(),
+              defines=(), opt: str = "-O2", name: str = "app", extra_cflags=(),
+              link_board: bool = True) -> Path:
+    """Compile and link `sources` (plus the board's startup and HAL) into ``out_dir/name.elf``.
+
+    defines: "NAME" or "NAME=VALUE" strings. Returns the ELF path; raises BuildError with the
+    compiler's message on failure."""
+    b = get_board(board)
+    if shutil.which(GCC) is None:
+        raise ToolMissing(f"{GCC} not found: apt-get install gcc-arm-none-eabi "
+                          "libnewlib-arm-none-eabi")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    elf = out / f"{name}.elf"
+    srcs = [str(s) for s in sources] + ([str(s) for s in board_sources()] if link_board else [])
+    cmd = [GCC, *b.cflags, "-mthumb", opt, "-g", "-std=gnu11", "-ffunction-sections",
+           "-fdata-sections", f"-I{BOARDS_DIR}", *[f"-I{d}" for d in include_dirs],
+           f"-DHAL_UART_BASE={b.uart_base:#x}u", f"-DHAL_TIMER_BASE={b.timer_base:#x}u",
+           *[f"-D{d}" for d in (*b.extra_defines, *defines)], *extra_cflags, *srcs,
+           "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+           f"-T{b.linker_script}", "-Wl,--gc-sections", f"-Wl,-Map={out / (name + '.map')}",
+           "-o", str(elf), "-lm"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BuildError(f"{GCC} failed for board {b.name} ({' '.join(map(str, sources))}):\n"
+                         f"{p.stderr.strip()}")
+    return elf
+
+
+def qemu_command(elf, board: str | Board = DEFAULT_BOARD, icount: bool = True) -> list[str]:
+    b = get_board(board)
+    # No -nodefaults: with it, UART input through the stdio chardev was intermittently lost
+    # (seen in about 1 run in 7).
+    cmd = [QEMU, "-M", b.name, "-display", "none", "-monitor", "none", "-semihosting",
+           "-chardev", "stdio,id=s0,signal=off", "-serial", "chardev:s0", "-kernel", str(elf)]
+    if icount:
+        cmd[1:1] = ["-icount", f"shift={ICOUNT_SHIFT}"]
+    return cmd
+
+
+def run_elf(elf, board: str | Board = DEFAULT_BOARD, timeout: float = 60.0,
+            stdin: bytes = b"", icount: bool = True,
+            stdin_after: bytes | None = None) -> RunResult:
+    """Run an ELF on QEMU; returns its exit status (semihosting) and UART output. On timeout
+    the QEMU process (and only it) is killed and ``timed_out`` is set.
+
+    The emulated UART drops bytes that arrive before the firmware has enabled its receiver
+    (hal_init), and QEMU may deliver stdin before the first guest instruction runs: a program
+    that reads input should print a marker once ready and pass it as `stdin_after`, so stdin is
+    written only after the marker appears on the UART."""
+    if shutil.which(QEMU) is None:
+        raise ToolMissing(f"{QEMU} not found: apt-get install qemu-system-arm")
+    proc = subprocess.Popen(qemu_command(elf, board, icount), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # stdin stays open until QEMU exits: its stdio chardev may drop input still pending
+    # when it sees end-of-file.
+    chunks = {"out": [], "err": []}
+    seen = threading.Event() if stdin_after else None
+    readers = [threading.Thread(target=_drain, args=(proc.stdout, chunks["out"], stdin_after,
+                                                     seen), daemon=True),
+               threading.Thread(target=_drain, args=(proc.stderr, chunks["err"]), daemon=True)]
+    for t in readers:
+        t.start()
+    timed_out = False
+    try:
+        if stdin:
+            if seen is not None and not seen.wait(timeout):
+                raise subprocess.TimeoutExpired(str(elf), timeout)
+            proc.stdin.write(stdin)
+            proc.stdin.flush()
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    except BrokenPipeError:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        for t in readers:
+            t.join(5)
+    return RunResult(None if timed_out else proc.returncode, b"".join(chunks["out"]),
+                     b"".join(chunks["err"]), timed_out=timed_out)
+
+
+def _drain(stream, sink: list, marker: bytes | None = None,
+           seen: threading.Event | None = None) -> None:
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        sink.append(chunk)
+        if seen is not None and not seen.is_set() and marker in b"".join(sink):
+            seen.set()
+
+
+def build_and_run(sources, board: str | Board = DEFAULT_BOARD, out_dir=".", timeout=60.0,
+                  stdin: bytes = b"", stdin_after: bytes | None = None,
+                  **build_kw) -> RunResult:
+    elf = build_elf(sources, board, out_dir, **build_kw)
+    return run_elf(elf, board, timeout=timeout, stdin=stdin, stdin_after=stdin_after)
+
+
+def elf_sizes(elf) -> dict[str, int]:
+    """text/data/bss bytes of an ELF (arm-none-eabi-size, Berkeley format)."""
+    p = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True,
+                       check=True)
+    text, data, bss = (int(v) for v in p.stdout.splitlines()[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss}

@@ -1,0 +1,1 @@
+"""Platform templates of the project API: host (native gcc), qemu (bare metal), zephyr."""

@@ -1,0 +1,177 @@
+"""Fault tests: a link that corrupts bytes, firmware that hangs, the wrong model."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+import micro_project
+from micro_project.client import Client, LinkError, ModelMismatch
+from micro_project.testmodel import write_test_model
+from micro_project.transport import Transport
+
+from mp_support import qemu_descendants, requires_gcc, requires_qemu
+
+
+class CorruptingTransport(Transport):
+    """Replaces each byte, in both directions, with probability `rate` by a different value.
+    Remembers which writes (request attempts) and which read-stream offsets it damaged."""
+
+    def __init__(self, inner: Transport, rate: float, seed: int):
+        self.inner, self.rate = inner, rate
+        self.rng = np.random.default_rng(seed)
+        self.writes = 0
+        self.damaged_writes: set[int] = set()
+        self.read_offset = 0
+        self.damaged_offsets: list[int] = []
+        self.bytes_moved = 0
+        self.bytes_damaged = 0
+
+    def _damage(self, data: bytes) -> tuple[bytes, np.ndarray]:
+        buf = np.frombuffer(data, np.uint8).copy()
+        hit = np.flatnonzero(self.rng.random(len(buf)) < self.rate)
+        buf[hit] ^= self.rng.integers(1, 256, len(hit)).astype(np.uint8)
+        self.bytes_moved += len(buf)
+        self.bytes_damaged += len(hit)
+        return buf.tobytes(), hit
+
+    def write(self, data, timeout=None):
+        data, hit = self._damage(bytes(data))
+        if len(hit):
+            self.damaged_writes.add(self.writes)
+        self.writes += 1
+        self.inner.write(data, timeout)
+
+    def read(self, n, timeout):
+        data = self.inner.read(n, timeout)
+        if not data:
+            return data
+        data, hit = self._damage(data)
+        self.damaged_offsets += [self.read_offset + int(i) for i in hit]
+        self.read_offset += len(data)
+        return data
+
+    def close(self):
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def small_host_project(tmp_path_factory):
+    """A model with a 36-byte input and 64-byte frames: at 1 % of bytes damaged, about half of
+    the exchanges get through intact."""
+    root = tmp_path_factory.mktemp("noisy")
+    model = write_test_model(root / "model", name="tiny-6x6", input_shape=(1, 6, 6), hidden=8,
+                             classes=4)
+    project = micro_project.get_template("host").generate_project(
+        model.directory, root / "proj", {"max_payload": 64})
+    project.build()
+    return project, model
+
+
+@requires_gcc
+def test_one_percent_byte_corruption_is_always_detected(small_host_project):
+    project, model = small_host_project
+    project.open_transport()
+    noisy = CorruptingTransport(project.transport, rate=0.01, seed=1234)
+    client = Client(noisy, timeout=0.3, run_timeout=0.3, retries=30, timeout_retries=8,
+                    drain_quiet=0.01, settle=0.04, keep_log=True)
+    rng = np.random.default_rng(5)
+    wrong = 0
+    try:
+        client.connect(retry_timeout=0.3)
+        info = client.info()
+        assert info.max_payload == 64 and info.model_hash == model.hash
+        while client.stats.exchanges < 1000:
+            x = rng.integers(0, 256, model.input_bytes, dtype=np.uint8).tobytes()
+            out, timing = client.infer(x, repeat=int(rng.integers(1, 4)))
+            wrong += out != model.reference(x)
+            payload = rng.bytes(int(rng.integers(0, 40)))
+            wrong += client.ping(payload) != payload
+    finally:
+        project.close_transport()
+    s = client.stats
+    assert wrong == 0
+    assert s.exchanges >= 1000
+    # the link really was noisy: about 1 % of all bytes, many exchanges resent
+    assert 0.007 < noisy.bytes_damaged / noisy.bytes_moved < 0.013
+    assert s.resends > 200 and s.naks > 50 and s.bad_frames > 50
+    # no answer the host accepted contained a damaged byte ...
+    accepted = [span for (_, _, outcome, span) in s.log if outcome == "ok"]
+    assert len(accepted) == s.exchanges
+    starts = np.array([a for a, _ in accepted])
+    ends = np.array([b for _, b in accepted])
+    for off in noisy.damaged_offsets:
+        i = np.searchsorted(starts, off, side="right") - 1
+        assert i < 0 or off >= ends[i], f"damaged byte {off} inside an accepted answer"
+    # ... and no damaged request was answered: when the attempt that sent one still ends
+    # "ok", the answer is the late one of an earlier intact copy of the same request (its
+    # attempt gave up first, e.g. on a loaded machine slower than the 0.3 s timeout)
+    assert len(s.log) == noisy.writes
+    late = 0
+    for i in noisy.damaged_writes:
+        exchange, _, outcome, _ = s.log[i]
+        if outcome == "ok":
+            late += 1
+            assert any(s.log[j][0] == exchange and j not in noisy.damaged_writes
+                       for j in range(i)), f"damaged request {i} was answered as if intact"
+    print(f"\n{s.exchanges} exchanges, {s.attempts} attempts, {s.resends} resends "
+          f"({s.naks} NAKs, {s.bad_frames} damaged answers, {s.timeouts} timeouts); "
+          f"{noisy.bytes_damaged} of {noisy.bytes_moved} bytes damaged; {late} late answers")
+
+
+@requires_gcc
+def test_hanging_firmware_is_given_up_on(model_dirs, tmp_path):
+    project = micro_project.get_template("host").generate_project(
+        model_dirs["hang"].directory, tmp_path / "proj")
+    project.build()
+    project.open_transport()
+    proc = project.transport.proc
+    try:
+        client = project.client(run_timeout=2.0)
+        client.write_input(bytes(model_dirs["hang"].input_bytes))
+        t0 = time.monotonic()
+        with pytest.raises(LinkError, match="did not answer run within 2 s .*hangs"):
+            client.run()
+        assert time.monotonic() - t0 < 10
+    finally:
+        project.close_transport()
+    assert proc.poll() is not None
+
+
+@requires_gcc
+def test_model_hash_mismatch_is_refused(host_project, model_dirs):
+    host_project.open_transport()
+    try:
+        client = host_project.client()
+        with pytest.raises(ModelMismatch, match=f"hash {model_dirs['tiny'].hash}.*expects "
+                                                f"hash 0000000000000000"):
+            client.check_model("0000000000000000")
+        assert client.check_model(model_dirs["tiny"].hash).model_name == "tiny-dense"
+    finally:
+        host_project.close_transport()
+
+
+@requires_qemu
+@pytest.mark.qemu
+def test_hanging_firmware_on_qemu_is_given_up_on_and_qemu_ends(model_dirs, tmp_path):
+    t0 = time.monotonic()
+    project = micro_project.get_template("qemu").generate_project(
+        model_dirs["hang"].directory, tmp_path / "proj")
+    project.build()
+    project.flash()
+    pid = project.qemu_pid
+    project.open_transport()
+    try:
+        client = project.client(run_timeout=3.0)
+        client.check_model(model_dirs["hang"].hash)
+        client.write_input(bytes(model_dirs["hang"].input_bytes))
+        t_run = time.monotonic()
+        with pytest.raises(LinkError, match="did not answer run within 3 s"):
+            client.run()
+    finally:
+        project.close_transport()
+    assert time.monotonic() - t_run < 10
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert qemu_descendants() == []
+    print(f"\nhang detected and QEMU gone after {time.monotonic() - t_run:.1f} s "
+          f"(whole test {time.monotonic() - t0:.1f} s)")
