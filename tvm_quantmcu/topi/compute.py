@@ -1,0 +1,250 @@
+"""TIR compute definitions (TE) of the integer ops, NHWC, packed sub-byte activations.
+
+Every op has the same stages, which the schedules rearrange:
+
+* ``xpad`` (int16): the input window unpacked from its packed layout, with border padding
+  filled with the input zero point (= real zero). The window's size and its border padding are
+  runtime arguments (``in_h``, ``in_w``, ``pad_t``, ``pad_l``), so one kernel instance serves
+  every patch of a patch-based layer; the bottom/right padding is whatever the fixed output
+  tile needs beyond ``in_h``/``in_w``.
+* ``acc`` (int32): the reduction over raw values. The zero-point correction
+  ``-zp_in·Σw`` is folded into the bias by :mod:`.params` (exact, since padding holds zp_in).
+* ``y`` (uint8, packed): fixed-point requantization ``floor((acc·M + 2^(n-1)) / 2^n)``, output
+  zero point, fused clamp, packing of the output bits.
+
+The scalar quantization parameters are an int32 array ``qp = [zp_in, zp_out, lo, hi, zp_in2]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import te, tirx
+
+from ..quant.packing import packed_channels
+
+ACT_BITS = (8, 4, 2)
+QP_LEN = 5
+QP_ZP_IN, QP_ZP_OUT, QP_LO, QP_HI, QP_ZP_IN2 = range(QP_LEN)
+OPS = ("conv2d", "depthwise", "dense", "add", "avgpool")
+
+
+class UnsupportedKernel(ValueError):
+    """An op/shape/bit combination no kernel implements."""
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Everything that determines one compiled kernel (compile-time)."""
+    op: str                       # conv2d | depthwise | dense | add | avgpool
+    in_shape: tuple[int, int, int]   # (H, W, C) of the largest input window (NHWC)
+    out_channels: int
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, left, bottom, right (max)
+    in_bits: int = 8
+    out_bits: int = 8
+    in2_bits: int = 8             # add: bits of the second input
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        h, w, _ = self.in_shape
+        if self.op in ("dense", "add"):
+            return (1, 1) if self.op == "dense" else (h, w)
+        kh, kw = self.kernel
+        t, l, b, r = self.padding
+        return ((h + t + b - kh) // self.stride[0] + 1, (w + l + r - kw) // self.stride[1] + 1)
+
+    @property
+    def in_channels(self) -> int:
+        return self.in_shape[2]
+
+    @property
+    def macs(self) -> int:
+        oh, ow = self.out_hw
+        kh, kw = self.kernel
+        if self.op == "conv2d":
+            return oh * ow * self.out_channels * kh * kw * self.in_channels
+        if self.op == "depthwise":
+            return oh * ow * self.out_channels * kh * kw
+        if self.op == "dense":
+            h, w, c = self.in_shape
+            return self.out_channels * h * w * c
+        return 0
+
+    def describe(self) -> str:
+        h, w, c = self.in_shape
+        return (f"{self.op} {h}x{w}x{c}->{self.out_channels} k{self.kernel[0]}x{self.kernel[1]}"
+                f" s{self.stride[0]} pad{list(self.padding)} bits {self.in_bits}->"
+                f"{self.out_bits}" + (f" (+{self.in2_bits})" if self.op == "add" else ""))
+
+    def validate(self) -> None:
+        def bad(why):
+            raise UnsupportedKernel(f"{self.describe()}: {why}")
+        if self.op not in OPS:
+            bad(f"unknown op; kernels exist for {', '.join(OPS)}")
+        for name, b in (("input", self.in_bits), ("output", self.out_bits),
+                        ("second input", self.in2_bits)):
+            if b not in ACT_BITS:
+                bad(f"{name} activation bits must be one of {ACT_BITS}")
+        h, w, c = self.in_shape
+        if min(h, w, c, self.out_channels) < 1:
+            bad("empty tensor")
+        if self.op == "depthwise" or self.op == "add" or self.op == "avgpool":
+            if self.out_channels != c:
+                bad("output channels must equal input channels (no channel multiplier)")
+        if self.op in ("conv2d", "depthwise", "avgpool"):
+            if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+                bad("kernel and stride must be ≥ 1 and padding ≥ 0")
+            if max(self.padding[0], self.padding[2]) >= self.kernel[0] or \
+                    max(self.padding[1], self.padding[3]) >= self.kernel[1]:
+                bad("padding must be smaller than the kernel")
+            oh, ow = self.out_hw
+            if oh < 1 or ow < 1:
+                bad("kernel larger than the padded input")
+
+
+def _unpack(X, h, w, c, bits):
+    """Unsigned value of channel c of pixel (h, w) of a packed tensor, as int32."""
+    if bits == 8:
+        return X[h, w, c].astype("int32")
+    per = 8 // bits
+    byte = X[h, w, tirx.floordiv(c, per)].astype("int32")
+    return tirx.bitwise_and(tirx.shift_right(byte, tirx.floormod(c, per) * bits),
+                            (1 << bits) - 1)
+
+
+def requant(acc, bias, M, n, qp):
+    """clamp(floor(((acc + bias)·M + 2^(n-1)) / 2^n) + zp_out, lo, hi) as int32."""
+    a = (acc + bias).astype("int64") * M.astype("int64")
+    n64 = n.astype("int64")
+    one = tirx.const(1, "int64")
+    r = tirx.shift_right(a + tirx.shift_left(one, n64 - one), n64)
+    return _clamp64(r, qp)
+
+
+def _clamp64(r, qp):
+    # Clamp before narrowing: with a shift below 32 the requantized value can exceed int32.
+    r = r + qp[QP_ZP_OUT].astype("int64")
+    return tirx.min(tirx.max(r, qp[QP_LO].astype("int64")),
+                    qp[QP_HI].astype("int64")).astype("int32")
+
+
+def pack_expr(val, cb, c_total, bits):
+    """Packed byte cb of a row of `val(channel)` values (channel < c_total)."""
+    if bits == 8:
+        return val(cb).astype("uint8")
+    per = 8 // bits
+    byte = None
+    for l in range(per):
+        ch = cb * per + l
+        if c_total % per == 0:
+            term = tirx.shift_left(val(ch), l * bits)
+        else:   # the last byte is partial: clamp the index, zero the missing lanes
+            term = tirx.Select(ch < c_total,
+                               tirx.shift_left(val(tirx.min(ch, c_total - 1)), l * bits),
+                               tirx.const(0, "int32"))
+        byte = term if byte is None else tirx.bitwise_or(byte, term)
+    return byte.astype("uint8")
+
+
+@dataclass
+class Compute:
+    """The TE tensors and runtime arguments of one kernel, in ABI order."""
+    spec: KernelSpec
+    args: list
+    stages: dict
+
+    def prim_func(self) -> tirx.PrimFunc:
+        return te.create_prim_func(self.args)
+
+
+def _window_vars():
+    return (te.var("in_h", "int32"), te.var("in_w", "int32"), te.var("pad_t", "int32"),
+            te.var("pad_l", "int32"))
+
+
+def _xpad(X, qp, spec, ph, pw, in_h, in_w, pad_t, pad_l, bits, zp_index=QP_ZP_IN):
+    c = spec.in_channels
+
+    def f(h, w, ch):
+        hi, wi = h - pad_t, w - pad_l
+        inside = tirx.all(hi >= 0, hi < in_h, wi >= 0, wi < in_w)
+        return tirx.if_then_else(inside, _unpack(X, hi, wi, ch, bits),
+                                 qp[zp_index]).astype("int16")
+    return te.compute((ph, pw, c), f, name="xpad")
+
+
+def _output(acc, spec, B, M, N, qp, oh, ow):
+    oc = spec.out_channels
+    cb = packed_channels(oc, spec.out_bits)
+
+    def f(h, w, j):
+        return pack_expr(lambda ch: requant(acc[h, w, ch], B[ch], M[ch], N[ch], qp), j, oc,
+                         spec.out_bits)
+    return te.compute((oh, ow, cb), f, name="y")
+
+
+def make_compute(spec: KernelSpec) -> Compute:
+    """TE definition of `spec`; argument order is the C ABI (see README.md)."""
+    spec.validate()
+    h, w, c = spec.in_shape
+    oc = spec.out_channels
+    in_h, in_w, pad_t, pad_l = _window_vars()
+    X = te.placeholder((in_h, in_w, packed_channels(c, spec.in_bits)), "uint8", name="x")
+    qp = te.placeholder((QP_LEN,), "int32", name="qp")
+    B = te.placeholder((oc,), "int32", name="bias")
+    M = te.placeholder((oc,), "int32", name="mult")
+    N = te.placeholder((oc,), "int32", name="shift")
+    if spec.op == "add":
+        M = te.placeholder((2,), "int32", name="mult")
+        N = te.placeholder((1,), "int32", name="shift")
+        return _make_add(spec, X, qp, M, N, (in_h, in_w, pad_t, pad_l))
+    if spec.op == "dense":
+        kh, kw, sh, sw = h, w, 1, 1
+    else:
+        (kh, kw), (sh, sw) = spec.kernel, spec.stride
+    oh, ow = spec.out_hw
+    ph, pw = (oh - 1) * sh + kh, (ow - 1) * sw + kw
+    xpad = _xpad(X, qp, spec, ph, pw, in_h, in_w, pad_t, pad_l, spec.in_bits)
+    rkh = te.reduce_axis((0, kh), name="rkh")
+    rkw = te.reduce_axis((0, kw), name="rkw")
+    if spec.op in ("conv2d", "dense"):
+        W = te.placeholder((oc, kh, kw, c), "int8", name="w")
+        rc = te.reduce_axis((0, c), name="rc")
+        acc = te.compute((oh, ow, oc), lambda i, j, o: te.sum(
+            xpad[i * sh + rkh, j * sw + rkw, rc].astype("int32")
+            * W[o, rkh, rkw, rc].astype("int32"), axis=[rkh, rkw, rc]), name="acc")
+    elif spec.op == "depthwise":
+        W = te.placeholder((kh, kw, c), "int8", name="w")
+        acc = te.compute((oh, ow, oc), lambda i, j, ch: te.sum(
+            xpad[i * sh + rkh, j * sw + rkw, ch].astype("int32")
+            * W[rkh, rkw, ch].astype("int32"), axis=[rkh, rkw]), name="acc")
+    else:  # avgpool: weights unused (the ABI keeps the slot)
+        W = te.placeholder((1,), "int8", name="w")
+        acc = te.compute((oh, ow, oc), lambda i, j, ch: te.sum(
+            xpad[i * sh + rkh, j * sw + rkw, ch].astype("int32"), axis=[rkh, rkw]), name="acc")
+    y = _output(acc, spec, B, M, N, qp, oh, ow)
+    return Compute(spec, [X, W, B, M, N, qp, y, in_h, in_w, pad_t, pad_l],
+                   {"xpad": xpad, "acc": acc, "y": y})
+
+
+def _make_add(spec, X, qp, M, N, window):
+    """y = clamp(floor(((x1-z1)·M1 + (x2-z2)·M2 + 2^(n-1)) / 2^n) + zp_out): M = [M1, M2],
+    n = [n]; the second input takes the weight slot of the ABI."""
+    h, w, c = spec.in_shape
+    X2 = te.placeholder((h, w, packed_channels(c, spec.in2_bits)), "uint8", name="w")
+    B = te.placeholder((1,), "int32", name="bias")
+    one = tirx.const(1, "int64")
+
+    def val(i, j, ch):
+        a = (_unpack(X, i, j, ch, spec.in_bits) - qp[QP_ZP_IN]).astype("int64") \
+            * M[0].astype("int64")
+        b = (_unpack(X2, i, j, ch, spec.in2_bits) - qp[QP_ZP_IN2]).astype("int64") \
+            * M[1].astype("int64")
+        n64 = N[0].astype("int64")
+        return _clamp64(tirx.shift_right(a + b + tirx.shift_left(one, n64 - one), n64), qp)
+
+    y = te.compute((h, w, packed_channels(c, spec.out_bits)),
+                   lambda i, j, cb: pack_expr(lambda ch: val(i, j, ch), cb, c, spec.out_bits),
+                   name="y")
+    return Compute(spec, [X, X2, B, M, N, qp, y, *window], {"y": y})

@@ -1,0 +1,138 @@
+"""Kernel parameters in the layout the kernels read (part of the C ABI).
+
+From the integer reference's parameters (OIHW int8 weights, int32 bias, per-channel M/n, zero
+points, clamp) to the arrays a kernel takes:
+
+* weights: conv2d OHWI ``(OC, KH, KW, C)``; dense ``(OC, H, W, C)`` (the NHWC flattening of the
+  reference); depthwise HWC ``(KH, KW, C)``; avgpool none; add: the second input's slot.
+* bias: ``bias - zp_in·Σw`` per output channel (the zero-point correction, exact because the
+  kernels pad with zp_in); avgpool ``-zp_in·KH·KW``.
+* mult/shift: int32 per output channel (add: ``[M1, M2]`` and ``[n]``).
+* qp: ``[zp_in, zp_out, lo, hi, zp_in2]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compute import QP_LEN, KernelSpec, UnsupportedKernel
+
+
+@dataclass
+class KernelParams:
+    w: np.ndarray
+    bias: np.ndarray
+    mult: np.ndarray
+    shift: np.ndarray
+    qp: np.ndarray
+
+    def arrays(self):
+        return self.w, self.bias, self.mult, self.shift, self.qp
+
+
+def _per_channel(v, n: int, what: str, spec: KernelSpec) -> np.ndarray:
+    a = np.broadcast_to(np.asarray(v, np.int64), (n,)).copy()
+    if what == "mult" and (a.min() < 0 or a.max() >= 1 << 31):
+        raise UnsupportedKernel(f"{spec.describe()}: multiplier outside [0, 2^31)")
+    if what == "shift" and (a.min() < 1 or a.max() > 62):
+        raise UnsupportedKernel(f"{spec.describe()}: shift outside [1, 62]")
+    return a.astype(np.int32)
+
+
+def _qp(zp_in, zp_out, lo, hi, zp_in2=0) -> np.ndarray:
+    qp = np.zeros(QP_LEN, np.int32)
+    qp[:] = [zp_in, zp_out, lo, hi, zp_in2]
+    return qp
+
+
+def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int,
+            w: np.ndarray | None = None, bias=None, M2: int | None = None,
+            zp_in2: int = 0) -> KernelParams:
+    """Arrays for `spec` from reference-style parameters (w: OIHW for conv, (OC, C, KH, KW)
+    with C=1 for depthwise, (OC, H·W·C) for dense; add: M, M2 and a shared n)."""
+    oc = spec.out_channels
+    qp = _qp(zp_in, zp_out, lo, hi, zp_in2)
+    if spec.op == "add":
+        if M2 is None:
+            raise UnsupportedKernel(f"{spec.describe()}: add needs M (first input) and M2")
+        mult = np.array([M, M2], np.int64)
+        return KernelParams(np.zeros(1, np.int8), np.zeros(1, np.int32),
+                            _per_channel(mult, 2, "mult", spec),
+                            _per_channel(n, 1, "shift", spec), qp)
+    mult = _per_channel(M, oc, "mult", spec)
+    shift = _per_channel(n, oc, "shift", spec)
+    h, wd, c = spec.in_shape
+    kh, kw = spec.kernel
+    if spec.op == "avgpool":
+        b = np.full(oc, -zp_in * kh * kw, np.int64)
+        return KernelParams(np.zeros(1, np.int8), b.astype(np.int32), mult, shift, qp)
+    w = np.asarray(w)
+    if spec.op == "conv2d":
+        want = (oc, c, kh, kw)
+        if w.shape != want:
+            raise UnsupportedKernel(f"{spec.describe()}: weights {w.shape}, expected OIHW {want}")
+        wk = w.transpose(0, 2, 3, 1)
+    elif spec.op == "dense":
+        if w.shape != (oc, h * wd * c):
+            raise UnsupportedKernel(f"{spec.describe()}: weights {w.shape}, expected "
+                                    f"{(oc, h * wd * c)}")
+        wk = w.reshape(oc, h, wd, c)
+    else:  # depthwise
+        if w.shape != (oc, 1, kh, kw):
+            raise UnsupportedKernel(f"{spec.describe()}: weights {w.shape}, expected "
+                                    f"{(oc, 1, kh, kw)}")
+        wk = w[:, 0].transpose(1, 2, 0)
+    if wk.min() < -128 or wk.max() > 127:
+        raise UnsupportedKernel(f"{spec.describe()}: weights outside int8")
+    wsum = w.reshape(oc, -1).astype(np.int64).sum(axis=1)
+    b = (np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)) - zp_in * wsum
+    # The kernels accumulate raw values in int32: bound the worst case.
+    worst = np.abs(b) + ((1 << spec.in_bits) - 1) * np.abs(w.reshape(oc, -1)).astype(
+        np.int64).sum(axis=1)
+    if worst.max() >= 1 << 31:
+        raise UnsupportedKernel(f"{spec.describe()}: accumulator may overflow int32 "
+                                f"(|bias| + max|Σx·w| = {int(worst.max())})")
+    return KernelParams(np.ascontiguousarray(wk, np.int8), b.astype(np.int32), mult, shift, qp)
+
+
+def spec_for_layer(qlayer, in_shape_hwc, in_bits: int, out_bits: int,
+                   padding=None, in2_bits: int = 8) -> KernelSpec:
+    """KernelSpec of a reference QLayer (tvm_quantmcu.quant.reference) on an input window."""
+    l = qlayer.layer
+    if l.op == "conv2d":
+        if tuple(l.dilation) != (1, 1):
+            raise UnsupportedKernel(f"{l.name}: dilation {l.dilation} has no kernel")
+        if l.is_depthwise:
+            op = "depthwise"
+        elif l.groups == 1:
+            op = "conv2d"
+        else:
+            raise UnsupportedKernel(f"{l.name}: grouped convolution (groups={l.groups})")
+        return KernelSpec(op, tuple(in_shape_hwc), int(l.weight.shape[0]), l.ksize(),
+                          tuple(l.stride), tuple(padding or l.padding), in_bits, out_bits)
+    if l.op == "dense":
+        return KernelSpec("dense", tuple(in_shape_hwc), int(l.weight.shape[0]),
+                          in_bits=in_bits, out_bits=out_bits)
+    if l.op == "avgpool":
+        return KernelSpec("avgpool", tuple(in_shape_hwc), in_shape_hwc[2], tuple(l.kernel),
+                          tuple(l.stride), tuple(padding or l.padding), in_bits, out_bits)
+    if l.op == "add":
+        return KernelSpec("add", tuple(in_shape_hwc), in_shape_hwc[2], in_bits=in_bits,
+                          out_bits=out_bits, in2_bits=in2_bits)
+    raise UnsupportedKernel(f"{l.name}: op {l.op} has no kernel")
+
+
+def params_for_layer(qlayer, spec: KernelSpec) -> KernelParams:
+    """KernelParams of a reference QLayer for `spec` (see :func:`spec_for_layer`)."""
+    lo, hi = qlayer.clamp
+    zo = qlayer.out_q.zero_point
+    zi = qlayer.in_q[0].zero_point
+    if spec.op == "add":
+        return prepare(spec, M=qlayer.M_add[0], M2=qlayer.M_add[1], n=int(qlayer.n), zp_in=zi,
+                       zp_out=zo, lo=lo, hi=hi, zp_in2=qlayer.in_q[1].zero_point)
+    if spec.op == "avgpool":
+        return prepare(spec, M=int(qlayer.M), n=int(qlayer.n), zp_in=zi, zp_out=zo, lo=lo,
+                       hi=hi)
+    return prepare(spec, w=qlayer.w, bias=qlayer.bias, M=qlayer.M, n=qlayer.n, zp_in=zi,
+                   zp_out=zo, lo=lo, hi=hi)

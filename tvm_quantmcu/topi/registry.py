@@ -1,0 +1,118 @@
+"""Kernel registry: (op, shapes, bits, schedule, target) → generated C kernel + metadata.
+
+A :class:`Kernel` holds the C source TVM generated for one :class:`KernelSpec` under one
+schedule, the micro-kernel sources it links against, and its costs: scratch (the stack arrays
+of the generated code plus the micro-kernels' gather buffer) and, when the Arm toolchain is
+installed, flash (``.text`` of the compiled kernel and micro-kernels for the target CPU).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import build, compute, schedules
+
+UKERNEL_DIR = Path(__file__).resolve().parent / "ukernels"
+UKERNEL_HEADER = UKERNEL_DIR / "qmcu_ukernels.h"
+
+# target → gcc CPU flags (None: the host compiler). DSP micro-kernels are chosen by the C
+# preprocessor (__ARM_FEATURE_DSP), so the same generated source serves every target.
+TARGETS = {
+    "host": None,
+    "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
+    "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
+    "cortex-m55": ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
+    "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
+}
+
+# The padding condition of the xpad loop is invariant in its channel loop: let gcc unswitch it
+# (part of -O3) so the interior becomes a plain copy/unpack.
+PRELUDE = """#include <stdint.h>
+#ifndef TVM_DLL
+#define TVM_DLL
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("unswitch-loops", "unroll-loops")
+#endif
+#include "qmcu_ukernels.h"
+"""
+
+
+@dataclass
+class Kernel:
+    spec: compute.KernelSpec
+    schedule: str
+    target: str
+    knobs: dict
+    name: str
+    source: str
+    scratch_bytes: int
+    _flash: int | None = field(default=None, repr=False)
+
+    def write(self, out_dir) -> list[Path]:
+        """Write the kernel's C file (and the micro-kernel header it includes) into out_dir;
+        returns the sources to compile."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        p = out / f"{self.name}.c"
+        p.write_text(self.source)
+        hdr = out / UKERNEL_HEADER.name
+        if not hdr.exists() or hdr.read_bytes() != UKERNEL_HEADER.read_bytes():
+            shutil.copyfile(UKERNEL_HEADER, hdr)
+        return [p]
+
+    def flash_bytes(self) -> int | None:
+        """.text + .rodata of the compiled kernel (micro-kernels inlined) for this target."""
+        if self._flash is None and TARGETS[self.target] and shutil.which("arm-none-eabi-gcc"):
+            with tempfile.TemporaryDirectory() as d:
+                src = self.write(d)[0]
+                obj = Path(d) / (src.stem + ".o")
+                subprocess.run(["arm-none-eabi-gcc", *TARGETS[self.target], "-O2",
+                                "-ffunction-sections", "-c", str(src), "-o", str(obj)],
+                               check=True, capture_output=True)
+                out = subprocess.run(["arm-none-eabi-size", str(obj)], check=True,
+                                     capture_output=True, text=True).stdout
+                self._flash = int(out.splitlines()[1].split()[0])
+        return self._flash
+
+
+def kernel_name(spec: compute.KernelSpec, schedule: str, knobs: dict) -> str:
+    key = repr((spec, schedule, sorted(knobs.items())))
+    return f"qmcu_{spec.op}_{schedule}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+_CACHE: dict = {}
+
+
+def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "cortex-m4",
+               knobs: dict | None = None) -> Kernel:
+    """The compiled kernel for `spec` (cached). Raises UnsupportedKernel naming the op, the
+    shapes and the bits when no kernel exists."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
+    knobs = {**schedules.DEFAULT_KNOBS, **(knobs or {})}
+    key = (spec, schedule, target, tuple(sorted(knobs.items())))
+    if key not in _CACHE:
+        comp = compute.make_compute(spec)
+        func = schedules.schedule(comp, schedule, knobs)
+        name = kernel_name(spec, schedule, knobs)
+        src = PRELUDE + build.build_c(func, name).replace("#define TVM_EXPORTS\n", "")
+        _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src, _scratch(src, spec))
+    return _CACHE[key]
+
+
+_ARRAY = re.compile(r"^\s*(u?int(8|16|32|64)_t)\s+\w+\[(\d+)\];", re.M)
+
+
+def _scratch(src: str, spec: compute.KernelSpec) -> int:
+    total = sum(int(n) * int(bits) // 8 for _, bits, n in _ARRAY.findall(src))
+    windows = 2 if "qmcu_conv_px2(" in src else (1 if "qmcu_conv_px(" in src else 0)
+    if windows:                      # the DSP gather buffer: one int16 window per pixel
+        kh, kw = spec.in_shape[:2] if spec.op == "dense" else spec.kernel
+        total += windows * 2 * (kh * kw * spec.in_channels + 3)
+    return total
