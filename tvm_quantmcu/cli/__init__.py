@@ -18,8 +18,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that are the user's to fix (bad name, missing file, bad budget)."""
     from ..data import DatasetCorruptError, DatasetMissingError
     from ..models import CheckpointError, UnknownModelError
+    from ..search.policy import PolicyMismatchError
     return (UserError, UnknownModelError, CheckpointError, DatasetMissingError,
-            DatasetCorruptError)
+            DatasetCorruptError, PolicyMismatchError)
 
 
 def build_parser() -> argparse.ArgumentParser:

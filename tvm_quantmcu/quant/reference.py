@@ -161,3 +161,13 @@ def run_int(qg: QGraph, x_q: np.ndarray, keep: bool = False):
         return env
     out = env[qg.graph.output]
     return out.reshape(out.shape[0], -1)
+
+
+def requant_int(q: np.ndarray, src: ActQuant, dst: ActQuant) -> np.ndarray:
+    """Re-express a quantized tensor in another quantization (e.g. the 8-bit VDPC
+    classification map → the low-bit branch's width and range), with the same rounding."""
+    if src == dst:
+        return np.asarray(q, np.int32)
+    M, n = quantize_multiplier(src.scale / dst.scale)
+    y = requantize(np.asarray(q, np.int64) - src.zero_point, M, n) + dst.zero_point
+    return np.clip(y, 0, dst.qmax).astype(np.int32)

@@ -1,0 +1,122 @@
+"""Exact integer simulation of policies, routing, VDQS, baselines and policy files."""
+import numpy as np
+import pytest
+
+from tvm_quantmcu import data, quant, search
+from tvm_quantmcu.search.vdqs import entropy
+from helpers import trained
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    if not trained("mbv2-fmnist"):
+        pytest.skip("mbv2-fmnist has no trained checkpoint "
+                    "(python -m tvm_quantmcu.models.train --model mbv2-fmnist)")
+    return search.prepare("mbv2-fmnist", search.SearchParams(calibration_images=64,
+                                                             entropy_images=16))
+
+
+def _images(n=24, start=0):
+    return data.load("test").images(64, start, start + n)
+
+
+def test_all_8bit_policy_equals_reference_bit_exactly(ctx):
+    x_q = quant.quantize_input(_images())
+    want = quant.run_int(ctx.base("int8").qgraph8(ctx.graph), x_q)
+    for name in ("int8", "layerwise-int8"):
+        got, flags = search.Simulator(ctx.graph, ctx.base(name), ctx.plan).run(x_q)
+        assert (got == want).all(), name
+    # a VDPC policy whose two branches are the same 8-bit graph routes but changes nothing
+    pol, _ = search.quantmcu_policy(ctx, 1.0)
+    pol.bits_low, pol.ranges_low = {}, {}
+    got, flags = search.Simulator(ctx.graph, pol, ctx.plan).run(x_q)
+    assert (got == want).all()
+    assert flags.shape == (len(x_q), ctx.plan.grid[0] * ctx.plan.grid[1])
+
+
+def test_routing_is_reproducible_and_follows_the_threshold(ctx):
+    pol, _ = search.quantmcu_policy(ctx, 0.0)
+    sim = search.Simulator(ctx.graph, pol, ctx.plan)
+    x_q = quant.quantize_input(_images(32, 100))
+    out1, f1 = sim.run(x_q)
+    out2, f2 = sim.run(x_q)
+    assert (out1 == out2).all() and (f1 == f2).all()
+    # the decision: some 8-bit value of the classification map in the patch is ≥ T_q
+    assert f1.any() and not f1.all()
+    c = quant.run_int(sim.qg8, x_q, keep=True)[pol.classification_map]
+    for i, p in enumerate(ctx.plan.all_patches()):
+        r = p.regions[pol.classification_map]
+        reg = c[:, r.h0:r.h1, r.w0:r.w1, :].reshape(len(c), -1)
+        want = (reg.max(axis=1) >= sim.threshold_q) | (reg.min(axis=1) <= sim.threshold_q_lo)
+        assert (want == f1[:, i]).all()
+
+
+def test_vdqs_extremes_and_scores(ctx):
+    v = ctx.vdqs()
+    assert v.search(1.0).bits == {}                # only entropy counts: stay at 8 bits
+    low = v.search(0.0).bits                       # only BitOPs count: the lowest width
+    assert set(low) == set(v.maps) and set(low.values()) == {2}
+    for m in v.maps:
+        assert v.phi(m, 2) > v.phi(m, 4) > v.phi(m, 8) == 0
+        om = v.omega_table({}, m) if m == v.maps[0] else None
+        if om:
+            assert om[8] == 0 and 0 < om[4] < om[2] <= 1
+    with pytest.raises(ValueError):
+        v.search(1.5)
+
+
+def test_entropy():
+    assert entropy(np.zeros(100, np.int32), 8) == 0
+    assert abs(entropy(np.arange(256), 8) - 8.0) < 1e-9
+    assert abs(entropy(np.array([0, 1, 2, 3] * 10), 2) - 2.0) < 1e-9
+
+
+def test_lower_bits_lower_bitops(ctx):
+    pol, _ = search.quantmcu_policy(ctx, 0.0)
+    sim = search.Simulator(ctx.graph, pol, ctx.plan)
+    assert (sim.bitops_stage_low < sim.bitops_stage8).all()
+    none = np.zeros((3, len(sim.bitops_stage8)), bool)
+    every = ~none
+    assert (sim.stage_bitops(every) == sim.bitops_stage8.sum()).all()
+    assert (sim.stage_bitops(none) == sim.bitops_stage_low.sum()).all()
+
+
+def test_policy_file_round_trip_and_refusals(ctx, tmp_path):
+    pol, _ = search.quantmcu_policy(ctx, 0.1)
+    f = tmp_path / "p.json"
+    pol.save(str(f))
+    back = search.Policy.load(str(f), "mbv2-fmnist", ctx.model_hash, ctx.plan.split_index,
+                              ctx.plan.grid)
+    assert back.bits_low == pol.bits_low and back.threshold == pol.threshold
+    assert back.ranges_low == pol.ranges_low
+    with pytest.raises(search.PolicyMismatchError, match="mcunet"):
+        search.Policy.load(str(f), "mcunet-fmnist")
+    with pytest.raises(search.PolicyMismatchError, match="hash"):
+        search.Policy.load(str(f), "mbv2-fmnist", "0000")
+    with pytest.raises(search.PolicyMismatchError, match="plan"):
+        search.Policy.load(str(f), "mbv2-fmnist", ctx.model_hash, ctx.plan.split_index + 1,
+                           (3, 3))
+
+
+def test_memory_driven_meets_its_budget(ctx):
+    base = ctx.base("int8")
+    peak8 = search.api.peak_sram(ctx, base)
+    pol = search.memory_driven(ctx, base, int(peak8 * 0.6), None)
+    assert pol.bits_low and search.api.peak_sram(ctx, pol) <= peak8 * 0.6
+    with pytest.raises(search.BudgetError):
+        search.memory_driven(ctx, base, 16, None)
+    flash = search.weight_bytes(ctx.graph, {})
+    pol = search.memory_driven(ctx, base, peak8, int(flash * 0.8))
+    assert search.weight_bytes(ctx.graph, pol.w_bits) <= flash * 0.8
+
+
+def test_rl_agent_improves_on_a_known_reward():
+    maps = ["a", "b", "c", "d"]
+    # reward: lowering 'a' and 'b' is free, lowering 'c'/'d' costs accuracy
+    def evaluate(bits):
+        saving = sum({8: 0, 4: 5, 2: 8}[bits[m]] for m in maps)
+        drop = sum({8: 0, 4: 2, 2: 6}[bits[m]] for m in ("c", "d"))
+        return drop, saving
+    res = search.rl.run_agent(maps, lambda i, prev: [i / 4, prev], evaluate, lambda b: True,
+                              episodes=60, seconds=30, kappa=1.0)
+    assert res.reward >= 10 and res.episodes == 60

@@ -1,0 +1,234 @@
+"""Search entry points: prepare a model (plan + calibration), make any policy, evaluate it."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import data, pipeline, quant
+from ..patch import NoPlanFitsError, plan as make_plan
+from .baselines import memory_driven, weight_bytes
+from .calibrate import StageCalibration, calibrate_stage
+from .policy import POLICIES, Policy
+from .rl import run_agent
+from .simulate import Simulator, evaluate
+from .vdqs import DEFAULT_BITS, VDQS
+
+DEFAULT_SRAM_KB = 32
+DEFAULT_DROP_PT = 0.5
+VAL_IMAGES_AUTO = 2000
+LAMBDAS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
+
+
+@dataclass
+class SearchParams:
+    """Every reconstructed choice of the method, with its default."""
+    sram_kb: float = DEFAULT_SRAM_KB
+    calibration_images: int = 512
+    threshold: str = "percentile"          # VDPC T_i: percentile | meanstd | clip
+    threshold_pct: float = 99.99
+    threshold_k: float = 6.0
+    range_method: str = "mse"              # low-bit ranges: mse | percentile | minmax
+    candidate_bits: tuple = DEFAULT_BITS
+    entropy_images: int = 128              # calibration images for Ω
+    drop_pt: float = DEFAULT_DROP_PT       # accuracy-drop bound of the automatic λ
+    val_images: int = VAL_IMAGES_AUTO
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        d["candidate_bits"] = list(self.candidate_bits)
+        return d
+
+
+@dataclass
+class SearchContext:
+    name: str
+    params: SearchParams
+    graph: object
+    plan: object
+    cal: StageCalibration
+    ranges8: dict
+    cal_images: np.ndarray
+    model_hash: str
+    stats: dict = field(default_factory=dict)
+    _vdqs: dict = field(default_factory=dict)
+
+    def samples_all(self, tensor: str) -> np.ndarray:
+        if tensor in self.cal.samples_all:
+            return self.cal.samples_all[tensor]
+        return self.stats[tensor].sample()
+
+    def vdqs(self, vdpc: bool = True) -> VDQS:
+        if vdpc not in self._vdqs:
+            p = self.params
+            self._vdqs[vdpc] = VDQS(self.graph, self.plan, self.cal, self.ranges8,
+                                    self.cal_images[:p.entropy_images], p.candidate_bits,
+                                    p.range_method, vdpc=vdpc)
+        return self._vdqs[vdpc]
+
+    def base(self, name: str = "int8") -> Policy:
+        layerwise = name == "layerwise-int8"
+        return Policy(name, self.name, self.model_hash,
+                      None if layerwise else self.plan.split_index,
+                      None if layerwise else self.plan.grid, self.ranges8,
+                      params={"sram_kb": self.params.sram_kb})
+
+
+def prepare(name: str, params: SearchParams | None = None) -> SearchContext:
+    """Import, plan for the SRAM budget (a patch plan is always made), calibrate."""
+    p = params or SearchParams()
+    imp = pipeline.load(name)
+    g = imp.graph
+    budget = int(p.sram_kb * 1024)
+    try:
+        chosen = make_plan(g, budget, allow_layerwise=False).chosen
+    except NoPlanFitsError as e:
+        from ..cli import UserError
+        raise UserError(str(e)) from e
+    stats = pipeline.calibration_stats(name, p.calibration_images)
+    ranges8 = quant.ranges(stats, pipeline.RANGE_METHOD, pipeline.RANGE_PCT)
+    images = data.load("train").images(imp.input_size, 0, p.calibration_images)
+    cal = calibrate_stage(chosen, images, p.threshold, p.threshold_pct, p.threshold_k)
+    return SearchContext(name, p, g, chosen, cal, ranges8, images, imp.model_hash, stats)
+
+
+def quantmcu_policy(ctx: SearchContext, lam: float, vdpc: bool = True,
+                    uniform_bits: int | None = None) -> tuple[Policy, float]:
+    """(policy, search seconds) for one λ; uniform_bits gives the 'uniform b-bit' ablation."""
+    v = ctx.vdqs(vdpc)
+    res = v.uniform(uniform_bits) if uniform_bits else v.search(lam)
+    name = "quantmcu" if vdpc and not uniform_bits else \
+        (f"vdpc-uniform{uniform_bits}" if uniform_bits else "vdqs-no-vdpc")
+    pol = ctx.base("int8")
+    pol.name = name
+    pol.vdpc = vdpc
+    pol.classification_map = ctx.cal.classification_map if vdpc else None
+    pol.threshold = ctx.cal.threshold if vdpc else None
+    pol.bits_low = res.bits
+    pol.ranges_low = res.ranges
+    pol.lam = None if uniform_bits else lam
+    pol.params = {**ctx.params.to_json(), "vdqs_table": res.table,
+                  "calibration_outlier_rate": ctx.cal.outlier_rate}
+    return pol, res.seconds
+
+
+def evaluate_policy(ctx: SearchContext, pol: Policy, split: str = "test",
+                    limit: int | None = None, bar=None, batch: int = 250) -> dict:
+    ds = data.load(split)
+    sim = Simulator(ctx.graph, pol, None if pol.split_index is None else ctx.plan)
+    size = pipeline.load(ctx.name).input_size
+    res = evaluate(sim, ds.batches(size, batch, limit), bar)
+    res["peak_sram_bytes"] = peak_sram(ctx, pol)
+    res["flash_bytes"] = weight_bytes(ctx.graph, pol.w_bits)
+    return res
+
+
+def peak_sram(ctx: SearchContext, pol: Policy) -> int:
+    from ..patch import analyze, layerwise_peak
+    if pol.split_index is None:
+        return layerwise_peak(ctx.graph, 8)
+    # VDPC: the buffers must hold the 8-bit branch; otherwise the tensors' own widths
+    bits = None if pol.vdpc else (pol.bits_low or None)
+    return analyze(ctx.graph, pol.split_index, pol.grid, bits).peak_sram_patch_bytes
+
+
+def lambda_front(ctx: SearchContext, lambdas=LAMBDAS, split: str = "val",
+                 limit: int | None = None, bar=None) -> list[dict]:
+    """Every λ's policy (distinct bit assignments evaluated once) with accuracy and BitOPs,
+    and the Pareto flag (no other point has fewer BitOPs at equal or better top-1)."""
+    seen: dict = {}
+    rows = []
+    for lam in lambdas:
+        pol, secs = quantmcu_policy(ctx, lam)
+        key = tuple(sorted(pol.bits_low.items()))
+        if key not in seen:
+            seen[key] = evaluate_policy(ctx, pol, split, limit, bar)
+        r = seen[key]
+        rows.append({"lambda": lam, "bits": pol.bits_low, "top1": r["top1"],
+                     "bitops_patch_stage": r["bitops_patch_stage"],
+                     "bitops_total": r["bitops_total"], "search_seconds": round(secs, 3),
+                     "outlier_patch_rate": r["outlier_patch_rate"]})
+    for r in rows:
+        r["pareto"] = not any(o["bitops_patch_stage"] < r["bitops_patch_stage"] and
+                              o["top1"] >= r["top1"] for o in rows)
+    return rows
+
+
+def auto_lambda(ctx: SearchContext, bar=None) -> tuple[float, list[dict], float]:
+    """The λ whose policy has the fewest patch-stage BitOPs with validation top-1 at most
+    drop_pt below the int8 baseline's. Returns (λ, the front on the validation split,
+    int8 validation top-1)."""
+    p = ctx.params
+    base = evaluate_policy(ctx, ctx.base("int8"), "val", p.val_images, bar)["top1"]
+    front = lambda_front(ctx, LAMBDAS, "val", p.val_images, bar)
+    ok = [r for r in front if r["top1"] >= base - p.drop_pt / 100]
+    best = min(ok, key=lambda r: (r["bitops_patch_stage"], -r["top1"], -r["lambda"])) \
+        if ok else max(front, key=lambda r: r["lambda"])
+    return best["lambda"], front, base
+
+
+def rl_policy(ctx: SearchContext, episodes: int = 40, seconds: float = 120.0,
+              val_images: int = 300, seed: int = 0, progress=None) -> tuple[Policy, dict]:
+    """The HAQ-style agent over the patch-stage maps (no routing), reward on validation."""
+    v = ctx.vdqs(vdpc=False)
+    base_pol = ctx.base("int8")
+    base = evaluate_policy(ctx, base_pol, "val", val_images)
+    maps = v.maps
+    macs = np.array([max(v.saving_per_bit[m], 1) for m in maps], np.float64)
+    sizes = np.array([np.prod(ctx.graph.shapes[m]) for m in maps], np.float64)
+    budget = int(ctx.params.sram_kb * 1024)
+
+    def state_of(i, prev):
+        return [i / len(maps), np.log2(macs[i]) / 30, np.log2(sizes[i]) / 20, prev]
+
+    def make(bits):
+        pol = ctx.base("int8")
+        pol.name = "rl"
+        pol.bits_low = {m: b for m, b in bits.items() if b != 8}
+        pol.ranges_low = {m: v.low_ranges[(m, b)] for m, b in bits.items()}
+        return pol
+
+    def evaluate_bits(bits):
+        r = evaluate_policy(ctx, make(bits), "val", val_images)
+        drop = 100 * (base["top1"] - r["top1"])
+        saving = 100 * (1 - r["bitops_patch_stage"] / base["bitops_patch_stage"])
+        return drop, saving
+
+    def budget_ok(bits):
+        return peak_sram(ctx, make(bits)) <= budget
+
+    res = run_agent(maps, state_of, evaluate_bits, budget_ok, episodes, seconds, seed,
+                    progress=progress)
+    pol = make({**{m: 8 for m in maps}, **res.bits})
+    pol.params = {"episodes": res.episodes, "reward": res.reward, "val_images": val_images,
+                  "history": res.history}
+    return pol, {"search_seconds": res.seconds}
+
+
+def make_policy(ctx: SearchContext, name: str, lam: float | str | None = None,
+                flash_kb: float | None = None, ram_kb: float | None = None,
+                rl_seconds: float = 120.0, bar=None) -> tuple[Policy, dict]:
+    """Any policy by name; returns (policy, extra info incl. search_seconds)."""
+    if name not in POLICIES:
+        from ..cli import UserError
+        raise UserError(f"unknown policy {name!r}; one of {', '.join(POLICIES)}")
+    t0 = time.time()
+    if name in ("int8", "layerwise-int8"):
+        return ctx.base(name), {"search_seconds": 0.0}
+    if name == "quantmcu":
+        info = {}
+        if lam is None or lam == "auto":
+            lam, front, base = auto_lambda(ctx, bar)
+            info.update({"lambda_front_val": front, "int8_val_top1": base,
+                         "auto_lambda_seconds": round(time.time() - t0, 2)})
+        pol, secs = quantmcu_policy(ctx, float(lam))
+        info["search_seconds"] = round(secs, 3)
+        return pol, info
+    if name == "memory-driven":
+        ram = int((ram_kb if ram_kb is not None else ctx.params.sram_kb / 2) * 1024)
+        flash = None if flash_kb is None else int(flash_kb * 1024)
+        pol = memory_driven(ctx, ctx.base("int8"), ram, flash, ctx.params.range_method)
+        return pol, {"search_seconds": round(time.time() - t0, 3)}
+    pol, info = rl_policy(ctx, seconds=rl_seconds)
+    return pol, info
