@@ -44,8 +44,11 @@ class Simulator:
             # q ≥ zp + T' or q ≤ zp - T' with T' = round(T / scale) ≥ 1 (inclusive, so a
             # threshold at the top of the 8-bit range still catches the saturated values)
             t_mag = max(1, int(np.floor(policy.threshold / q.scale + 0.5)))
-            self.threshold_q = q.zero_point + t_mag
-            self.threshold_q_lo = q.zero_point - t_mag
+            # a threshold beyond the 8-bit range means "saturated"; a map without a negative
+            # range (zero point 0) has no low-side check
+            self.threshold_q = min(q.zero_point + t_mag, q.qmax)
+            lo = q.zero_point - t_mag
+            self.threshold_q_lo = lo if lo >= 0 else (0 if q.zero_point > 0 else -1)
         self._bitops_tables()
 
     # ---- BitOPs
