@@ -139,16 +139,16 @@ def test_output_dir_checks(tmp_path):
     (d / "notes.txt").write_text("mine")
     with pytest.raises(OutputDirError, match="not a report"):
         check_output_dir(str(d))
+    # a parent the process may not write to (simulated: root ignores permission bits)
     ro = tmp_path / "ro"
     ro.mkdir()
-    os.chmod(ro, 0o500)
+    real_access = os.access
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user that ignores permissions")
+        os.access = lambda p, mode: False if str(p) == str(ro) else real_access(p, mode)
         with pytest.raises(OutputDirError, match="not writable"):
             check_output_dir(str(ro / "rep"))
     finally:
-        os.chmod(ro, 0o700)
+        os.access = real_access
 
 
 def test_plot_input_errors(tmp_path):
