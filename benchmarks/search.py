@@ -81,15 +81,11 @@ def bench_model(name: str, images: int, rl_seconds: float, log, val_images: int 
     qm = add(pol, info)
     qm["auto_lambda_seconds"] = info.get("auto_lambda_seconds")
     # the λ front on the test set (distinct policies measured once)
-    front, seen = [], {}
-    for lam in search.api.LAMBDAS:
-        p, secs = search.quantmcu_policy(ctx, lam)
-        key = tuple(sorted(p.bits_low.items()))
-        if key not in seen:
-            seen[key] = measure(ctx, p, images, {"search_seconds": secs}, s8, t8)
-        r = dict(seen[key], **{"lambda": lam, "search_seconds": round(secs, 3)})
-        front.append(r)
-        log(f"  front λ={lam}: top1 {r['top1']:.4f} stage {r['bitops_patch_stage_vs_int8']:.2f}x")
+    front = search.api.sweep_lambdas(
+        ctx, lambda p, secs: measure(ctx, p, images, {"search_seconds": secs}, s8, t8))
+    for r in front:
+        log(f"  front λ={r['lambda']}: top1 {r['top1']:.4f} "
+            f"stage {r['bitops_patch_stage_vs_int8']:.2f}x")
     # ablations at the automatic λ
     p, secs = search.quantmcu_policy(ctx, qm["lambda"], vdpc=False)
     add(p, {"search_seconds": secs})

@@ -171,14 +171,10 @@ def collect(name: str, sram_kb: float, images: int = DEFAULT_IMAGES,
         add(*search.make_policy(ctx, "rl", rl_seconds=rl_seconds))
     else:
         skipped["rl"] = "not run (--rl-seconds 0)"
-    front, seen = [], {}
-    for lam in search.api.LAMBDAS:
-        p, secs = search.quantmcu_policy(ctx, lam)
-        key = tuple(sorted(p.bits_low.items()))
-        if key not in seen:
-            seen[key] = _measure(ctx, p, images, {"search_seconds": secs}, s8, t8)
-        front.append(dict(_row(seen[key]), **{"lambda": lam, "search_seconds": round(secs, 3)}))
-    log(f"λ front: {len(seen)} distinct policies measured")
+    front = [_row(r) for r in search.api.sweep_lambdas(
+        ctx, lambda p, secs: _measure(ctx, p, images, {"search_seconds": secs}, s8, t8))]
+    log(f"λ front: {len({tuple(sorted((r['bits'] or {}).items())) for r in front})} "
+        "distinct policies measured")
     _pareto(front)
     per_pos = qm.get("outlier_patch_rate_per_position")
     budget = int(sram_kb * 1024)

@@ -133,25 +133,37 @@ def peak_sram(ctx: SearchContext, pol: Policy) -> int:
     return analyze(ctx.graph, pol.split_index, pol.grid, bits).peak_sram_patch_bytes
 
 
-def lambda_front(ctx: SearchContext, lambdas=LAMBDAS, split: str = "val",
-                 limit: int | None = None, bar=None) -> list[dict]:
-    """Every λ's policy (distinct bit assignments evaluated once) with accuracy and BitOPs,
-    and the Pareto flag (no other point has fewer BitOPs at equal or better top-1)."""
+def sweep_lambdas(ctx: SearchContext, measure, lambdas=LAMBDAS) -> list[dict]:
+    """One row per λ: ``measure(policy, search_seconds)`` → dict, called once per distinct
+    bit assignment (several λ often give the same policy); each row adds λ and the seconds
+    of that λ's search."""
     seen: dict = {}
     rows = []
     for lam in lambdas:
         pol, secs = quantmcu_policy(ctx, lam)
         key = tuple(sorted(pol.bits_low.items()))
         if key not in seen:
-            seen[key] = evaluate_policy(ctx, pol, split, limit, bar)
-        r = seen[key]
-        rows.append({"lambda": lam, "bits": pol.bits_low, "top1": r["top1"],
-                     "bitops_patch_stage": r["bitops_patch_stage"],
-                     "bitops_total": r["bitops_total"], "search_seconds": round(secs, 3),
-                     "outlier_patch_rate": r["outlier_patch_rate"]})
+            seen[key] = measure(pol, secs)
+        rows.append(dict(seen[key], **{"lambda": lam, "bits": pol.bits_low,
+                                       "search_seconds": round(secs, 3)}))
+    return rows
+
+
+def mark_pareto(rows: list[dict], key: str = "bitops_patch_stage") -> None:
+    """pareto = no other row has fewer BitOPs at equal or better top-1."""
     for r in rows:
-        r["pareto"] = not any(o["bitops_patch_stage"] < r["bitops_patch_stage"] and
-                              o["top1"] >= r["top1"] for o in rows)
+        r["pareto"] = not any(o[key] < r[key] and o["top1"] >= r["top1"] for o in rows)
+
+
+def lambda_front(ctx: SearchContext, lambdas=LAMBDAS, split: str = "val",
+                 limit: int | None = None, bar=None) -> list[dict]:
+    """Every λ's policy with accuracy, BitOPs and the Pareto flag."""
+    def measure(pol, secs):
+        r = evaluate_policy(ctx, pol, split, limit, bar)
+        return {k: r[k] for k in ("top1", "bitops_patch_stage", "bitops_total",
+                                  "outlier_patch_rate")}
+    rows = sweep_lambdas(ctx, measure, lambdas)
+    mark_pareto(rows)
     return rows
 
 
