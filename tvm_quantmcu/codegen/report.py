@@ -1,0 +1,98 @@
+"""Memory report of a generated model: the arena (the real peak SRAM) against the planner's
+prediction, and flash by section (weights, tables, code) measured on the compiled objects."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..topi.registry import TARGETS
+from .emit import TABLES_SECTION, WEIGHTS_SECTION
+from .generate import GeneratedModel
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+def _sections(obj: Path, size_tool: str) -> dict[str, int]:
+    out = subprocess.run([size_tool, "-A", str(obj)], check=True, capture_output=True,
+                         text=True).stdout
+    sec = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            sec[parts[0]] = sec.get(parts[0], 0) + int(parts[1])
+    return sec
+
+
+def flash_by_section(gen: GeneratedModel, target: str = "cortex-m4") -> dict[str, int]:
+    """Bytes of weights, tables (patch windows), code and other constants, from objects
+    compiled for `target` with the Arm toolchain (-O2, one section per function/object)."""
+    flags = TARGETS[target]
+    if not flags or shutil.which("arm-none-eabi-gcc") is None:
+        raise ToolMissing("flash sizes need arm-none-eabi-gcc (apt-get install "
+                          "gcc-arm-none-eabi) and a Cortex-M target")
+    total = {"weights": 0, "tables": 0, "code": 0, "other_rodata": 0}
+    ram: dict[str, int] = {}     # by section: weak buffers shared by kernels count once
+    with tempfile.TemporaryDirectory() as d:
+        for src in gen.sources:
+            obj = Path(d) / (src.stem + ".o")
+            subprocess.run(["arm-none-eabi-gcc", *flags, "-O2", "-std=c11", "-ffunction-sections",
+                            "-fdata-sections", f"-I{gen.directory}", "-c", str(src), "-o",
+                            str(obj)], check=True, capture_output=True)
+            for name, n in _sections(obj, "arm-none-eabi-size").items():
+                if name == WEIGHTS_SECTION:
+                    total["weights"] += n
+                elif name == TABLES_SECTION:
+                    total["tables"] += n
+                elif name.startswith(".text"):
+                    total["code"] += n
+                elif name.startswith(".rodata"):
+                    total["other_rodata"] += n
+                elif name.startswith((".bss", ".data")):
+                    ram[name] = max(ram.get(name, 0), n)
+    total["ram_static"] = sum(ram.values())
+    total["flash_total"] = total["weights"] + total["tables"] + total["code"] + \
+        total["other_rodata"]
+    return total
+
+
+def memory_report(gen: GeneratedModel, target: str = "cortex-m4") -> dict:
+    """Arena vs prediction, flash by section (when the Arm toolchain is present) and per
+    layer: weight bytes, kernels and MACs per call."""
+    m = gen.meta
+    rep = {"arena_bytes": m["arena_bytes"],
+           "predicted_peak_sram_bytes": m["predicted_peak_sram_bytes"],
+           "arena_vs_predicted": m["arena_vs_predicted"],
+           "kernel_scratch_bytes_max": max(c["scratch_bytes"] for c in m["calls"]),
+           "layers": {}}
+    try:
+        rep["flash"] = flash_by_section(gen, target)
+    except ToolMissing as e:
+        rep["flash"] = {"error": str(e)}
+    for c in m["calls"]:
+        row = rep["layers"].setdefault(c["layer"], {"op": c["op"], "weight_bytes": 0,
+                                                    "kernels": []})
+        row["weight_bytes"] = max(row["weight_bytes"], c["weight_bytes"])
+        row["kernels"].append(f"{c['kernel']} ({c['branch'] or 'only'})")
+    return rep
+
+
+def format_report(rep: dict) -> str:
+    """The report as markdown."""
+    lines = ["| | bytes |", "|---|---:|",
+             f"| arena (peak SRAM, activations) | {rep['arena_bytes']:,} |",
+             f"| planner's predicted peak | {rep['predicted_peak_sram_bytes']:,} |",
+             f"| largest kernel scratch (stack) | {rep['kernel_scratch_bytes_max']:,} |"]
+    fl = rep.get("flash", {})
+    for k in ("weights", "tables", "code", "other_rodata", "flash_total", "ram_static"):
+        if k in fl:
+            lines.append(f"| flash: {k.replace('_', ' ')} | {fl[k]:,} |"
+                         if k != "ram_static" else f"| static RAM (.bss/.data) | {fl[k]:,} |")
+    lines += ["", "| layer | op | weight bytes | kernels |", "|---|---|---:|---|"]
+    for name, row in rep["layers"].items():
+        lines.append(f"| {name} | {row['op']} | {row['weight_bytes']:,} | "
+                     f"{', '.join(row['kernels'])} |")
+    return "\n".join(lines) + "\n"
