@@ -1,0 +1,306 @@
+"""Regenerate the README's results section from benchmarks/results/*.json.
+
+    python benchmarks/readme_results.py            # rewrite the section in README.md
+    python benchmarks/readme_results.py --check    # exit 1 with a diff when README is stale
+
+The section sits between ``<!-- results:begin -->`` and ``<!-- results:end -->``. A JSON file is
+recognised by its shape (a search benchmark has ``models[].policies``, a kernel benchmark has
+``layers[].runs``); any other JSON file is ignored, so new benchmarks do not break the README.
+The output depends only on the JSON contents: files, models, policies and layers are sorted
+and every number has a fixed format. Only the standard library is used, so the check is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+README = REPO / "README.md"
+BEGIN = "<!-- results:begin -->"
+END = "<!-- results:end -->"
+GENERATOR = "python benchmarks/readme_results.py"
+
+# Table order of the search policies: baselines, QuantMCU, its ablations, other mixed precision.
+POLICY_ORDER = ("layerwise-int8", "int8", "quantmcu", "vdqs-no-vdpc", "vdpc-uniform4",
+                "vdpc-uniform2", "memory-driven", "rl")
+DASH = "–"
+
+
+class StaleReadmeError(RuntimeError):
+    """README's results section differs from what the JSON produces."""
+
+
+# ---------------------------------------------------------------- loading
+
+def is_search_result(doc) -> bool:
+    return (isinstance(doc, dict) and isinstance(doc.get("models"), list)
+            and all(isinstance(m, dict) and isinstance(m.get("policies"), list)
+                    for m in doc["models"]))
+
+
+def is_kernel_result(doc) -> bool:
+    return (isinstance(doc, dict) and isinstance(doc.get("layers"), list)
+            and all(isinstance(l, dict) and isinstance(l.get("runs"), list)
+                    for l in doc["layers"]))
+
+
+def load_results(results_dir: Path) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """(search results, kernel results) as (file name, document), sorted by file name.
+    Unreadable or unknown JSON files are skipped: they belong to other benchmarks."""
+    searches, kernels = [], []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if is_search_result(doc):
+            searches.append((path.name, doc))
+        elif is_kernel_result(doc):
+            kernels.append((path.name, doc))
+    return searches, kernels
+
+
+# ---------------------------------------------------------------- formatting
+
+def num(x, fmt: str, suffix: str = "") -> str:
+    """A number in a fixed format, or a dash when the JSON does not have it."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return DASH
+    return format(x, fmt) + suffix
+
+
+def kib(nbytes) -> str:
+    return num(nbytes / 1024 if isinstance(nbytes, (int, float)) else None, ".1f")
+
+
+def pct(frac, digits: int = 1) -> str:
+    return num(frac * 100 if isinstance(frac, (int, float)) else None, f".{digits}f")
+
+
+def span(values: list[float], fmt: str, suffix: str = "") -> str:
+    if not values:
+        return DASH
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}–{hi:{fmt}}{suffix}"
+
+
+def prose(text: str) -> list[str]:
+    """A paragraph wrapped at 100 columns, as the rest of the README."""
+    return textwrap.wrap(text, 100, break_long_words=False, break_on_hyphens=False)
+
+
+def table(header: list[str], align: list[str], rows: list[list[str]]) -> list[str]:
+    sep = ["---:" if a == "r" else "---" for a in align]
+    return ["| " + " | ".join(r) + " |" for r in [header, sep] + rows]
+
+
+# ---------------------------------------------------------------- search benchmark
+
+def canonical(item) -> str:
+    """Last sort key: equal-looking rows still sort the same whatever the JSON's order."""
+    return json.dumps(item, sort_keys=True, default=str)
+
+
+def policy_label(row: dict) -> str:
+    name = str(row.get("policy", "?"))
+    budget = (row.get("params") or {}).get("ram_budget_bytes")
+    if isinstance(budget, (int, float)):
+        return f"{name} (RAM ≤ {budget / 1024:.1f} KB)"
+    return name
+
+
+def policy_key(row: dict) -> tuple:
+    name = str(row.get("policy", ""))
+    rank = POLICY_ORDER.index(name) if name in POLICY_ORDER else len(POLICY_ORDER)
+    budget = (row.get("params") or {}).get("ram_budget_bytes")
+    lam = row.get("lambda")
+    return (rank, name, -budget if isinstance(budget, (int, float)) else 0,
+            lam if isinstance(lam, (int, float)) else -1.0, canonical(row))
+
+
+def search_model_section(model: dict) -> list[str]:
+    plan = model.get("plan") or {}
+    grid = plan.get("grid")
+    where = []
+    if plan.get("split_layer"):
+        where.append(f"split after {plan['split_layer']}")
+    if isinstance(grid, list) and len(grid) == 2:
+        where.append(f"grid {grid[0]}×{grid[1]}")
+    if plan.get("sram_kb") is not None:
+        where.append(f"SRAM budget {num(plan['sram_kb'], 'g')} KB")
+    out = [f"**{model.get('model', '?')}**" + (f" ({', '.join(where)})" if where else ""), ""]
+    rows = []
+    for r in sorted(model["policies"], key=policy_key):
+        rows.append([policy_label(r), num(r.get("lambda"), "g"), pct(r.get("top1"), 2),
+                     num(r.get("images"), ","),
+                     num(r.get("bitops_patch_stage_vs_int8"), ".2f", "×"),
+                     pct(r.get("outlier_patch_rate")), kib(r.get("peak_sram_bytes")),
+                     kib(r.get("flash_bytes"))])
+    out += table(["policy", "λ", "top-1 %", "images", "patch-stage BitOPs vs int8",
+                  "outlier patches %", "peak SRAM KB", "flash KB"],
+                 ["l", "r", "r", "r", "r", "r", "r", "r"], rows)
+    s = model.get("summary") or {}
+    notes = []
+    if "best_ratio_at_0.5pt" in s:
+        notes.append("best patch-stage BitOPs ratio on the λ front within 0.5 pt of int8: "
+                     f"{num(s['best_ratio_at_0.5pt'], '.2f', '×')}")
+    if "drop_pt_at_2.2x" in s:
+        notes.append(f"top-1 drop at ≥ 2.2× (the paper's headline): "
+                     f"{num(s['drop_pt_at_2.2x'], '.2f', ' pt')}")
+    if notes:
+        text = "; ".join(notes)
+        out += [""] + prose(text[0].upper() + text[1:] + ".")
+    return out + [""]
+
+
+def search_section(name: str, doc: dict) -> list[str]:
+    images = doc.get("images")
+    out = prose(f"Policies (`benchmarks/results/{name}`, `python benchmarks/search.py`): exact "
+                "integer simulation with the device's VDPC routing"
+                + (f" on {num(images, ',')} Fashion-MNIST test images" if images else "")
+                + ". BitOPs = MACs × weight bits × input-activation bits over the patch stage, "
+                  "halo included; the ratio is int8 patch-based (MCUNetV2) ÷ policy, higher is "
+                  "fewer BitOPs.") + [""]
+    for model in sorted(doc["models"], key=lambda m: (str(m.get("model", "")), canonical(m))):
+        out += search_model_section(model)
+    return out
+
+
+# ---------------------------------------------------------------- kernel benchmark
+
+def instructions_of(layer: dict) -> dict[tuple[str, int], float]:
+    """(schedule, input bits) → instructions, for the 8-bit-output runs."""
+    out = {}
+    for run in layer["runs"]:
+        if not isinstance(run, dict) or run.get("out_bits", 8) != 8:
+            continue
+        n = run.get("instructions")
+        if isinstance(n, (int, float)) and n > 0:
+            out[(run.get("schedule"), run.get("in_bits"))] = float(n)
+    return out
+
+
+def kernel_section(name: str, doc: dict) -> list[str]:
+    env = doc.get("env") or {}
+    board = env.get("board", "QEMU")
+    opt = env.get("opt", "")
+    layers = sorted(doc["layers"], key=lambda l: (str(l.get("layer", "")), canonical(l)))
+    mismatches = sum(int(r.get("mismatches") or 0) for l in layers for r in l["runs"]
+                     if isinstance(r, dict))
+    out = prose(f"Kernels (`benchmarks/results/{name}`, `python benchmarks/kernels.py`): "
+                f"instructions per MAC on QEMU {board} (Cortex-M4, `-icount`), arm-none-eabi-gcc "
+                f"{opt}, 8-bit outputs; `default` = TVM's lowering without a schedule, `dsp` = "
+                f"our tensorized schedule at 8/4/2-bit inputs; {mismatches} output values "
+                "differ from the integer reference.") + [""]
+    rows, speedup, r4, r2 = [], [], [], []
+    for l in layers:
+        ins = instructions_of(l)
+        macs = l.get("macs")
+        per_mac = {k: v / macs for k, v in ins.items()} if isinstance(macs, int) and macs else {}
+        d8, s8 = ins.get(("default", 8)), ins.get(("dsp", 8))
+        if d8 and s8:
+            speedup.append(d8 / s8)
+        if s8 and ins.get(("dsp", 4)):
+            r4.append(ins[("dsp", 4)] / s8)
+        if s8 and ins.get(("dsp", 2)):
+            r2.append(ins[("dsp", 2)] / s8)
+        cmsis = l.get("cmsis_nn_instr_per_mac")
+        if not isinstance(cmsis, (int, float)) or isinstance(cmsis, bool):
+            continue
+        dsp8 = per_mac.get(("dsp", 8))
+        rows.append([str(l.get("layer", "?")), num(macs, ","),
+                     num(per_mac.get(("default", 8)), ".2f"), num(dsp8, ".2f"),
+                     num(per_mac.get(("dsp", 4)), ".2f"), num(per_mac.get(("dsp", 2)), ".2f"),
+                     num(d8 / s8 if d8 and s8 else None, ".2f", "×"), num(cmsis, ".1f"),
+                     num(dsp8 / cmsis if dsp8 and cmsis else None, ".2f")])
+    if rows:
+        out += table(["layer (CMSIS-NN shapes)", "MACs", "default", "dsp 8b", "dsp 4b",
+                      "dsp 2b", "default÷dsp", "CMSIS-NN", "dsp 8b÷CMSIS-NN"],
+                     ["l"] + ["r"] * 8, rows) + [""]
+    out += prose(f"Over all {len(layers)} layers (CMSIS-NN shapes and patch-stage tiles): "
+                 f"default÷dsp {span(speedup, '.2f', '×')}; dsp 4-bit÷8-bit instructions "
+                 f"{span(r4, '.2f')}; 2-bit÷8-bit {span(r2, '.2f')} (below 1 = fewer "
+                 "instructions).") + [""]
+    return out
+
+
+# ---------------------------------------------------------------- README section
+
+def render(results_dir: Path = RESULTS) -> str:
+    """The generated block, markers included."""
+    searches, kernels = load_results(results_dir)
+    out = [BEGIN, f"<!-- generated by `{GENERATOR}` from benchmarks/results/*.json;",
+           "     rerun the benchmark to change it, do not edit this block -->", ""]
+    for name, doc in searches:
+        out += search_section(name, doc)
+    for name, doc in kernels:
+        out += kernel_section(name, doc)
+    if not searches and not kernels:
+        out += [f"No benchmark results in `{Path(results_dir).name}/` yet.", ""]
+    return "\n".join(out + [END])
+
+
+def split_readme(text: str, readme: Path) -> tuple[str, str, str]:
+    """(before, section with markers, after)."""
+    start, stop = text.find(BEGIN), text.find(END)
+    if start < 0 or stop < 0 or stop < start or text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise ValueError(f"{readme}: needs exactly one '{BEGIN}' followed by one '{END}' "
+                         "(put them under '## Results')")
+    stop += len(END)
+    return text[:start], text[start:stop], text[stop:]
+
+
+def check(readme: Path = README, results_dir: Path = RESULTS) -> None:
+    """Raise StaleReadmeError with a unified diff when README's section is not current."""
+    _, current, _ = split_readme(Path(readme).read_text(), readme)
+    wanted = render(results_dir)
+    if current != wanted:
+        diff = difflib.unified_diff(current.splitlines(), wanted.splitlines(),
+                                    f"{readme} (results section)", "from the JSON results",
+                                    lineterm="")
+        raise StaleReadmeError(f"{readme}: the results section is stale; run `{GENERATOR}`.\n"
+                               + "\n".join(diff))
+
+
+def update(readme: Path = README, results_dir: Path = RESULTS) -> bool:
+    """Rewrite the section; True when the file changed."""
+    text = Path(readme).read_text()
+    before, current, after = split_readme(text, readme)
+    wanted = render(results_dir)
+    if current == wanted:
+        return False
+    Path(readme).write_text(before + wanted + after)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true",
+                    help="do not write; exit 1 with a diff when README is stale")
+    ap.add_argument("--readme", type=Path, default=README)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    try:
+        if args.check:
+            check(args.readme, args.results)
+            print(f"{args.readme}: results section is current")
+        else:
+            changed = update(args.readme, args.results)
+            print(f"{args.readme}: results section {'updated' if changed else 'already current'}")
+    except StaleReadmeError as e:
+        print(e, file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
