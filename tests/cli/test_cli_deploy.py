@@ -1,0 +1,63 @@
+"""`quantmcu deploy`: end to end on the host and on QEMU, Zephyr generation, bad input."""
+import json
+
+import pytest
+
+from helpers import have, requires_dataset
+from tvm_quantmcu.cli import main
+
+pytestmark = requires_dataset
+
+needs_qemu = pytest.mark.skipif(not (have("qemu-system-arm") and have("arm-none-eabi-gcc")),
+                                reason="needs qemu-system-arm and arm-none-eabi-gcc "
+                                       "(apt-get install qemu-system-arm gcc-arm-none-eabi "
+                                       "libnewlib-arm-none-eabi)")
+
+
+def _deploy(capsys, *argv):
+    rc = main(["deploy", "--json", *argv])
+    out = capsys.readouterr().out
+    return rc, json.loads(out.strip().splitlines()[-1])
+
+
+def test_host_deploy_matches_reference(tmp_path, capsys):
+    rc, res = _deploy(capsys, "--board", "host", "--images", "8", "--out", str(tmp_path))
+    assert rc == 0
+    assert res["match_rate"] == 1.0 and res["images"] == 8
+    assert res["device_top1"] == res["reference_top1"]
+    assert res["arena_bytes"] > 0 and (tmp_path / "model" / "qmcu_model.c").exists()
+
+
+@needs_qemu
+@pytest.mark.qemu
+def test_qemu_m4_deploy_counts_instructions(tmp_path, capsys):
+    rc, res = _deploy(capsys, "--board", "qemu-m4", "--policy", "int8", "--images", "4",
+                      "--out", str(tmp_path))
+    assert rc == 0 and res["match_rate"] == 1.0
+    assert res["counter"] == "cmsdk-timer0"
+    assert res["instructions_per_inference"] > 1_000_000
+    lo, hi = res["instructions_min_max"]
+    assert 0 < lo <= res["instructions_per_inference"] <= hi
+    assert res["flash_bytes"] > res["flash_sections"]["weights"] > 0
+
+
+def test_zephyr_app_and_west_commands(tmp_path, capsys):
+    rc, res = _deploy(capsys, "--board", "zephyr:nucleo_f746zg", "--policy", "int8",
+                      "--out", str(tmp_path))
+    assert rc == 0
+    assert (tmp_path / "app" / "CMakeLists.txt").exists()
+    assert (tmp_path / "app" / "prj.conf").exists()
+    assert any("west build -b nucleo_f746zg" in c for c in res["west_build_commands"])
+    assert res["west_flash_command"].startswith("west flash")
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--board", "qemu-m99"], "unknown board 'qemu-m99'"),
+    (["--board", "host", "--images", "0"], "--images must be at least 1"),
+    (["--board", "zephyr:no_such_board"], "unknown board 'no_such_board'"),
+    (["--model", "mbv2-imagenet"], "architecture-only"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, msg):
+    rc = main(["deploy", "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and msg in err, err

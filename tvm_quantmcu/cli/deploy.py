@@ -1,0 +1,92 @@
+"""`quantmcu deploy`: model → policy → C → firmware on a (emulated) board, checked over RPC."""
+from __future__ import annotations
+
+import json
+
+from . import UserError
+
+
+def register(sub) -> None:
+    from ..deploy import BOARDS, DEFAULT_BOARD, DEFAULT_IMAGES, DEFAULT_POLICY
+    from ..search.policy import POLICIES
+    p = sub.add_parser(
+        "deploy", help="compile, build, boot and run the model on a board; check every output",
+        description="Load (or search) the quantization policy, lower the model to a C library "
+                    "(static arena, on-device VDPC routing), build it into the firmware of the "
+                    "board's project, boot it (QEMU for qemu-*), run N test images over the "
+                    "serial RPC and compare every output with the integer reference. With no "
+                    "options: mbv2-fmnist, quantmcu policy, QEMU Cortex-M4, 200 images. "
+                    "--board zephyr:BOARD generates a Zephyr application and prints the west "
+                    "commands instead.")
+    p.add_argument("--model", default="mbv2-fmnist", help="zoo model (default mbv2-fmnist)")
+    p.add_argument("--board", default=DEFAULT_BOARD,
+                   help=f"{', '.join(BOARDS)} or zephyr:BOARD, e.g. zephyr:nucleo_f746zg "
+                        f"(default {DEFAULT_BOARD})")
+    p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES,
+                   help=f"quantization policy: the shipped one when there is one, else a fresh "
+                        f"search (default {DEFAULT_POLICY})")
+    p.add_argument("--policy-file", default=None, metavar="FILE",
+                   help="use this saved policy (quantmcu search --out) instead")
+    p.add_argument("--images", type=int, default=DEFAULT_IMAGES,
+                   help=f"test images to run on the device (default {DEFAULT_IMAGES})")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where the model, project and build go (default "
+                        "quantmcu-out/MODEL.POLICY.BOARD)")
+    p.add_argument("--tuning-db", default=None, metavar="DIR",
+                   help="use the tuned schedules recorded by `quantmcu tune`")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from micro_project import ProjectError, ToolMissingError
+
+    from .. import deploy as dep
+    from .. import models, pipeline
+    from ..codegen import UnsupportedModelError
+
+    mi = models.info(args.model)
+    if not mi.trained:
+        raise UserError(f"{args.model} is architecture-only (random weights); deploy a trained "
+                        f"model: {', '.join(n for n, m in models.REGISTRY.items() if m.trained)}")
+    knobs = None
+    if args.tuning_db:
+        try:
+            from ..tune.database import knobs_from_db
+        except ModuleNotFoundError:
+            raise UserError("--tuning-db: this build has no tuning support (quantmcu tune)") \
+                from None
+        knobs = knobs_from_db(args.tuning_db, args.model)
+    show = not (args.json or args.no_progress)
+    try:
+        if args.board.startswith("zephyr:"):
+            res = dep.zephyr_app(args.model, args.board.split(":", 1)[1], args.policy, args.out,
+                                 args.policy_file)
+        else:
+            res = dep.deploy(args.model, args.board, args.policy, args.images, args.out,
+                             args.policy_file, knobs=knobs,
+                             bar_factory=lambda n, d: pipeline.progress(n, d, show))
+    except (dep.DeployError, UnsupportedModelError, ToolMissingError, FileExistsError) as e:
+        raise UserError(str(e)) from e
+    except ProjectError as e:
+        raise UserError(f"{e}") from e
+    if args.json:
+        print(json.dumps(res))
+    elif "app" in res:
+        print(f"Zephyr application for {res['board']} in {res['app']} (model {res['model_dir']},"
+              f" arena {res['arena_bytes']:,} B). Build and flash with west:")
+        for c in res["west_build_commands"]:
+            print(f"    {c}")
+        print(f"    {res['west_flash_command']}")
+    else:
+        instr = res["instructions_per_inference"]
+        speed = f"{instr:,} instructions/inference" if instr else \
+            f"{res.get('host_ns_per_inference', 0) / 1e6:.2f} ms/inference (host wall time)"
+        flash = f"{res['flash_bytes']:,} B" if res["flash_bytes"] else "n/a"
+        print(f"{res['model']} {res['policy']} on {res['board']}: device top-1 "
+              f"{res['device_top1']:.4f} (reference {res['reference_top1']:.4f}) on "
+              f"{res['images']} images, match rate {res['match_rate']:.4f}; {speed}; arena "
+              f"{res['arena_bytes']:,} B; flash {flash}; outlier patches "
+              f"{100 * res['outlier_patch_rate']:.1f}%; files in {res['out']}")
+    return 0 if res.get("match_rate", 1.0) == 1.0 else 1

@@ -1,0 +1,171 @@
+"""Deploy a zoo model: policy → generated C → project (host / QEMU / Zephyr) → run test images
+over the RPC link → compare every output with the integer reference (the golden model)."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_BOARD = "qemu-m4"
+DEFAULT_POLICY = "quantmcu"
+DEFAULT_IMAGES = 200
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    template: str
+    qemu_board: str | None
+    target: str            # kernel/flash target (topi.registry.TARGETS)
+
+
+BOARDS = {
+    "host": BoardSpec("host", None, "host"),
+    "qemu-m4": BoardSpec("qemu", "mps2-an386", "cortex-m4"),
+    "qemu-m7": BoardSpec("qemu", "mps2-an500", "cortex-m7"),
+    "qemu-m55": BoardSpec("qemu", "mps3-an547", "cortex-m55"),
+}
+
+
+class DeployError(ValueError):
+    """A deploy request that cannot be carried out as given (names what to change)."""
+
+
+def resolve_policy(model: str, policy: str, policy_file: str | None = None, bar=None):
+    """A policy file, else the shipped policy of that name, else a fresh search."""
+    from . import pipeline, search
+    from .models.policies import SHIPPED, load_policy
+    from .search.policy import POLICIES, Policy
+    if policy_file:
+        return Policy.load(policy_file, model=model,
+                           model_hash=pipeline.load(model).model_hash())
+    if policy not in POLICIES:
+        raise DeployError(f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
+    if policy in SHIPPED and os.path.exists(_shipped_path(model, policy)):
+        return load_policy(model, policy)
+    ctx = search.prepare(model)
+    pol, _ = search.make_policy(ctx, policy, "auto" if policy == "quantmcu" else None, bar=bar)
+    return pol
+
+
+def _shipped_path(model: str, policy: str) -> str:
+    from .models.policies import policy_path
+    return policy_path(model, policy)
+
+
+def default_out(model: str, policy: str, board: str) -> Path:
+    return Path("quantmcu-out") / f"{model}.{policy}.{board.replace(':', '-')}"
+
+
+def reference(graph, pol, x_q: np.ndarray):
+    """Outputs and routing decisions of the integer simulator (the golden model)."""
+    from .search.simulate import Simulator
+    return Simulator(graph, pol).run(x_q)
+
+
+def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
+           images: int = DEFAULT_IMAGES, out: str | Path | None = None,
+           policy_file: str | None = None, bar_factory=None, knobs: dict | None = None) -> dict:
+    """Generate, build, boot, run `images` test images over RPC; returns the measurements."""
+    import micro_project
+
+    from . import data, pipeline
+    from .codegen import generate
+    from .codegen.report import ToolMissing, flash_by_section
+    from .quant import quantize_input
+
+    if board not in BOARDS:
+        raise DeployError(f"unknown board {board!r}; one of {', '.join(BOARDS)} or "
+                          "zephyr:BOARD")
+    if images < 1:
+        raise DeployError("--images must be at least 1")
+    spec = BOARDS[board]
+    t0 = time.time()
+    imp = pipeline.load(model)
+    pol = resolve_policy(model, policy, policy_file)
+    out = Path(out) if out else default_out(model, pol.name, board)
+    gen = generate(imp.graph, pol, out / "model", name=model,
+                   target=spec.target if spec.target != "host" else "cortex-m4", knobs=knobs)
+    opts = {"board": spec.qemu_board} if spec.qemu_board else {}
+    project = micro_project.get_template(spec.template).generate_project(
+        out / "model", out / "project", opts)
+    project.build()
+    test = data.load("test")
+    n = min(images, len(test))
+    size = imp.input_size
+    x_q = quantize_input(test.images(size, 0, n)).astype(np.uint8)
+    labels = test.labels[:n]
+    ref, flags = reference(imp.graph, pol, x_q)
+    bar = bar_factory(n, f"deploy {board}") if bar_factory else None
+    outs, ticks = [], []
+    with project.session(expected_hash=gen.hash) as client:
+        counter = client.info().counter_name
+        for i in range(n):
+            o, timing = client.infer(x_q[i].tobytes())
+            outs.append(np.frombuffer(o, np.uint8).astype(np.int32))
+            ticks.append(timing.ticks_per_run)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    dev = np.stack(outs)
+    match = (dev == ref).all(axis=1)
+    res = {
+        "model": model, "board": board, "policy": pol.name, "images": n,
+        "device_top1": float((dev.argmax(1) == labels).mean()),
+        "reference_top1": float((ref.argmax(1) == labels).mean()),
+        "match_rate": float(match.mean()),
+        "mismatched_images": np.flatnonzero(~match)[:20].tolist(),
+        "outlier_patch_rate": float(flags.mean()) if flags.size else 0.0,
+        "counter": counter,
+        "instructions_per_inference": None,
+        "arena_bytes": gen.arena_bytes,
+        "predicted_peak_sram_bytes": gen.meta["predicted_peak_sram_bytes"],
+        "flash_bytes": None,
+        "model_hash": gen.hash, "out": str(out),
+    }
+    if spec.template == "qemu":
+        instr = np.array([project.instructions(t) for t in ticks], np.float64)
+        res["instructions_per_inference"] = int(round(instr.mean()))
+        res["instructions_min_max"] = [int(instr.min()), int(instr.max())]
+    else:
+        res["host_ns_per_inference"] = float(np.mean(ticks))
+    try:
+        fl = flash_by_section(gen, spec.target if spec.target != "host" else "cortex-m4")
+        res["flash_bytes"] = fl["flash_total"]
+        res["flash_sections"] = fl
+    except ToolMissing:
+        pass
+    res["seconds"] = round(time.time() - t0, 1)
+    return res
+
+
+def zephyr_app(model: str, board_name: str, policy: str = DEFAULT_POLICY,
+               out: str | Path | None = None, policy_file: str | None = None) -> dict:
+    """Generate the model and a Zephyr application for `board_name`; returns the paths and
+    the west commands to build and flash it."""
+    import micro_project
+    from micro_project.templates.zephyr import find_board
+
+    from . import pipeline
+    from .codegen import generate
+    zb = find_board(board_name)
+    imp = pipeline.load(model)
+    pol = resolve_policy(model, policy, policy_file)
+    out = Path(out) if out else default_out(model, pol.name, f"zephyr-{zb.legacy}")
+    target = zb.cpu if zb.cpu in ("cortex-m4", "cortex-m7", "cortex-m55", "cortex-m3") \
+        else "cortex-m4"
+    gen = generate(imp.graph, pol, out / "model", name=model, target=target)
+    app = out / "app"
+    micro_project.get_template("zephyr").generate_project(out / "model", app,
+                                                          {"board": zb.legacy})
+    cmds = [f"west build -b {name} -d {app}/build {app}" for name in zb.names] + \
+        [f"west flash -d {app}/build"]
+    return {"model": model, "board": f"zephyr:{board_name}", "policy": pol.name,
+            "app": str(app), "model_dir": str(gen.directory), "model_hash": gen.hash,
+            "arena_bytes": gen.arena_bytes, "west_build_commands": cmds[:-1],
+            "west_flash_command": cmds[-1],
+            "zephyr_versions": {"3.4-3.6": zb.legacy, "3.7-4.0": zb.qualified,
+                                "4.1+": zb.latest}}
