@@ -67,7 +67,7 @@ def reference(graph, pol, x_q: np.ndarray):
 
 def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
            images: int = DEFAULT_IMAGES, out: str | Path | None = None,
-           policy_file: str | None = None, bar_factory=None, knobs: dict | None = None) -> dict:
+           policy_file: str | None = None, bar_factory=None, kernel_lookup=None) -> dict:
     """Generate, build, boot, run `images` test images over RPC; returns the measurements."""
     import micro_project
 
@@ -87,7 +87,8 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     pol = resolve_policy(model, policy, policy_file)
     out = Path(out) if out else default_out(model, pol.name, board)
     gen = generate(imp.graph, pol, out / "model", name=model,
-                   target=spec.target if spec.target != "host" else "cortex-m4", knobs=knobs)
+                   target=spec.target if spec.target != "host" else "cortex-m4",
+                   kernel_lookup=kernel_lookup)
     opts = {"board": spec.qemu_board} if spec.qemu_board else {}
     project = micro_project.get_template(spec.template).generate_project(
         out / "model", out / "project", opts)

@@ -50,14 +50,15 @@ def run(args) -> int:
     if not mi.trained:
         raise UserError(f"{args.model} is architecture-only (random weights); deploy a trained "
                         f"model: {', '.join(n for n, m in models.REGISTRY.items() if m.trained)}")
-    knobs = None
+    lookup = None
     if args.tuning_db:
         try:
-            from ..tune.database import knobs_from_db
+            from ..tune import kernel_lookup_from_db
         except ModuleNotFoundError:
             raise UserError("--tuning-db: this build has no tuning support (quantmcu tune)") \
                 from None
-        knobs = knobs_from_db(args.tuning_db, args.model)
+        lookup = kernel_lookup_from_db(args.tuning_db, dep.BOARDS[args.board].target
+                                       if args.board in dep.BOARDS else "cortex-m4")
     show = not (args.json or args.no_progress)
     try:
         if args.board.startswith("zephyr:"):
@@ -65,7 +66,7 @@ def run(args) -> int:
                                  args.policy_file)
         else:
             res = dep.deploy(args.model, args.board, args.policy, args.images, args.out,
-                             args.policy_file, knobs=knobs,
+                             args.policy_file, kernel_lookup=lookup,
                              bar_factory=lambda n, d: pipeline.progress(n, d, show))
     except (dep.DeployError, UnsupportedModelError, ToolMissingError, FileExistsError) as e:
         raise UserError(str(e)) from e

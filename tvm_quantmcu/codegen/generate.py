@@ -80,14 +80,15 @@ def _meta(prog: Program, digest: str, const_bytes: dict) -> dict:
 
 def generate(graph: Graph, policy: Policy, out_dir, name: str | None = None,
              target: str = "cortex-m4", schedule: str = "dsp",
-             knobs: dict | None = None) -> GeneratedModel:
+             knobs: dict | None = None, kernel_lookup=None) -> GeneratedModel:
     """Generate the C library of `graph` under `policy` into `out_dir` (created, or replaced
     if it holds an earlier generated model). Nothing is written on failure."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise FileExistsError(f"{out} exists and is not a generated model; choose an empty "
                               "or new directory")
-    prog = build_program(graph, policy, name or policy.model, target, schedule, knobs)
+    prog = build_program(graph, policy, name or policy.model, target, schedule, knobs,
+                         kernel_lookup)
     src, hdr, info = emit_model_c(prog)
     digest = info.pop("digest")
     out.parent.mkdir(parents=True, exist_ok=True)

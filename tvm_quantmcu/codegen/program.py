@@ -118,15 +118,19 @@ def _kernel_input_hwc(layer, out_hw, c) -> tuple[int, int, int]:
 
 class _Builder:
     def __init__(self, graph: Graph, policy: Policy, target: str, schedule: str,
-                 knobs: dict | None):
+                 knobs: dict | None, kernel_lookup=None):
         _check_supported(graph)
         self.g, self.pol, self.target, self.schedule = graph, policy, target, schedule
-        self.knobs = knobs
+        self.knobs, self.kernel_lookup = knobs, kernel_lookup
         self.sim = Simulator(graph, policy)          # validates the policy; thresholds
         self.plan = self.sim.plan
         self.qg8, self.qg_low = self.sim.qg8, self.sim.qg_low
 
     def kernel(self, spec: KernelSpec) -> Kernel:
+        if self.kernel_lookup is not None:       # e.g. the best schedule of a tuning database
+            tuned = self.kernel_lookup(spec)
+            if tuned is not None:
+                return tuned
         try:
             return get_kernel(spec, self.schedule, self.target, self.knobs)
         except UnsupportedKernel as e:
@@ -200,8 +204,11 @@ def _requant(t: str, src: ActQuant, dst: ActQuant, pixels: int, channels: int) -
 
 
 def build_program(graph: Graph, policy: Policy, name: str, target: str = "cortex-m4",
-                  schedule: str = "dsp", knobs: dict | None = None) -> Program:
-    b = _Builder(graph, policy, target, schedule, knobs)
+                  schedule: str = "dsp", knobs: dict | None = None,
+                  kernel_lookup=None) -> Program:
+    """kernel_lookup(spec) may return a Kernel to use instead of the registry's (None: use
+    the registry's with `schedule` and `knobs`)."""
+    b = _Builder(graph, policy, target, schedule, knobs, kernel_lookup)
     g, plan = graph, b.plan
     bufs: dict[str, Buffer] = {}
     head, b8, blow, requants, tiles, windows = [], [], [], [], [], []
