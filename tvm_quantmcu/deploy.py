@@ -73,7 +73,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
 
     from . import data, pipeline
     from .codegen import generate
-    from .codegen.report import ToolMissing, flash_by_section
+    from .codegen.report import format_report, linked_symbol_size, memory_report
     from .quant import quantize_input
 
     if board not in BOARDS:
@@ -92,7 +92,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     opts = {"board": spec.qemu_board} if spec.qemu_board else {}
     project = micro_project.get_template(spec.template).generate_project(
         out / "model", out / "project", opts)
-    project.build()
+    binary = project.build()
     test = data.load("test")
     n = min(images, len(test))
     size = imp.input_size
@@ -133,12 +133,13 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
         res["instructions_min_max"] = [int(instr.min()), int(instr.max())]
     else:
         res["host_ns_per_inference"] = float(np.mean(ticks))
-    try:
-        fl = flash_by_section(gen, spec.target if spec.target != "host" else "cortex-m4")
-        res["flash_bytes"] = fl["flash_total"]
-        res["flash_sections"] = fl
-    except ToolMissing:
-        pass
+    res["arena_bytes_linked"] = linked_symbol_size(
+        binary, "qmcu_arena", "arm-none-eabi-nm" if spec.template == "qemu" else "nm")
+    rep = memory_report(gen, spec.target if spec.target != "host" else "cortex-m4")
+    if "flash_total" in rep["flash"]:
+        res["flash_bytes"] = rep["flash"]["flash_total"]
+        res["flash_sections"] = rep["flash"]
+    (out / "memory.md").write_text(format_report(rep))
     res["seconds"] = round(time.time() - t0, 1)
     return res
 

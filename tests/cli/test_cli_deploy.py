@@ -26,6 +26,9 @@ def test_host_deploy_matches_reference(tmp_path, capsys):
     assert res["match_rate"] == 1.0 and res["images"] == 8
     assert res["device_top1"] == res["reference_top1"]
     assert res["arena_bytes"] > 0 and (tmp_path / "model" / "qmcu_model.c").exists()
+    # the arena the linked program reserves is the one the generator planned
+    assert res["arena_bytes_linked"] == res["arena_bytes"]
+    assert "arena (peak SRAM" in (tmp_path / "memory.md").read_text()
 
 
 @needs_qemu

@@ -59,6 +59,19 @@ def flash_by_section(gen: GeneratedModel, target: str = "cortex-m4") -> dict[str
     return total
 
 
+def linked_symbol_size(binary, symbol: str, nm: str = "nm") -> int | None:
+    """Size of a symbol in a linked program (e.g. the arena in the firmware ELF): the memory
+    the device really reserves, read back from the binary."""
+    if shutil.which(nm) is None:
+        return None
+    out = subprocess.run([nm, "-S", str(binary)], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == symbol:
+            return int(parts[1], 16)
+    return None
+
+
 def memory_report(gen: GeneratedModel, target: str = "cortex-m4") -> dict:
     """Arena vs prediction, flash by section (when the Arm toolchain is present) and per
     layer: weight bytes, kernels and MACs per call."""
