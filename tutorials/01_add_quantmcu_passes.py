@@ -1,0 +1,132 @@
+"""
+Add the QuantMCU passes to your own Relax pipeline
+==================================================
+
+You have a trained PyTorch CNN and a Relax pipeline of your own. This tutorial imports the
+model into Relax, then adds the four QuantMCU passes to a ``tvm.transform.Sequential``:
+
+1. ``PatchSplit`` runs the first layers once per patch of a p×q grid (MCUNetV2's patch-based
+   inference: one private function per patch, windows with halo, tiles concatenated back);
+2. ``AnnotateBits`` records, per patch branch and per feature map, the bitwidths a QuantMCU
+   policy chose (an all-8-bit branch and a low-bit branch);
+3. ``VDPCRouting`` inserts the runtime outlier check of VDPC: a ``relax.If`` that sends a patch
+   whose classification map holds outliers to the all-8-bit branch;
+4. ``LowerToQuantMCUKernels`` replaces the float ops with integer TIR kernels at those bits.
+
+It prints the TVMScript at two points and checks the results: the routed float module still
+computes the original network, and the lowered integer module equals the integer reference
+(the golden model the device is tested against) bit for bit, routing decisions included.
+
+Run it with ``python tutorials/01_add_quantmcu_passes.py`` (``QUANTMCU_FAST=1``: fewer images).
+"""
+# %%
+# Import a torch model into Relax
+# -------------------------------
+# ``to_relax`` is ``torch.export`` + ``from_exported_program`` with BatchNorm folded into the
+# convolutions; ``from_relax`` reads the layer graph the planner and the search work on.
+import os
+
+import numpy as np
+import torch
+import tvm
+from tvm import relax
+
+from relax_passes import (AnnotateBits, LowerToQuantMCUKernels, PatchSplit, VDPCRouting,
+                          patch_functions)
+from tvm_quantmcu import compile_vm, data, models
+from tvm_quantmcu.frontend import from_relax, to_relax
+from tvm_quantmcu.models.policies import load_policy
+from tvm_quantmcu.patch import analyze
+from tvm_quantmcu.quant import quantize_input
+from tvm_quantmcu.search.simulate import Simulator
+
+FAST = os.environ.get("QUANTMCU_FAST") == "1"
+IMAGES = 8 if FAST else 100
+
+torch_model = models.get("mbv2-fmnist").eval()           # trained checkpoint, 1×64×64 input
+mod = to_relax(torch_model, (1, 64, 64))
+graph = from_relax(mod)
+print(f"{len(graph.layers)} layers; first: {graph.layers[0].name} ({graph.layers[0].op})")
+
+# %%
+# A policy and its patch plan
+# ---------------------------
+# A QuantMCU policy (``quantmcu search --out policy.json`` makes one; the shipped one is used
+# here) names the split point and grid, the VDPC threshold and the low-bit maps.
+policy = load_policy("mbv2-fmnist", "quantmcu")
+plan = analyze(graph, policy.split_index, policy.grid)
+print(f"split after {plan.split_layer}, grid {plan.grid}, low-bit maps {policy.bits_low}, "
+      f"classification map {policy.classification_map}")
+
+# %%
+# Your pipeline, with the QuantMCU passes in it
+# ---------------------------------------------
+# The passes are ordinary module passes: they compose with others in a ``Sequential`` and
+# are visible to ``PassContext`` instruments. Here an instrument records what ran.
+
+
+@tvm.instrument.pass_instrument
+class PrintPasses:
+    def __init__(self):
+        self.names = []
+
+    def run_before_pass(self, mod, info):
+        self.names.append(info.name)
+
+
+routing = tvm.transform.Sequential([
+    relax.transform.CanonicalizeBindings(),     # any pass of your own pipeline
+    PatchSplit(plan),
+    AnnotateBits(policy),
+    VDPCRouting(policy),
+], name="MyPipelineWithQuantMCU")
+recorder = PrintPasses()
+with tvm.transform.PassContext(opt_level=3, instruments=[recorder]):
+    routed = routing(mod)
+print("passes run:", [n for n in recorder.names if not n.startswith("relax.")] or recorder.names)
+
+first = sorted(patch_functions(routed).values())[0]
+print(f"\n--- {first} (the branch of one patch, with the VDPC routing) ---")
+print(routed[first].script()[:3000])
+
+# %%
+# The routed float module still computes the original network
+# -----------------------------------------------------------
+# Both continuations of a patch hold the same float ops (their bits are annotations so far),
+# so whatever the routing, the logits are the torch model's.
+test = data.load("test")
+images = test.images(64, 0, IMAGES)
+vm = relax.VirtualMachine(tvm.compile(routed, target=tvm.target.Target({"kind": "llvm"})),
+                          tvm.cpu())
+with torch.no_grad():
+    want = torch_model(torch.from_numpy(images)).numpy()
+for i in range(IMAGES):
+    logits, flags = vm["main"](tvm.runtime.tensor(images[i:i + 1]))
+    np.testing.assert_allclose(logits.numpy()[0], want[i], rtol=0, atol=1e-4)
+print(f"routed float module == torch on {IMAGES} images (|error| <= 1e-4)")
+
+# %%
+# Lower to integer kernels and check against the golden model
+# -----------------------------------------------------------
+# The lowering needs the layer graph (weights and quantization come from it and the policy).
+# The lowered ``main`` takes one quantized image (H×W×C uint8, what the device receives) and
+# returns the quantized logits and one routing flag per patch.
+lowered = LowerToQuantMCUKernels(policy, graph)(routed)
+print(f"\n--- lowered main ---\n{lowered['main'].script()[:2000]}")
+
+x_q = quantize_input(images)
+got, got_flags = compile_vm(lowered, {"kind": "llvm", "opt-level": 0}).run(x_q)
+ref, ref_flags = Simulator(graph, policy).run(x_q)
+assert (got == ref).all() and (got_flags == ref_flags).all()
+top1 = float((got.argmax(1) == test.labels[:IMAGES]).mean())
+torch_top1 = float((want.argmax(1) == test.labels[:IMAGES]).mean())
+print(f"lowered module == integer reference on {IMAGES} images (logits and "
+      f"{got_flags.size} routing decisions, {int(got_flags.sum())} to the 8-bit branch); "
+      f"top-1 {top1:.3f} (fp32 torch {torch_top1:.3f})")
+
+# %%
+# One call
+# --------
+# ``tvm_quantmcu.build(model, plan, policy)`` runs import → PatchSplit → AnnotateBits →
+# VDPCRouting → LowerToQuantMCUKernels; ``quantmcu deploy`` goes on to C and firmware
+# (tutorial 02).
