@@ -9,7 +9,6 @@ import pytest
 from tvm_quantmcu import report
 from tvm_quantmcu.cli import main
 from tvm_quantmcu.report.build import OutputDirError, check_output_dir
-from tvm_quantmcu.report.markdown import LATENCY_NOTE
 
 
 def _row(name, top1, ratio, lam=None, bits=None, rate=0.0):
@@ -98,7 +97,7 @@ def test_report_writes_markdown_and_every_png(data, built):
     linked = {l.split("](")[1].split(")")[0] for l in md.splitlines() if l.startswith("![")}
     assert linked == set(report.PNG_FILES.values())
     assert all(os.path.exists(out / f) for f in linked)
-    assert LATENCY_NOTE in md and "quantmcu deploy" in md
+    assert "## Latency" in md and "benchmarks/deploy.py" in md   # no device rows here
     s = data.plan
     assert f"`{s['split_layer']}`" in md and f"{s['macs_total']:,}" in md
     assert f"{s['peak_sram_layerwise_bytes']:,} B" in md
@@ -171,3 +170,30 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "not a directory" in err
     assert main(["report", "--images", "0"]) == 2
+
+
+def test_latency_section_and_plot_from_deploy_rows(data, tmp_path):
+    import dataclasses
+    rows = [{"board": b, "policy": p, "instructions_per_inference": n, "match_rate": 1.0,
+             "images": 10}
+            for b, p, n in (("qemu-m4", "int8", 27_500_000), ("qemu-m4", "quantmcu", 26_000_000),
+                            ("qemu-m7", "int8", 25_000_000))]
+    files = report.build_report(dataclasses.replace(data, latency=rows), str(tmp_path / "r"))
+    md = open(files["markdown"]).read()
+    assert "| qemu-m4 | quantmcu | 26,000,000 | 1.0000 |" in md
+    assert "](latency.png)" in md
+    img = mpimg.imread(files["latency"])
+    assert img.std() > 0.05
+
+
+def test_latency_rows_only_for_the_benchmarked_model(tmp_path):
+    import json
+    from tvm_quantmcu.report.latency import latency_rows
+    p = tmp_path / "deploy.json"
+    p.write_text(json.dumps({"benchmark": "deploy", "model": "mbv2-fmnist", "rows": [
+        {"board": "qemu-m4", "policy": "int8", "instructions_per_inference": 5,
+         "match_rate": 1.0, "images": 3},
+        {"board": "host", "policy": "int8", "instructions_per_inference": None}]}))
+    assert [r["board"] for r in latency_rows("mbv2-fmnist", str(p))] == ["qemu-m4"]
+    assert latency_rows("mcunet-fmnist", str(p)) == []
+    assert latency_rows("mbv2-fmnist", str(tmp_path / "missing.json")) == []

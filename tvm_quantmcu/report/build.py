@@ -11,9 +11,11 @@ import tempfile
 from .bits import plot_bits, plot_outliers
 from .collect import ReportData
 from .front import plot_front
+from .latency import plot_latency
 from .markdown import write_markdown
 from .memory import plot_memory
 
+LATENCY_PNG = "latency.png"    # drawn when the deploy benchmark covers the model
 PNG_FILES = {"memory": "memory.png", "bits": "bits.png", "outliers": "outliers.png",
              "front": "front.png"}
 MARKDOWN = "report.md"
@@ -55,7 +57,12 @@ def render(d: ReportData, out_dir: str) -> dict[str, str]:
     plot_outliers(d.outlier_per_position, f"{d.model}: outlier patches per position",
                   p["outliers"])
     plot_front(d.front, d.policies, f"{d.model}: patch-stage BitOPs vs top-1", p["front"])
-    p["markdown"] = write_markdown(d, PNG_FILES, os.path.join(out_dir, MARKDOWN))
+    images = dict(PNG_FILES)
+    if d.latency:
+        p["latency"] = plot_latency(d.latency, f"{d.model}: latency per policy",
+                                    os.path.join(out_dir, LATENCY_PNG))
+        images["latency"] = LATENCY_PNG
+    p["markdown"] = write_markdown(d, images, os.path.join(out_dir, MARKDOWN))
     p["json"] = os.path.join(out_dir, DATA_JSON)
     with open(p["json"], "w") as f:
         json.dump(d.__dict__, f, indent=1,

@@ -8,6 +8,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from .latency import latency_rows
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCHMARK_JSON = os.path.join(REPO, "benchmarks", "results", "search.json")
 DEFAULT_IMAGES = 2000
@@ -39,6 +41,7 @@ class ReportData:
     lam: float | None = None         # the λ of the QuantMCU policy
     threshold: float | None = None
     skipped: dict[str, str] = field(default_factory=dict)   # policy → why it is missing
+    latency: list[dict] = field(default_factory=list)        # deploy benchmark rows
 
     def policy(self, name: str) -> dict | None:
         return next((r for r in self.policies if r["policy"] == name), None)
@@ -119,7 +122,8 @@ def from_benchmark(name: str, sram_kb: float, path: str = BENCHMARK_JSON) -> Rep
         outlier_source=f"QuantMCU policy on {qm.get('images', res.get('images'))} test images",
         policies=policies, front=front, lam=qm.get("lambda"), threshold=m.get("threshold"),
         source=f"reused from the search benchmark `{rel}` (written {when}, "
-               f"{res.get('images')} Fashion-MNIST test images per policy)")
+               f"{res.get('images')} Fashion-MNIST test images per policy)",
+        latency=latency_rows(name))
 
 
 def _measure(ctx, pol, images: int, info: dict | None, s8: float, t8: float) -> dict:
@@ -188,4 +192,5 @@ def collect(name: str, sram_kb: float, images: int = DEFAULT_IMAGES,
         policies=[_row(r) for r in rows], front=front, lam=qm["lambda"],
         threshold=ctx.cal.threshold, skipped=skipped,
         source=f"computed for this report on {images} Fashion-MNIST test images per policy "
-               f"(λ chosen on {params.val_images} validation images)")
+               f"(λ chosen on {params.val_images} validation images)",
+        latency=latency_rows(name))

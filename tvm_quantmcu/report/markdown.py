@@ -3,10 +3,8 @@ not measured yet."""
 from __future__ import annotations
 
 from .collect import ReportData
+from .latency import latency_markdown
 
-LATENCY_NOTE = ("Latency per policy is not in this report: it will come from `quantmcu deploy` "
-                "(instructions counted on QEMU with the generated C model), never from "
-                "host timing.")
 
 
 def _ratio(v) -> str:
@@ -100,7 +98,8 @@ def write_markdown(d: ReportData, images: dict[str, str], path: str) -> str:
            "## BitOPs / accuracy", "",
            f"![BitOPs vs top-1 over λ]({images['front']})", "",
            *front_table(d),
-           "## Latency", "", LATENCY_NOTE, ""]
+           "## Latency", "",
+           *latency_markdown(d.latency, d.model, images.get("latency"))]
     with open(path, "w") as f:
         f.write("\n".join(out))
     return path
