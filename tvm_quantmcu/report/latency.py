@@ -39,12 +39,14 @@ def plot_latency(rows: list[dict], title: str, path: str) -> str:
                 xs.append(i + (j - (len(policies) - 1) / 2) * width)
                 ys.append(r["instructions_per_inference"] / 1e6)
         ax.bar(xs, ys, width, label=pol, color=f"C{j}")
+    top = max(r["instructions_per_inference"] for r in rows) / 1e6
+    ax.set_ylim(0, 1.3 * top)                     # room for the legend above the bars
     ax.set_xticks(range(len(boards)), boards)
     ax.set_xlabel("board (QEMU, -icount)")
     ax.set_ylabel("instructions per inference (millions)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(title="policy", fontsize=8)
+    ax.legend(title="policy", fontsize=8, ncol=len(policies), loc="upper center")
     return save(fig, path)
 
 
