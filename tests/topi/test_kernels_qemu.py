@@ -72,3 +72,17 @@ def test_patch_window_on_qemu_and_deterministic_timing(tmp_path):
     # Same kernel, same data, two call sites: equal up to the timer's read phase (a tick is
     # 0.6 instructions); whole runs of one ELF are identical (tests/micro_project).
     assert abs(res[0].instructions - res[2].instructions) <= 8
+
+
+def test_negative_padding_on_qemu(tmp_path):
+    """The DSP kernels read a window inside a larger buffer (negative pad_t/pad_l)."""
+    from window_cases import OFFSETS, SPECS, embed
+    rng = np.random.default_rng(5)
+    cases = []
+    for spec in SPECS:
+        case = random_case(spec, rng, window=spec.in_shape[:2] + (0, 0))
+        big, win = embed(case.x, *OFFSETS[len(cases) % len(OFFSETS)], rng)
+        cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4"), big, case.params,
+                                 case.expected, win))
+    res = runner.run_qemu(cases, tmp_path)
+    assert [r.mismatches for r in res] == [0] * len(cases)

@@ -23,14 +23,40 @@ def _body(k):
 
 def test_dsp_schedule_calls_micro_kernels_default_does_not():
     dsp = get_kernel(SPEC, "dsp", "cortex-m4")
-    assert "qmcu_conv_px2(" in _body(dsp) and "qmcu_requant_px(" in _body(dsp)
+    body = _body(dsp)
+    # one fused call (products, requantization, packing) per pair of output pixels
+    assert body.count("qmcu_conv(") == 1 and ", 2, 1, 1, 16, 24, 1, 8, 8)" in body
     odd = get_kernel(KernelSpec("conv2d", (7, 7, 16), 24, (1, 1)), "dsp", "cortex-m4")
-    assert "qmcu_conv_px(" in _body(odd)           # odd tile width: one pixel per call
+    assert ", 1, 1, 1, 16, 24, 1, 8, 8)" in _body(odd)     # odd tile width: one pixel per call
     dflt = get_kernel(SPEC, "default", "cortex-m4")
     assert "qmcu_" not in _body(dflt)
     dw = get_kernel(KernelSpec("depthwise", (8, 8, 16), 16, (3, 3), (1, 1), (1, 1, 1, 1)),
                     "dsp", "cortex-m4")
-    assert "qmcu_dw_px2(" in _body(dw)
+    assert "qmcu_dw(" in _body(dw)
+    # output channels that do not fill the last output byte: products only, generated requant
+    part = get_kernel(KernelSpec("conv2d", (4, 4, 8), 3, (1, 1), out_bits=4), "dsp", "host")
+    assert "qmcu_conv_acc(" in _body(part) and "qmcu_conv(" not in _body(part)
+
+
+def test_pointwise_reads_the_packed_input_in_place():
+    """1×1 convolutions never pad: no padded-input buffer, the micro-kernel reads x."""
+    for bits in (8, 4, 2):
+        k = get_kernel(KernelSpec("conv2d", (8, 8, 32), 16, (1, 1), in_bits=bits), "dsp", "host")
+        body = _body(k)
+        assert "xpad" not in body and "qmcu_conv(" in body and "(&(x[" in body
+    dw = get_kernel(KernelSpec("depthwise", (8, 8, 16), 16, (3, 3), (1, 1), (1, 1, 1, 1), 4),
+                    "dsp", "host")
+    assert "uint8_t xpad" in _body(dw)     # padded rows, kept packed
+
+
+def test_loop_pragma_is_a_choice_of_our_schedules():
+    dsp = get_kernel(SPEC, "dsp", "cortex-m4")
+    dflt = get_kernel(SPEC, "default", "cortex-m4")
+    dflt_pragma = get_kernel(SPEC, "default", "cortex-m4", {"loop_pragma": True})
+    assert "#pragma GCC optimize" in dsp.source
+    assert "#pragma GCC optimize" not in dflt.source       # TVM's lowering as emitted
+    assert "#pragma GCC optimize" in dflt_pragma.source
+    assert dflt_pragma.name != dflt.name
 
 
 def test_cache_and_distinct_names():
@@ -44,7 +70,7 @@ def test_scratch_is_per_row_not_per_tile():
     dflt = get_kernel(big, "default", "host")
     dsp = get_kernel(big, "dsp", "host")
     assert dflt.scratch_bytes >= 34 * 34 * 16 * 2          # whole padded tile + accumulators
-    assert dsp.scratch_bytes <= 3 * 34 * 16 * 2 + 2 * 16 * 4   # three padded rows + two pixels
+    assert dsp.scratch_bytes <= 3 * 34 * 16 + 2 * 16 * 4   # three packed padded rows + two pixels
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
@@ -73,3 +99,30 @@ def test_unknown_target_and_schedule():
         get_kernel(SPEC, "dsp", "riscv")
     with pytest.raises(ValueError, match="portable"):
         get_kernel(SPEC, "fast", "host")
+
+
+WARNING_SPECS = [
+    KernelSpec("conv2d", (6, 6, 24), 8, (1, 1), in_bits=2, out_bits=2),       # partial word
+    KernelSpec("conv2d", (6, 6, 3), 8, (3, 3), (2, 2), (1, 1, 1, 1), 8, 8),  # gathered
+    KernelSpec("conv2d", (6, 6, 16), 7, (3, 3), (1, 1), (1, 1, 1, 1), 4, 8),  # odd channels
+    KernelSpec("conv2d", (6, 6, 16), 3, (1, 1), in_bits=8, out_bits=4),       # products only
+    KernelSpec("depthwise", (6, 6, 20), 20, (3, 3), (1, 1), (1, 1, 1, 1), 2, 2),
+    KernelSpec("depthwise", (7, 7, 13), 13, (3, 3), (2, 2), (1, 1, 1, 1), 8, 4),
+    KernelSpec("dense", (1, 1, 33), 10, in_bits=4, out_bits=8),
+]
+
+
+@pytest.mark.parametrize("cc", [["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb"], ["gcc"]],
+                         ids=["cortex-m4", "host"])
+def test_micro_kernels_compile_warning_free(cc, tmp_path):
+    """The C model generator builds with -std=c11 -Wall -Wextra -Werror (it marks the ABI
+    arguments a kernel ignores as used itself)."""
+    import subprocess
+    if shutil.which(cc[0]) is None:
+        pytest.skip(f"needs {cc[0]}")
+    for spec in WARNING_SPECS:
+        src = get_kernel(spec, "dsp", "cortex-m4").write(tmp_path)[0]
+        p = subprocess.run([*cc, "-O2", "-std=c11", "-Wall", "-Wextra", "-Werror",
+                            "-Wno-unused-parameter", f"-I{tmp_path}", "-c", str(src), "-o",
+                            str(tmp_path / "k.o")], capture_output=True, text=True)
+        assert p.returncode == 0, f"{spec.describe()}: {p.stderr[:1500]}"

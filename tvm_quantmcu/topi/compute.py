@@ -2,13 +2,16 @@
 
 Every op has the same stages, which the schedules rearrange:
 
-* ``xpad`` (int16): the input window unpacked from its packed layout, with border padding
-  filled with the input zero point (= real zero). The window's size and its border padding are
-  runtime arguments (``in_h``, ``in_w``, ``pad_t``, ``pad_l``), so one kernel instance serves
-  every patch of a patch-based layer; the bottom/right padding is whatever the fixed output
-  tile needs beyond ``in_h``/``in_w``.
-* ``acc`` (int32): the reduction over raw values. The zero-point correction
-  ``-zp_in·Σw`` is folded into the bias by :mod:`.params` (exact, since padding holds zp_in).
+* ``xpad`` (uint8, packed like the input): the input window with border padding filled with
+  the input zero point (= real zero) in every lane. The window's size and its border padding
+  are runtime arguments (``in_h``, ``in_w``, ``pad_t``, ``pad_l``), so one kernel instance
+  serves every patch of a patch-based layer; the bottom/right padding is whatever the fixed
+  output tile needs beyond ``in_h``/``in_w``. A negative ``pad_t``/``pad_l`` starts the window
+  inside the buffer passed. Ops that never pad (1×1 convolutions, dense) read the window
+  as is: it must cover the tile.
+* ``acc`` (int32): the reduction over raw values, unpacked from ``xpad``. The zero-point
+  correction ``-zp_in·Σw`` is folded into the bias by :mod:`.params` (exact, since padding
+  holds zp_in). Weights are read through :func:`weight_pos` (see there).
 * ``y`` (uint8, packed): fixed-point requantization ``floor((acc·M + 2^(n-1)) / 2^n)``, output
   zero point, fused clamp, packing of the output bits.
 
@@ -103,6 +106,63 @@ class KernelSpec:
                 bad("kernel larger than the padded input")
 
 
+def lane_group(bits: int) -> int:
+    """Channels in one 32-bit word of packed activations."""
+    return 32 // bits
+
+
+def kernel_taps(spec: "KernelSpec") -> tuple[int, int]:
+    """(KH, KW) of the reduction window: the whole input for dense."""
+    return spec.in_shape[:2] if spec.op == "dense" else spec.kernel
+
+
+def gathers(spec: "KernelSpec") -> bool:
+    """conv2d/dense with fewer channels than one word of activations: the DSP micro-kernel
+    gathers each pixel's window value by value (im2col of one pixel) instead of reading
+    words of the packed input."""
+    return spec.op in ("conv2d", "dense") and spec.in_channels < lane_group(spec.in_bits)
+
+
+def lane_order(spec: "KernelSpec") -> bool:
+    """Whether the weights are stored in lane order (:func:`lane_pos`): for 4/2-bit inputs
+    read a word at a time, i.e. unless the window is gathered."""
+    return spec.in_bits < 8 and not gathers(spec)
+
+
+def weight_channels(spec: "KernelSpec") -> int:
+    """Channel extent of the weight layout: C, or C rounded up to a lane group in lane order
+    (the padding weights are zero)."""
+    c, g = spec.in_channels, lane_group(spec.in_bits)
+    return (c + g - 1) // g * g if lane_order(spec) else c
+
+
+def lane_pos(ch, bits: int):
+    """Position of channel `ch` in lane order.
+
+    The DSP micro-kernels unpack one 32-bit word of activations (G = 32/bits channels) into
+    16-bit lane pairs with one instruction per pair: pair m = (channel m, channel m + G/2)
+    (8 bits: ``UXTB16``; 4/2 bits: ``(v >> m·bits) & mask``). In lane order the weights are
+    stored so that ``SXTB16`` of each weight word yields the matching pairs: word q holds
+    channels (2q, 2q+1, 2q+G/2, 2q+1+G/2) of its group. At 8 bits that is the identity.
+    Works on ints, numpy arrays and TIR expressions."""
+    if bits == 8:
+        return ch
+    g = lane_group(bits)
+    h = g // 2
+    m = ch % h
+    return ch // g * g + m // 2 * 4 + m % 2 + ch % g // h * 2
+
+
+def weight_pos(ch, spec: "KernelSpec"):
+    """Storage position of channel `ch`'s weight along the weight layout's channel axis."""
+    return lane_pos(ch, spec.in_bits) if lane_order(spec) else ch
+
+
+def never_pads(spec: "KernelSpec") -> bool:
+    """1×1 convolutions and dense layers have no border: the window covers the tile."""
+    return spec.op == "dense" or (spec.op == "conv2d" and spec.kernel == (1, 1))
+
+
 def _unpack(X, h, w, c, bits):
     """Unsigned value of channel c of pixel (h, w) of a packed tensor, as int32."""
     if bits == 8:
@@ -163,15 +223,21 @@ def _window_vars():
             te.var("pad_l", "int32"))
 
 
-def _xpad(X, qp, spec, ph, pw, in_h, in_w, pad_t, pad_l, bits, zp_index=QP_ZP_IN):
-    c = spec.in_channels
+ZP_REPEAT = {8: 0x01, 4: 0x11, 2: 0x55}   # zero point in every lane of a packed byte
 
-    def f(h, w, ch):
+
+def _xpad(X, qp, spec, ph, pw, in_h, in_w, pad_t, pad_l, bits):
+    cb = packed_channels(spec.in_channels, bits)
+    if never_pads(spec):
+        return te.compute((ph, pw, cb), lambda h, w, b: X[h - pad_t, w - pad_l, b],
+                          name="xpad")
+    zp_byte = (qp[QP_ZP_IN] * ZP_REPEAT[bits]).astype("uint8")
+
+    def f(h, w, b):
         hi, wi = h - pad_t, w - pad_l
         inside = tirx.all(hi >= 0, hi < in_h, wi >= 0, wi < in_w)
-        return tirx.if_then_else(inside, _unpack(X, hi, wi, ch, bits),
-                                 qp[zp_index]).astype("int16")
-    return te.compute((ph, pw, c), f, name="xpad")
+        return tirx.if_then_else(inside, X[hi, wi, b], zp_byte)
+    return te.compute((ph, pw, cb), f, name="xpad")
 
 
 def _output(acc, spec, B, M, N, qp, oh, ow):
@@ -205,24 +271,27 @@ def make_compute(spec: KernelSpec) -> Compute:
         (kh, kw), (sh, sw) = spec.kernel, spec.stride
     oh, ow = spec.out_hw
     ph, pw = (oh - 1) * sh + kh, (ow - 1) * sw + kw
-    xpad = _xpad(X, qp, spec, ph, pw, in_h, in_w, pad_t, pad_l, spec.in_bits)
+    bits = spec.in_bits
+    xpad = _xpad(X, qp, spec, ph, pw, in_h, in_w, pad_t, pad_l, bits)
+    cw = weight_channels(spec)
     rkh = te.reduce_axis((0, kh), name="rkh")
     rkw = te.reduce_axis((0, kw), name="rkw")
     if spec.op in ("conv2d", "dense"):
-        W = te.placeholder((oc, kh, kw, c), "int8", name="w")
+        W = te.placeholder((oc, kh, kw, cw), "int8", name="w")
         rc = te.reduce_axis((0, c), name="rc")
         acc = te.compute((oh, ow, oc), lambda i, j, o: te.sum(
-            xpad[i * sh + rkh, j * sw + rkw, rc].astype("int32")
-            * W[o, rkh, rkw, rc].astype("int32"), axis=[rkh, rkw, rc]), name="acc")
+            _unpack(xpad, i * sh + rkh, j * sw + rkw, rc, bits)
+            * W[o, rkh, rkw, weight_pos(rc, spec)].astype("int32"), axis=[rkh, rkw, rc]),
+            name="acc")
     elif spec.op == "depthwise":
-        W = te.placeholder((kh, kw, c), "int8", name="w")
+        W = te.placeholder((kh, kw, cw), "int8", name="w")
         acc = te.compute((oh, ow, oc), lambda i, j, ch: te.sum(
-            xpad[i * sh + rkh, j * sw + rkw, ch].astype("int32")
-            * W[rkh, rkw, ch].astype("int32"), axis=[rkh, rkw]), name="acc")
+            _unpack(xpad, i * sh + rkh, j * sw + rkw, ch, bits)
+            * W[rkh, rkw, weight_pos(ch, spec)].astype("int32"), axis=[rkh, rkw]), name="acc")
     else:  # avgpool: weights unused (the ABI keeps the slot)
         W = te.placeholder((1,), "int8", name="w")
         acc = te.compute((oh, ow, oc), lambda i, j, ch: te.sum(
-            xpad[i * sh + rkh, j * sw + rkw, ch].astype("int32"), axis=[rkh, rkw]), name="acc")
+            _unpack(xpad, i * sh + rkh, j * sw + rkw, ch, bits), axis=[rkh, rkw]), name="acc")
     y = _output(acc, spec, B, M, N, qp, oh, ow)
     return Compute(spec, [X, W, B, M, N, qp, y, in_h, in_w, pad_t, pad_l],
                    {"xpad": xpad, "acc": acc, "y": y})

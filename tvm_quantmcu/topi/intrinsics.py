@@ -1,136 +1,35 @@
-"""Tensor intrinsics: the per-pixel inner products and the requantize+pack step, each
-described in TIR (what it computes, matched by ``sch.tensorize``) and implemented by a call to
-a C micro-kernel of ``ukernels/qmcu_ukernels.h`` (DSP on ARMv7E-M, portable C elsewhere).
+"""Tensor intrinsics: the inner products of one or two output pixels, fused with their
+requantization and packing, described in TIR (what they compute, matched by ``sch.tensorize``)
+and implemented by one call to a C micro-kernel of ``ukernels/qmcu_ukernels.h``.
 
-Intrinsics are shape-specialised (output channels, window, bits) and registered on first use
-under a name that encodes the shape.
+Two families, each for 1 or 2 horizontally adjacent pixels (column stride ``sw``):
+
+* ``conv`` (conv2d, pointwise, dense): ``acc[p, o] += Σ x[i, p·sw + j, c] · w[o, i, j, c]``
+* ``dw`` (depthwise): ``acc[p, c] += Σ_{i,j} x[i, p·sw + j, c] · w[i, j, c]``
+
+where x is read packed (``in_bits``) and the weights in lane order where the micro-kernel
+reads whole words of activations (``compute.lane_order``). The fused form also covers the
+output block ``y[p, :] = pack(requant(acc[p, :]))``: the scheduled ``acc`` update and ``y``
+blocks are blockized together and replaced by one call that writes packed output bytes. The
+product-only form (``out_bits=None``) is used when the output channels do not fill whole
+output bytes.
+
+Intrinsics are shape-specialised and registered on first use under a name that encodes the
+shape and the order of the block's regions. Unit-extent dims get no loop and no block iter
+var, because compute_at and blockize drop them from the scheduled IR too.
 """
 from __future__ import annotations
 
-import re
-
+from tvm import tirx
+from tvm.ir.prim.expr import RShift
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
+from tvm.sym.analyzer import Analyzer
 
+from ..quant.packing import packed_channels
 from . import compute as CP
 
 _REGISTERED: set[str] = set()
-
-
-def _register(name, desc, impl) -> str:
-    if name not in _REGISTERED:
-        TensorIntrin.register(name, desc, impl, override=True)
-        _REGISTERED.add(name)
-    return name
-
-
-def _product_intrin(name, dims, x_idx, w_shape, w_idx, a_ch, call, x_shape_override=None):
-    """Register an accumulate-into-A intrinsic. dims: (var, extent, "S"/"R") in loop order;
-    the index lists name the dims (or 0). Unit-extent dims get no loop and no block iter var,
-    because compute_at and blockize drop them from the scheduled IR too."""
-    live = [(v, e, k) for v, e, k in dims if e > 1]
-    sub = {v: (f"v{v}" if e > 1 else "0") for v, e, _ in dims}
-
-    def one(term):
-        # "p*2+j"-style index terms: substitute each dim name
-        if term in sub:
-            return sub[term]
-        out = term
-        for v in sorted(sub, key=len, reverse=True):
-            out = re.sub(rf"\b{v}\b", sub[v], out)
-        return out
-
-    def idx(names):
-        return ", ".join(one(n) for n in names)
-
-    ext = {v: e for v, e, _ in dims}
-    x_shape = tuple(x_shape_override or (ext[n] for n in x_idx))
-    a_pix = ext.get("p", 1)
-    header = f"""
-@T.prim_func(s_tir=True)
-def f(x: T.handle, w: T.handle, a: T.handle):
-    x0 = T.int32()
-    x1 = T.int32()
-    a0 = T.int32()
-    a1 = T.int32()
-    X = T.match_buffer(x, {x_shape}, "int16", strides=[x0, x1, 1], offset_factor=1)
-    W = T.match_buffer(w, {tuple(w_shape)}, "int8", offset_factor=1)
-    A = T.match_buffer(a, (1, {a_pix}, {ext[a_ch]}), "int32", strides=[a0, a1, 1],
-                       offset_factor=1)
-    with T.sblock("root"):
-        T.reads(A[0, 0:{a_pix}, 0:{ext[a_ch]}], X[0:{x_shape[0]}, 0:{x_shape[1]}, 0:{x_shape[2]}],
-                W[{", ".join(f"0:{e}" for e in w_shape)}])
-        T.writes(A[0, 0:{a_pix}, 0:{ext[a_ch]}])
-"""
-    body = ""
-    ind = "        "
-    for v, e, _ in live:
-        body += f"{ind}for {v} in range({e}):\n"
-        ind += "    "
-    a_ref = f"A[0, {sub.get('p', '0')}, {sub[a_ch]}]"
-    update = (f"{a_ref} = {a_ref} + T.Cast(\"int32\", X[{idx(x_idx)}]) * "
-              f"T.Cast(\"int32\", W[{idx(w_idx)}])")
-    body += f"{ind}with T.sblock(\"update\"):\n"
-    ind += "    "
-    if len(live) == 1:
-        v, e, k = live[0]
-        kind = "spatial" if k == "S" else "reduce"
-        body += f"{ind}v{v} = T.axis.{kind}({e}, {v})\n"
-    elif live:
-        body += (f"{ind}{', '.join('v' + v for v, _, _ in live)} = T.axis.remap("
-                 f"\"{''.join(k for _, _, k in live)}\", [{', '.join(v for v, _, _ in live)}])\n")
-    else:
-        body += f"{ind}T.reads({a_ref}, X[{idx(x_idx)}], W[{idx(w_idx)}])\n"
-        body += f"{ind}T.writes({a_ref})\n"
-    body += f"{ind}{update}\n"
-    desc = _parse(header + body)
-    impl = _parse(header + f"        T.evaluate({call})\n")
-    return _register(name, desc, impl)
-
-
-def _parse(src: str):
-    import tvm.script
-    return tvm.script.from_source(src, extra_vars={"T": T})
-
-
-def conv_px(oc: int, kh: int, kw: int, c: int) -> str:
-    """acc[0, 0, o] += Σ x[i, j, ch] · w[o, i, j, ch] → qmcu_conv_px."""
-    call = ("T.call_extern(\"int32\", \"qmcu_conv_px\", A.access_ptr(\"rw\"), "
-            f"X.access_ptr(\"r\"), x0, {kh}, {kw * c}, W.access_ptr(\"r\"), {oc})")
-    return _product_intrin(f"qmcu_conv_px_{oc}_{kh}_{kw}_{c}",
-                           [("o", oc, "S"), ("i", kh, "R"), ("j", kw, "R"), ("ch", c, "R")],
-                           ["i", "j", "ch"], (oc, kh, kw, c), ["o", "i", "j", "ch"], "o", call)
-
-
-def dw_px(c: int, kh: int, kw: int) -> str:
-    """acc[0, 0, ch] += Σ x[i, j, ch] · w[i, j, ch] → qmcu_dw_px."""
-    call = ("T.call_extern(\"int32\", \"qmcu_dw_px\", A.access_ptr(\"rw\"), "
-            f"X.access_ptr(\"r\"), x0, {kh}, {kw}, {c}, W.access_ptr(\"r\"))")
-    return _product_intrin(f"qmcu_dw_px_{c}_{kh}_{kw}",
-                           [("ch", c, "S"), ("i", kh, "R"), ("j", kw, "R")],
-                           ["i", "j", "ch"], (kh, kw, c), ["i", "j", "ch"], "ch", call)
-
-
-def conv_px2(oc: int, kh: int, kw: int, c: int, sw: int) -> str:
-    """Two horizontally adjacent output pixels (column stride sw) → qmcu_conv_px2."""
-    call = ("T.call_extern(\"int32\", \"qmcu_conv_px2\", A.access_ptr(\"rw\"), "
-            f"X.access_ptr(\"r\"), x0, {kh}, {kw * c}, W.access_ptr(\"r\"), {oc}, a1, "
-            f"{sw * c})")
-    return _product_intrin(f"qmcu_conv_px2_{oc}_{kh}_{kw}_{c}_{sw}",
-                           [("p", 2, "S"), ("o", oc, "S"), ("i", kh, "R"), ("j", kw, "R"),
-                            ("ch", c, "R")],
-                           ["i", f"p*{sw}+j", "ch"], (oc, kh, kw, c), ["o", "i", "j", "ch"], "o",
-                           call, x_shape_override=(kh, sw + kw, c))
-
-
-def dw_px2(c: int, kh: int, kw: int, sw: int) -> str:
-    """Two horizontally adjacent output pixels of a depthwise conv → qmcu_dw_px2."""
-    call = ("T.call_extern(\"int32\", \"qmcu_dw_px2\", A.access_ptr(\"rw\"), "
-            f"X.access_ptr(\"r\"), x0, {kh}, {kw}, {c}, W.access_ptr(\"r\"), a1, {sw * c})")
-    return _product_intrin(f"qmcu_dw_px2_{c}_{kh}_{kw}_{sw}",
-                           [("p", 2, "S"), ("ch", c, "S"), ("i", kh, "R"), ("j", kw, "R")],
-                           ["i", f"p*{sw}+j", "ch"], (kh, kw, c), ["i", "j", "ch"], "ch", call,
-                           x_shape_override=(kh, sw + kw, c))
 
 
 class _QpView:
@@ -142,78 +41,176 @@ class _QpView:
         return self.buf[i - CP.QP_ZP_OUT]
 
 
-def requant_px(oc: int, bits: int) -> str:
-    """y[0, 0, :] = pack(requant(acc[0, 0, :])) → qmcu_requant_px."""
-    name = f"qmcu_requant_px_{oc}_{bits}"
-    cb = (oc * bits + 7) // 8
-    ocr = cb * (8 // bits)   # channels the region analysis sees (whole output bytes)
+def _parse(src: str, env: dict):
+    import tvm.script
+    return tvm.script.from_source(src, extra_vars={"T": T, **env})
 
-    def _y(A, B, M, N, Q, vj):
+
+def _loops(dims, ind):
+    """Loop nest + block iter vars for `dims` [(name, extent, "S"|"R")]; returns (text, ind,
+    substitution name → index expression)."""
+    live = [(v, e, k) for v, e, k in dims if e > 1]
+    sub = {v: (f"v{v}" if e > 1 else "0") for v, e, _ in dims}
+    txt = ""
+    for v, e, _ in live:
+        txt += f"{ind}for {v} in range({e}):\n"
+        ind += "    "
+    return txt, ind, live, sub
+
+
+def _bind(live, ind):
+    if len(live) == 1:
+        v, e, k = live[0]
+        return f"{ind}v{v} = T.axis.{'spatial' if k == 'S' else 'reduce'}({e}, {v})\n"
+    if live:
+        return (f"{ind}{', '.join('v' + v for v, _, _ in live)} = T.axis.remap("
+                f"\"{''.join(k for _, _, k in live)}\", [{', '.join(v for v, _, _ in live)}])\n")
+    return ""
+
+
+# Role in the description of each buffer of the scheduled kernel.
+_ROLE = {"x": "X", "xpad": "X", "w": "W", "acc": "A", "bias": "B", "mult": "M", "shift": "N",
+         "qp": "Q", "y": "Y"}
+
+
+def block_regions(block) -> tuple:
+    """(reads, writes) of a blockized block as ((role, extents), ...). The description must
+    list its regions in the same order and with the same extents; blockizing several blocks
+    orders the union of their regions arbitrarily, so the order is taken from the block."""
+    ana = Analyzer()
+
+    def one(regions):
+        return tuple((_ROLE[r.source.name], tuple(int(ana.simplify(x.extent))
+                                                  for x in r.region)) for r in regions)
+    return one(block.reads), one(block.writes)
+
+
+def _name(kind, npx, kh, kw, c, oc, sw, in_bits, lane, out_bits, regions):
+    ob = "acc" if out_bits is None else f"o{out_bits}"
+    sig = "_".join("".join(role for role, _ in rs) for rs in regions)
+    return (f"qmcu_{kind}_{npx}px_{kh}x{kw}_c{c}_oc{oc}_s{sw}_i{in_bits}{'l' if lane else ''}"
+            f"_{ob}_{sig}")
+
+
+def product(kind: str, npx: int, kh: int, kw: int, c: int, oc: int, sw: int, in_bits: int,
+            lane: bool, out_bits: int | None, regions: tuple) -> str:
+    """Register (once) and return the name of the intrinsic: kind "conv" or "dw"; lane: the
+    weights are in lane order (compute.lane_order); out_bits None for the product-only form;
+    regions from :func:`block_regions` of the block it is to replace."""
+    name = _name(kind, npx, kh, kw, c, oc, sw, in_bits, lane, out_bits, regions)
+    if name in _REGISTERED:
+        return name
+    if kind not in ("conv", "dw"):
+        raise ValueError(f"unknown intrinsic kind {kind!r}")
+    body = _update(kind, npx, kh, kw, c, oc, sw)
+    if out_bits is not None:
+        body += _output(npx, oc, packed_channels(oc, out_bits))
+    env = _expressions(in_bits, lane, oc, out_bits)
+    head = _header(regions, out_bits is not None)
+    call = _call(kind, npx, kh, kw, c, oc, sw, in_bits, out_bits)
+    desc = _parse(head + body, env)
+    impl = _parse(head + f"        T.evaluate({call})\n", env)
+    TensorIntrin.register(name, desc, impl, override=True)
+    _REGISTERED.add(name)
+    return name
+
+
+def _header(regions, fused: bool) -> str:
+    """Parameters, buffers (shaped as the block's regions) and the root block's regions."""
+    shapes = {role: ext for rs in regions for role, ext in rs}
+    params = "x: T.handle, w: T.handle, a: T.handle" + (
+        ", b: T.handle, m: T.handle, n: T.handle, q: T.handle, y: T.handle" if fused else "")
+    h = f"""
+@T.prim_func(s_tir=True)
+def f({params}):
+    x0 = T.int32()
+    x1 = T.int32()
+    a0 = T.int32()
+    a1 = T.int32()
+    X = T.match_buffer(x, {shapes["X"]}, "uint8", strides=[x0, x1, 1], offset_factor=1)
+    W = T.match_buffer(w, {shapes["W"]}, "int8", offset_factor=1)
+    A = T.match_buffer(a, {shapes["A"]}, "int32", strides=[a0, a1, 1], offset_factor=1)
+"""
+    if fused:
+        h += f"""    y0 = T.int32()
+    y1 = T.int32()
+    B = T.match_buffer(b, {shapes["B"]}, "int32", offset_factor=1)
+    M = T.match_buffer(m, {shapes["M"]}, "int32", offset_factor=1)
+    N = T.match_buffer(n, {shapes["N"]}, "int32", offset_factor=1)
+    Q = T.match_buffer(q, {shapes["Q"]}, "int32", offset_factor=1)
+    Y = T.match_buffer(y, {shapes["Y"]}, "uint8", strides=[y0, y1, 1], offset_factor=1)
+"""
+
+    def lst(rs):
+        return ", ".join(f"{role}[{', '.join(f'0:{e}' for e in ext)}]" for role, ext in rs)
+    return h + f"""    with T.sblock("root"):
+        T.reads({lst(regions[0])})
+        T.writes({lst(regions[1])})
+"""
+
+
+def _update(kind, npx, kh, kw, c, oc, sw) -> str:
+    """The accumulation block as the schedule leaves it."""
+    if kind == "conv":
+        dims = [("p", npx, "S"), ("o", oc, "S"), ("i", kh, "R"), ("j", kw, "R"),
+                ("c", c, "R")]
+        w_idx, a_ch = ["o", "i", "j"], "o"
+    else:
+        dims = [("p", npx, "S"), ("c", c, "S"), ("i", kh, "R"), ("j", kw, "R")]
+        w_idx, a_ch = ["i", "j"], "c"
+    txt, ind, live, sub = _loops(dims, "        ")
+    col = sub["j"] if npx == 1 else (f"{sub['p']} * {sw} + {sub['j']}" if kw > 1
+                                     else f"{sub['p']} * {sw}")
+    a_ref = f"A[0, {sub['p']}, {sub[a_ch]}]"
+    w_ref = f"W[{', '.join(sub[t] for t in w_idx)}, _wp({sub['c']})]"
+    return (txt + f"{ind}with T.sblock(\"update\"):\n" + _bind(live, ind + "    ")
+            + f"{ind}    {a_ref} = {a_ref} + _x(X, {sub['i']}, {col}, {sub['c']}) * "
+            f"T.Cast(\"int32\", {w_ref})\n")
+
+
+def _output(npx, oc, cbo) -> str:
+    """The requantize-and-pack block of the same pixels."""
+    txt, ind, live, sub = _loops([("p", npx, "S"), ("k", cbo, "S")], "        ")
+    if cbo == 1:                       # the output-byte loop of the scheduled IR stays
+        txt, ind = txt + f"{ind}for k in range(1):\n", ind + "    "
+    txt += f"{ind}with T.sblock(\"y\"):\n" + _bind(live, ind + "    ")
+    if not live:
+        txt += (f"{ind}    T.reads(A[0, 0, 0:{oc}], B[0:{oc}], M[0:{oc}], N[0:{oc}], Q[0:3])\n"
+                f"{ind}    T.writes(Y[0, 0, 0])\n")
+    return txt + (f"{ind}    Y[0, {sub['p']}, {sub['k']}] = _y(A, B, M, N, Q, {sub['p']}, "
+                  f"{sub['k']})\n")
+
+
+def _expressions(in_bits, lane, oc, out_bits) -> dict:
+    """The expressions of compute.py the description is built from."""
+    def _x(X, i, j, ch):
+        if in_bits == 8:
+            return CP._unpack(X, i, j, ch, in_bits)
+        # As compute._unpack, but a constant channel (a unit channel dim) keeps its shift by
+        # 0 as the scheduled IR does (the operator would fold it away).
+        per = 8 // in_bits
+        byte = X[i, j, ch // per].astype("int32")
+        amount = tirx.const(ch % per * in_bits, "int32") if isinstance(ch, int) else \
+            ch % per * in_bits
+        return tirx.bitwise_and(RShift(byte, amount), (1 << in_bits) - 1)
+
+    def _wp(ch):
+        return CP.lane_pos(ch, in_bits) if lane else ch
+
+    def _y(A, B, M, N, Q, p, k):
         q = _QpView(Q)
-        return CP.pack_expr(lambda ch: CP.requant(A[0, 0, ch], B[ch], M[ch], N[ch], q), vj, oc,
-                            bits)
+        return CP.pack_expr(lambda ch: CP.requant(A[0, p, ch], B[ch], M[ch], N[ch], q), k, oc,
+                            out_bits)
+    return {"_x": _x, "_wp": _wp, "_y": _y}
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, m: T.handle, n: T.handle, q: T.handle, y: T.handle):
-        a0 = T.int32()
-        a1 = T.int32()
-        y0 = T.int32()
-        y1 = T.int32()
-        A = T.match_buffer(a, (1, 1, ocr), "int32", strides=[a0, a1, 1], offset_factor=1)
-        B = T.match_buffer(b, (ocr,), "int32", offset_factor=1)
-        M = T.match_buffer(m, (ocr,), "int32", offset_factor=1)
-        N = T.match_buffer(n, (ocr,), "int32", offset_factor=1)
-        Q = T.match_buffer(q, (3,), "int32", offset_factor=1)
-        Y = T.match_buffer(y, (1, 1, cb), "uint8", strides=[y0, y1, 1], offset_factor=1)
-        with T.sblock("root"):
-            T.reads(A[0, 0, 0:ocr], B[0:ocr], M[0:ocr], N[0:ocr], Q[0:3])
-            T.writes(Y[0, 0, 0:cb])
-            for j in range(cb):
-                with T.sblock("y"):
-                    vj = T.axis.spatial(cb, j)
-                    Y[0, 0, vj] = _y(A, B, M, N, Q, vj)
 
-    @T.prim_func(s_tir=True)
-    def desc_one_byte(a: T.handle, b: T.handle, m: T.handle, n: T.handle, q: T.handle,
-                      y: T.handle):
-        # A single output byte: blockize leaves the unit loop's block without iter vars.
-        a0 = T.int32()
-        a1 = T.int32()
-        y0 = T.int32()
-        y1 = T.int32()
-        A = T.match_buffer(a, (1, 1, ocr), "int32", strides=[a0, a1, 1], offset_factor=1)
-        B = T.match_buffer(b, (ocr,), "int32", offset_factor=1)
-        M = T.match_buffer(m, (ocr,), "int32", offset_factor=1)
-        N = T.match_buffer(n, (ocr,), "int32", offset_factor=1)
-        Q = T.match_buffer(q, (3,), "int32", offset_factor=1)
-        Y = T.match_buffer(y, (1, 1, 1), "uint8", strides=[y0, y1, 1], offset_factor=1)
-        with T.sblock("root"):
-            T.reads(A[0, 0, 0:ocr], B[0:ocr], M[0:ocr], N[0:ocr], Q[0:3])
-            T.writes(Y[0, 0, 0])
-            for j in range(1):
-                with T.sblock("y"):
-                    T.reads(A[0, 0, 0:ocr], B[0:ocr], M[0:ocr], N[0:ocr],
-                            Q[0:3])
-                    T.writes(Y[0, 0, 0])
-                    Y[0, 0, 0] = _y(A, B, M, N, Q, 0)
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, m: T.handle, n: T.handle, q: T.handle, y: T.handle):
-        a0 = T.int32()
-        a1 = T.int32()
-        y0 = T.int32()
-        y1 = T.int32()
-        A = T.match_buffer(a, (1, 1, ocr), "int32", strides=[a0, a1, 1], offset_factor=1)
-        B = T.match_buffer(b, (ocr,), "int32", offset_factor=1)
-        M = T.match_buffer(m, (ocr,), "int32", offset_factor=1)
-        N = T.match_buffer(n, (ocr,), "int32", offset_factor=1)
-        Q = T.match_buffer(q, (3,), "int32", offset_factor=1)
-        Y = T.match_buffer(y, (1, 1, cb), "uint8", strides=[y0, y1, 1], offset_factor=1)
-        with T.sblock("root"):
-            T.reads(A[0, 0, 0:ocr], B[0:ocr], M[0:ocr], N[0:ocr], Q[0:3])
-            T.writes(Y[0, 0, 0:cb])
-            T.evaluate(T.call_extern("int32", "qmcu_requant_px", Y.access_ptr("w"),
-                                     A.access_ptr("r"), B.access_ptr("r"), M.access_ptr("r"),
-                                     N.access_ptr("r"), Q.access_ptr("r"), oc, bits))
-
-    return _register(name, desc_one_byte if cb == 1 else desc, impl)
+def _call(kind, npx, kh, kw, c, oc, sw, in_bits, out_bits) -> str:
+    """The micro-kernel call (argument order of ukernels/qmcu_ukernels.h)."""
+    shape = f"{npx}, {kh}, {kw}, {c}, {oc}, {sw}, {in_bits}"
+    if out_bits is None:
+        return (f"T.call_extern(\"int32\", \"qmcu_{kind}_acc\", A.access_ptr(\"rw\"), a1, "
+                f"X.access_ptr(\"r\"), x0, x1, W.access_ptr(\"r\"), {shape})")
+    return (f"T.call_extern(\"int32\", \"qmcu_{kind}\", Y.access_ptr(\"w\"), y1, "
+            "A.access_ptr(\"rw\"), a1, X.access_ptr(\"r\"), x0, x1, W.access_ptr(\"r\"), "
+            "B.access_ptr(\"r\"), M.access_ptr(\"r\"), N.access_ptr(\"r\"), "
+            f"Q.access_ptr(\"r\"), {shape}, {out_bits})")

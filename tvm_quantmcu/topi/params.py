@@ -3,8 +3,11 @@
 From the integer reference's parameters (OIHW int8 weights, int32 bias, per-channel M/n, zero
 points, clamp) to the arrays a kernel takes:
 
-* weights: conv2d OHWI ``(OC, KH, KW, C)``; dense ``(OC, H, W, C)`` (the NHWC flattening of the
-  reference); depthwise HWC ``(KH, KW, C)``; avgpool none; add: the second input's slot.
+* weights: conv2d OHWI ``(OC, KH, KW, C')``; dense ``(OC, H, W, C')`` (the NHWC flattening of
+  the reference); depthwise HWC ``(KH, KW, C')``; avgpool none; add: the second input's slot.
+  Along the channel axis the weights sit in the lane order of the micro-kernels
+  (:func:`.compute.weight_pos`): the identity at 8-bit inputs and for gathered windows;
+  otherwise C' is C rounded up to 8/16 channels (4/2 bits) and the padding is zero.
 * bias: ``bias - zp_in·Σw`` per output channel (the zero-point correction, exact because the
   kernels pad with zp_in); avgpool ``-zp_in·KH·KW``.
 * mult/shift: int32 per output channel (add: ``[M1, M2]`` and ``[n]``).
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compute import QP_LEN, KernelSpec, UnsupportedKernel
+from .compute import QP_LEN, KernelSpec, UnsupportedKernel, weight_channels, weight_pos
 
 
 @dataclass
@@ -46,12 +49,24 @@ def _qp(zp_in, zp_out, lo, hi, zp_in2=0) -> np.ndarray:
     return qp
 
 
+def _check_qp(spec: KernelSpec, zp_in, zp_out, lo, hi, zp_in2) -> None:
+    # The kernels saturate to the output range before clamping: the clamp must lie inside it.
+    qo = (1 << spec.out_bits) - 1
+    if not 0 <= lo <= hi <= qo:
+        raise UnsupportedKernel(f"{spec.describe()}: clamp [{lo}, {hi}] must satisfy "
+                                f"0 ≤ lo ≤ hi ≤ {qo}")
+    for name, zp, b in (("zp_in", zp_in, spec.in_bits), ("zp_in2", zp_in2, spec.in2_bits)):
+        if not 0 <= zp < 1 << b:
+            raise UnsupportedKernel(f"{spec.describe()}: {name} {zp} outside 0..{(1 << b) - 1}")
+
+
 def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int,
             w: np.ndarray | None = None, bias=None, M2: int | None = None,
             zp_in2: int = 0) -> KernelParams:
     """Arrays for `spec` from reference-style parameters (w: OIHW for conv, (OC, C, KH, KW)
     with C=1 for depthwise, (OC, H·W·C) for dense; add: M, M2 and a shared n)."""
     oc = spec.out_channels
+    _check_qp(spec, zp_in, zp_out, lo, hi, zp_in2)
     qp = _qp(zp_in, zp_out, lo, hi, zp_in2)
     if spec.op == "add":
         if M2 is None:
@@ -85,6 +100,7 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
         wk = w[:, 0].transpose(1, 2, 0)
     if wk.min() < -128 or wk.max() > 127:
         raise UnsupportedKernel(f"{spec.describe()}: weights outside int8")
+    wk = _lane_order(wk, spec)
     wsum = w.reshape(oc, -1).astype(np.int64).sum(axis=1)
     b = (np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)) - zp_in * wsum
     # The kernels accumulate raw values in int32: bound the worst case.
@@ -94,6 +110,13 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
         raise UnsupportedKernel(f"{spec.describe()}: accumulator may overflow int32 "
                                 f"(|bias| + max|Σx·w| = {int(worst.max())})")
     return KernelParams(np.ascontiguousarray(wk, np.int8), b.astype(np.int32), mult, shift, qp)
+
+
+def _lane_order(wk: np.ndarray, spec: KernelSpec) -> np.ndarray:
+    """Weights (..., C) → (..., C') with channel c at weight_pos(c) (zeros elsewhere)."""
+    out = np.zeros(wk.shape[:-1] + (weight_channels(spec),), np.int64)
+    out[..., weight_pos(np.arange(wk.shape[-1]), spec)] = wk
+    return out
 
 
 def spec_for_layer(qlayer, in_shape_hwc, in_bits: int, out_bits: int,

@@ -18,7 +18,8 @@ from pathlib import Path
 from . import build, compute, schedules
 
 UKERNEL_DIR = Path(__file__).resolve().parent / "ukernels"
-UKERNEL_HEADER = UKERNEL_DIR / "qmcu_ukernels.h"
+UKERNEL_HEADER = UKERNEL_DIR / "qmcu_ukernels.h"          # the one the kernels include
+UKERNEL_HEADERS = sorted(UKERNEL_DIR.glob("*.h"))         # it and the headers it includes
 
 # target → gcc CPU flags (None: the host compiler). DSP micro-kernels are chosen by the C
 # preprocessor (__ARM_FEATURE_DSP), so the same generated source serves every target.
@@ -30,17 +31,21 @@ TARGETS = {
     "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
 }
 
-# The padding condition of the xpad loop is invariant in its channel loop: let gcc unswitch it
-# (part of -O3) so the interior becomes a plain copy/unpack.
-PRELUDE = """#include <stdint.h>
-#ifndef TVM_DLL
-#define TVM_DLL
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("unswitch-loops", "unroll-loops")
-#endif
-#include "qmcu_ukernels.h"
-"""
+# Compiler choices of our schedules, as a pragma of the generated file: the padding condition
+# of the xpad loop is invariant in its channel loop, so let gcc unswitch it (part of -O3) into
+# a plain copy; unroll the short micro-kernel loops; keep zero-fill loops inline rather than
+# memset calls; and skip the scheduling pass before register allocation, which hoists loads
+# and makes the register-blocked micro-kernels spill. The ``default`` schedule (TVM's
+# lowering as emitted) is compiled without it unless the knob ``loop_pragma`` asks for it.
+PRAGMA = ('#pragma GCC optimize("unswitch-loops", "unroll-loops", "no-schedule-insns", '
+          '"no-tree-loop-distribute-patterns")')
+
+
+def prelude(loop_pragma: bool) -> str:
+    return ("#include <stdint.h>\n#ifndef TVM_DLL\n#define TVM_DLL\n#endif\n"
+            + (f"#if defined(__GNUC__) && !defined(__clang__)\n{PRAGMA}\n#endif\n"
+               if loop_pragma else "")
+            + '#include "qmcu_ukernels.h"\n')
 
 
 @dataclass
@@ -55,15 +60,16 @@ class Kernel:
     _flash: int | None = field(default=None, repr=False)
 
     def write(self, out_dir) -> list[Path]:
-        """Write the kernel's C file (and the micro-kernel header it includes) into out_dir;
+        """Write the kernel's C file (and the micro-kernel headers it includes) into out_dir;
         returns the sources to compile."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         p = out / f"{self.name}.c"
         p.write_text(self.source)
-        hdr = out / UKERNEL_HEADER.name
-        if not hdr.exists() or hdr.read_bytes() != UKERNEL_HEADER.read_bytes():
-            shutil.copyfile(UKERNEL_HEADER, hdr)
+        for src in UKERNEL_HEADERS:
+            hdr = out / src.name
+            if not hdr.exists() or hdr.read_bytes() != src.read_bytes():
+                shutil.copyfile(src, hdr)
         return [p]
 
     def flash_bytes(self) -> int | None:
@@ -95,24 +101,29 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
     shapes and the bits when no kernel exists."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
-    knobs = {**schedules.DEFAULT_KNOBS, **(knobs or {})}
+    # The default schedule is TVM's lowering as emitted: no pragma unless asked for.
+    knobs = {**schedules.DEFAULT_KNOBS, "loop_pragma": schedule != "default", **(knobs or {})}
     key = (spec, schedule, target, tuple(sorted(knobs.items())))
     if key not in _CACHE:
         comp = compute.make_compute(spec)
         func = schedules.schedule(comp, schedule, knobs)
         name = kernel_name(spec, schedule, knobs)
-        src = PRELUDE + build.build_c(func, name).replace("#define TVM_EXPORTS\n", "")
-        _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src, _scratch(src, spec))
+        src = prelude(knobs["loop_pragma"]) + build.build_c(func, name).replace(
+            "#define TVM_EXPORTS\n", "")
+        _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src,
+                             _scratch(src, spec, schedule))
     return _CACHE[key]
 
 
 _ARRAY = re.compile(r"^\s*(u?int(8|16|32|64)_t)\s+\w+\[(\d+)\];", re.M)
 
 
-def _scratch(src: str, spec: compute.KernelSpec) -> int:
+def _scratch(src: str, spec: compute.KernelSpec, schedule: str) -> int:
     total = sum(int(n) * int(bits) // 8 for _, bits, n in _ARRAY.findall(src))
-    windows = 2 if "qmcu_conv_px2(" in src else (1 if "qmcu_conv_px(" in src else 0)
-    if windows:                      # the DSP gather buffer: one int16 window per pixel
-        kh, kw = spec.in_shape[:2] if spec.op == "dense" else spec.kernel
-        total += windows * 2 * (kh * kw * spec.in_channels + 3)
+    if schedule == "dsp" and ("qmcu_conv(" in src or "qmcu_conv_acc(" in src):
+        # Fewer input channels than one activation word: the DSP micro-kernel gathers the
+        # window of each of (up to) two pixels as int16 into the shared qmcu_gather buffer.
+        if compute.gathers(spec):
+            kh, kw = compute.kernel_taps(spec)
+            total += 2 * 2 * (kh * kw * spec.in_channels + 4)
     return total

@@ -1,0 +1,394 @@
+/* DSP implementations of the micro-kernels of qmcu_ukernels.h (ARMv7E-M: SMLAD, SXTB16,
+ * SMLAxy, SMMUL, USAT, UQSUB8), included by it after the portable definitions they fall back
+ * on. Each kernel runs in two phases: the inner products into the int32 accumulators
+ * (conv_dsp, dw_dsp), then requantization and packing of all output channels (requant_out).
+ */
+#ifndef QMCU_UKERNELS_DSP_H
+#define QMCU_UKERNELS_DSP_H
+#ifdef QMCU_DSP
+/* Hide a value from the optimiser: addresses derived from it are computed as register +
+ * immediate offset where used instead of being hoisted into stack slots (a reload per use). */
+#define QMCU_OPAQUE(p) __asm__("" : "+r"(p))
+
+QMCU_INLINE int32_t sxtb16_ror8(uint32_t v) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+QMCU_INLINE int32_t uxtb16_ror8(uint32_t v) {
+    int32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* (v >> sh) & mask in one instruction (AND with a shifted register); gcc would emit a shift
+ * and an AND with the immediate mask. sh must be a literal. */
+#define QMCU_AND_LSR(mask, v, sh)                                                         \
+    ({                                                                                    \
+        uint32_t r_;                                                                      \
+        __asm__("and %0, %1, %2, lsr %3" : "=r"(r_) : "r"(mask), "r"(v), "i"(sh));        \
+        r_;                                                                               \
+    })
+
+/* Lane pair m (0 ≤ m < 16/bits) of a word of packed activations: (value m, value m + 16/bits)
+ * as 16-bit lanes; mask holds 0x000F000F (4 bits) or 0x00030003 (2 bits). */
+QMCU_INLINE int32_t xlane(uint32_t v, int32_t m, int32_t bits, uint32_t mask) {
+    if (bits == 8) return (int32_t)(m ? (uint32_t)uxtb16_ror8(v) : __uxtb16(v));
+    switch (m * bits) {
+    case 0: return (int32_t)(v & mask);
+    case 2: return (int32_t)QMCU_AND_LSR(mask, v, 2);
+    case 4: return (int32_t)QMCU_AND_LSR(mask, v, 4);
+    case 6: return (int32_t)QMCU_AND_LSR(mask, v, 6);
+    case 8: return (int32_t)QMCU_AND_LSR(mask, v, 8);
+    case 10: return (int32_t)QMCU_AND_LSR(mask, v, 10);
+    case 12: return (int32_t)QMCU_AND_LSR(mask, v, 12);
+    default: return (int32_t)QMCU_AND_LSR(mask, v, 14);
+    }
+}
+
+QMCU_INLINE uint32_t lane_mask(int32_t bits) {
+    return bits == 4 ? 0x000F000Fu : 0x00030003u;
+}
+
+QMCU_INLINE uint32_t usat_bits(int32_t v, int32_t bits) {
+    return bits == 8 ? (uint32_t)__usat(v, 8) : bits == 4 ? (uint32_t)__usat(v, 4)
+                                                          : (uint32_t)__usat(v, 2);
+}
+
+/* Output value of accumulator a (bias included) saturated to the output range, for n > 32,
+ * t = n - 33 and z1 = 2*zp_out + 1. With h = floor(a*M / 2^32) (SMMUL) and q = h >> t (ASR):
+ * floor((a*M + 2^(n-1)) / 2^n) = floor((h + 2^t) / 2^(t+1)) (the dropped low word of a*M is
+ * less than one unit of h and cannot cross a multiple of 2^(t+1)) = (q + 1) >> 1, so the
+ * output is (q + z1) >> 1, and USAT applies that last shift as its operand shift. Per channel
+ * only t is needed. */
+QMCU_INLINE uint32_t rq_fast(int32_t a, int32_t M, int32_t t, int32_t z1, int32_t bits) {
+    int32_t q, u;
+    __asm__("smmul %0, %1, %2" : "=r"(q) : "r"(a), "r"(M));
+    q = (q >> t) + z1;
+    if (bits == 8)
+        __asm__("usat %0, #8, %1, asr #1" : "=r"(u) : "r"(q));
+    else if (bits == 4)
+        __asm__("usat %0, #4, %1, asr #1" : "=r"(u) : "r"(q));
+    else
+        __asm__("usat %0, #2, %1, asr #1" : "=r"(u) : "r"(q));
+    return (uint32_t)u;
+}
+
+/* n = 32: SMMULR(a, M) = floor((a*M + 2^31) / 2^32). */
+QMCU_INLINE uint32_t rq_n32(int32_t a, int32_t M, int32_t zp, int32_t bits) {
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(M));
+    return usat_bits(r + zp, bits);
+}
+
+QMCU_INLINE uint32_t rq_slow(int32_t a, int32_t M, int32_t n, int32_t zp, int32_t bits) {
+    return (uint32_t)requant_ref(a, M, n, zp, 0, (1 << bits) - 1);
+}
+
+/* Channel 0 of up to two pixels (accumulators a[0], a[acc_pix]) as bytes 0 and 2 of a word;
+ * t = n - 33. */
+QMCU_INLINE uint32_t rq_channel(const int32_t *a, int32_t acc_pix, int32_t npx, int32_t c,
+                                int32_t M, int32_t t, const qmcu_q *q, int32_t bits) {
+    const int32_t zp = q->zp;
+    uint32_t u;
+    if (__builtin_expect(t >= 0, 1)) {
+        u = rq_fast(a[0] + c, M, t, q->z1, bits);
+        if (npx == 2) u |= rq_fast(a[acc_pix] + c, M, t, q->z1, bits) << 16;
+    } else if (t == -1) {
+        u = rq_n32(a[0] + c, M, zp, bits);
+        if (npx == 2) u |= rq_n32(a[acc_pix] + c, M, zp, bits) << 16;
+    } else {
+        u = rq_slow(a[0] + c, M, t + 33, zp, bits);
+        if (npx == 2) u |= rq_slow(a[acc_pix] + c, M, t + 33, zp, bits) << 16;
+    }
+    return u;
+}
+
+/* Second phase of every DSP kernel: requantize and pack the accumulators of npx pixels, two
+ * channels at a time; the four values of a channel pair are clamped together with byte-wise
+ * saturating arithmetic. With the products done, the registers hold only this loop's state. */
+QMCU_LOOP void requant_out(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                           int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
+                           const int32_t *shift, const qmcu_q *q, int32_t bits) {
+    const int32_t *a = acc, *c = bias, *M = mult, *n = shift;
+    int32_t ch = 0;
+    for (; ch + 1 < oc; ch += 2, a += 2, c += 2, M += 2, n += 2) {
+        uint32_t u = rq_channel(a, acc_pix, npx, c[0], M[0], n[0] - 33, q, bits);
+        u |= rq_channel(a + 1, acc_pix, npx, c[1], M[1], n[1] - 33, q, bits) << 8;
+        u = __uqsub8(u, __uqsub8(u, q->hi4));          /* min(u, hi) */
+        u = __uqadd8(__uqsub8(u, q->lo4), q->lo4);     /* max(u, lo) */
+        if (bits == 8) {
+            uint16_t h = (uint16_t)u;
+            memcpy(y + ch, &h, 2);
+            if (npx == 2) {
+                h = (uint16_t)(u >> 16);
+                memcpy(y + y_pix + ch, &h, 2);
+            }
+        } else if (bits == 4) {
+            u |= u >> 4;
+            y[ch / 2] = (uint8_t)u;
+            if (npx == 2) y[y_pix + ch / 2] = (uint8_t)(u >> 16);
+        } else {
+            u = (u | u >> 6) & 0x000F000Fu;
+            uint8_t *p = y + ch / 4;
+            const int32_t hi = ch & 2;
+            *p = (uint8_t)(hi ? (*p | u << 4) : u);
+            if (npx == 2) {
+                p += y_pix;
+                *p = (uint8_t)(hi ? (*p | (u >> 16) << 4) : (u >> 16));
+            }
+        }
+    }
+    for (; ch < oc; ch++)
+        for (int32_t p = 0; p < npx; p++)
+            out_one(y + p * y_pix, ch, acc[p * acc_pix + ch], bias, mult, shift, q, bits);
+}
+
+/* ---- conv2d / pointwise / dense, DSP ------------------------------------------------------ */
+#ifndef QMCU_MAX_K
+#define QMCU_MAX_K 2304   /* largest gathered window (kh*kw*c) of the DSP path */
+#endif
+/* Gathered windows of two pixels, int16 (read back as words with ld32: the buffer is only
+ * ever accessed as int16). Weak: every kernel file defines it and the linker keeps one copy
+ * (kernels run one at a time). */
+int16_t qmcu_gather[2 * (QMCU_MAX_K + 4)] __attribute__((weak, aligned(8)));
+
+/* One pixel's window as int16 in weight order; within every group of four the order is v0,
+ * v2, v1, v3, so that a word holds the lane pair matching SXTB16 (ROR 8) of a weight word. */
+QMCU_INLINE void gather(int16_t *dst, const uint8_t *x, int32_t x_row, int32_t x_pix,
+                        int32_t kh, int32_t kw, int32_t c, int32_t ib) {
+    const int32_t K4 = (kh * kw * c) & ~3;
+    for (int32_t i = 0; i < kh; i++)
+        for (int32_t j = 0; j < kw; j++)
+            for (int32_t ch = 0; ch < c; ch++) {
+                const int32_t k = (i * kw + j) * c + ch;
+                const int32_t at = k < K4 ? (k & ~3) | ((k & 1) << 1) | ((k >> 1) & 1) : k;
+                dst[at] = (int16_t)xval(x + i * x_row + j * x_pix, ch, ib);
+            }
+}
+
+/* a0, a1 (b0, b1): channels o, o+1 of the first (second) pixel += the gathered windows g0
+ * (g1) of K values against the weight rows at p and p + K. */
+#define QMCU_GATHERED_PAIR()                                                              \
+    do {                                                                                  \
+        int32_t k = 0;                                                                    \
+        for (; k + 3 < K; k += 4, p += 4) {                                               \
+            const uint32_t v0 = ld32(p), v1 = ld32(p + K);                                \
+            const int32_t s0 = __sxtb16(v0), t0 = sxtb16_ror8(v0);                        \
+            const int32_t s1 = __sxtb16(v1), t1 = sxtb16_ror8(v1);                        \
+            int32_t xa = (int32_t)ld32(g0 + k), xc = (int32_t)ld32(g0 + k + 2);           \
+            a0 = __smlad(xa, s0, a0);                                                     \
+            a0 = __smlad(xc, t0, a0);                                                     \
+            a1 = __smlad(xa, s1, a1);                                                     \
+            a1 = __smlad(xc, t1, a1);                                                     \
+            if (npx == 2) {                                                               \
+                xa = (int32_t)ld32(g1 + k);                                               \
+                xc = (int32_t)ld32(g1 + k + 2);                                           \
+                b0 = __smlad(xa, s0, b0);                                                 \
+                b0 = __smlad(xc, t0, b0);                                                 \
+                b1 = __smlad(xa, s1, b1);                                                 \
+                b1 = __smlad(xc, t1, b1);                                                 \
+            }                                                                             \
+        }                                                                                 \
+        for (; k < K; k++, p++) {                                                         \
+            a0 += g0[k] * p[0];                                                           \
+            a1 += g0[k] * p[K];                                                           \
+            if (npx == 2) {                                                               \
+                b0 += g1[k] * p[0];                                                       \
+                b1 += g1[k] * p[K];                                                       \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+/* Lane pairs m < mend of activation words v0 (v1) against the next weight words of rows pw,
+ * pw + K (advanced). */
+#define QMCU_DIRECT_WORD(v0, v1, mend)                                                    \
+    do {                                                                                  \
+        _Pragma("GCC unroll 8")                                                           \
+        for (int32_t m = 0; m < (mend); m += 2, pw += 4) {                                \
+            const uint32_t wa = ld32(pw), wb = ld32(pw + K);                              \
+            const int32_t s0 = __sxtb16(wa), t0 = sxtb16_ror8(wa);                        \
+            const int32_t s1 = __sxtb16(wb), t1 = sxtb16_ror8(wb);                        \
+            int32_t xa = xlane(v0, m, ib, lm), xc = xlane(v0, m + 1, ib, lm);             \
+            a0 = __smlad(xa, s0, a0);                                                     \
+            a0 = __smlad(xc, t0, a0);                                                     \
+            a1 = __smlad(xa, s1, a1);                                                     \
+            a1 = __smlad(xc, t1, a1);                                                     \
+            if (npx == 2) {                                                               \
+                xa = xlane(v1, m, ib, lm);                                                \
+                xc = xlane(v1, m + 1, ib, lm);                                            \
+                b0 = __smlad(xa, s0, b0);                                                 \
+                b0 = __smlad(xc, t0, b0);                                                 \
+                b1 = __smlad(xa, s1, b1);                                                 \
+                b1 = __smlad(xc, t1, b1);                                                 \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
+
+/* The same over the packed window read in place: per tap, whole words of activations, then
+ * at 4/2 bits a partial last word (tb bytes; its missing lanes and weights are zero, lane
+ * pairs beyond the last channel skipped), at 8 bits the remaining channels one by one. */
+#define QMCU_DIRECT_PAIR()                                                                \
+    do {                                                                                  \
+        for (int32_t i = 0; i < kh; i++)                                                  \
+            for (int32_t j = 0; j < kw; j++) {                                            \
+                const uint8_t *xp = x + i * x_row + j * x_pix;                            \
+                const int8_t *pw = p + (i * kw + j) * cw;                                 \
+                for (int32_t g = 0; g < c / G; g++, xp += 4) {                            \
+                    const uint32_t v0 = ld32(xp), v1 = npx == 2 ? ld32(xp + dx) : 0;      \
+                    QMCU_DIRECT_WORD(v0, v1, 16 / ib);                                    \
+                }                                                                         \
+                if (ib < 8 && c % G) {                                                    \
+                    const uint32_t v0 = ldpart(xp, tb);                                   \
+                    const uint32_t v1 = npx == 2 ? ldpart(xp + dx, tb) : 0;               \
+                    QMCU_DIRECT_WORD(v0, v1, tail_lanes);                                 \
+                }                                                                         \
+                for (int32_t ch = c / 4 * 4; ch < c && ib == 8; ch++) {                   \
+                    const int32_t e0 = xp[ch % 4], u = pw[ch % 4], v = pw[K + ch % 4];    \
+                    a0 += e0 * u;                                                         \
+                    a1 += e0 * v;                                                         \
+                    if (npx == 2) {                                                       \
+                        b0 += xp[dx + ch % 4] * u;                                        \
+                        b1 += xp[dx + ch % 4] * v;                                        \
+                    }                                                                     \
+                }                                                                         \
+            }                                                                             \
+    } while (0)
+
+QMCU_LOOP void conv_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                        const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                        const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
+                        int32_t oc, int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
+    const int32_t G = 32 / ib, gathered = conv_gathers(c, ib);
+    const int32_t cw = wchannels(c, ib, ib < 8 && !gathered), K = kh * kw * cw;
+    /* a partial last word: its bytes, and the lane pairs that hold channels (even count) */
+    const int32_t tb = (c % G * ib + 7) / 8;
+    const int32_t tail_lanes = ((c % G < G / 2 ? c % G : G / 2) + 1) & ~1;
+    const int32_t dx = sw * x_pix;
+    uint32_t lm = lane_mask(ib);
+    QMCU_OPAQUE(lm);
+    int16_t *g0 = qmcu_gather, *g1 = qmcu_gather + QMCU_MAX_K + 4;
+    if (gathered) {
+        if (K > QMCU_MAX_K) {
+            conv_ref(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, npx,
+                     kh, kw, c, oc, sw, ib, ob, fuse, 0);
+            return;
+        }
+        gather(g0, x0, x_row, x_pix, kh, kw, c, ib);
+        if (npx == 2) gather(g1, x0 + dx, x_row, x_pix, kh, kw, c, ib);
+    }
+    int32_t o = 0;
+    for (; o + 1 < oc; o += 2) {
+        int32_t *ap = acc + o, *bp = acc + acc_pix + o;
+        const uint8_t *x = x0;
+        const int8_t *p = w + o * K;
+        QMCU_OPAQUE(x);
+        int32_t a0 = ap[0], a1 = ap[1], b0 = 0, b1 = 0;
+        if (npx == 2) {
+            b0 = bp[0];
+            b1 = bp[1];
+        }
+        if (gathered)
+            QMCU_GATHERED_PAIR();
+        else
+            QMCU_DIRECT_PAIR();
+        ap[0] = a0;
+        ap[1] = a1;
+        if (npx == 2) {
+            bp[0] = b0;
+            bp[1] = b1;
+        }
+    }
+    if (o < oc)
+        conv_ref(0, 0, acc, acc_pix, x0, x_row, x_pix, w, 0, 0, 0, 0, npx, kh, kw, c, oc, sw,
+                 ib, 8, 0, o);
+    if (fuse) requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
+}
+
+/* ---- depthwise, DSP ----------------------------------------------------------------------- */
+
+/* Depthwise channels c0, c0+1, c0+H, c0+H+1 (H = 16/ib) of npx pixels, those below c: SXTB16
+ * of one weight word gives (w_c0, w_c0+H), (w_c0+1, w_c0+1+H), one activation word (n bytes)
+ * the matching lane pairs; SMLAxy accumulates each lane. */
+QMCU_INLINE void dw_set(int32_t *acc, int32_t acc_pix, const uint8_t *xg, int32_t x_row,
+                        int32_t x_pix, int32_t dx, const int8_t *wg, int32_t cw, int32_t c0,
+                        int32_t m, int32_t c, int32_t n, int32_t npx, int32_t kh, int32_t kw,
+                        int32_t ib, uint32_t lm, int32_t whole) {
+    /* whole: all four channels exist (a literal, so the tests below fold away) */
+    const int32_t H = 16 / ib, lo1 = whole || c0 + 1 < c, hi = whole || c0 + H < c;
+    const int32_t hi1 = whole || c0 + H + 1 < c;
+    int32_t *ap = acc + c0, *bp = acc + acc_pix + c0;
+    int32_t a0 = ap[0], a1 = lo1 ? ap[1] : 0, a2 = hi ? ap[H] : 0, a3 = hi1 ? ap[H + 1] : 0;
+    int32_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    if (npx == 2) {
+        b0 = bp[0];
+        b1 = lo1 ? bp[1] : 0;
+        b2 = hi ? bp[H] : 0;
+        b3 = hi1 ? bp[H + 1] : 0;
+    }
+    for (int32_t i = 0; i < kh; i++)
+#pragma GCC unroll 8
+        for (int32_t j = 0; j < kw; j++) {
+            const uint32_t wv = ld32(wg + (i * kw + j) * cw);
+            const int32_t wl = __sxtb16(wv), wh = sxtb16_ror8(wv);
+            const uint8_t *xp = xg + i * x_row + j * x_pix;
+            uint32_t v = ldpart(xp, n);
+            int32_t xl = xlane(v, m, ib, lm), xh = xlane(v, m + 1, ib, lm);
+            a0 = __smlabb(xl, wl, a0);
+            if (lo1) a1 = __smlabb(xh, wh, a1);
+            if (hi) a2 = __smlatt(xl, wl, a2);
+            if (hi1) a3 = __smlatt(xh, wh, a3);
+            if (npx == 2) {
+                v = ldpart(xp + dx, n);
+                xl = xlane(v, m, ib, lm);
+                xh = xlane(v, m + 1, ib, lm);
+                b0 = __smlabb(xl, wl, b0);
+                if (lo1) b1 = __smlabb(xh, wh, b1);
+                if (hi) b2 = __smlatt(xl, wl, b2);
+                if (hi1) b3 = __smlatt(xh, wh, b3);
+            }
+        }
+    ap[0] = a0;
+    if (lo1) ap[1] = a1;
+    if (hi) ap[H] = a2;
+    if (hi1) ap[H + 1] = a3;
+    if (npx == 2) {
+        bp[0] = b0;
+        if (lo1) bp[1] = b1;
+        if (hi) bp[H] = b2;
+        if (hi1) bp[H + 1] = b3;
+    }
+}
+
+/* Whole groups of G = 32/ib channels four at a time; at 4/2 bits the partial last group the
+ * same way (lanes beyond the last channel left out), at 8 bits the last channels one by one. */
+QMCU_LOOP void dw_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                      const uint8_t *x, int32_t x_row, int32_t x_pix, const int8_t *w,
+                      const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                      const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
+                      int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
+    const int32_t G = 32 / ib, H = G / 2, cw = wchannels(c, ib, ib < 8), full = c / G * G;
+    const int32_t dx = sw * x_pix;
+    uint32_t lm = lane_mask(ib);
+    QMCU_OPAQUE(lm);
+    for (int32_t g = 0; g < full; g += G)
+#pragma GCC unroll 8
+        for (int32_t m = 0; m < H; m += 2)
+            dw_set(acc, acc_pix, x + g / G * 4, x_row, x_pix, dx, w + g + 2 * m, cw, g + m, m,
+                   c, 4, npx, kh, kw, ib, lm, 1);
+    if (ib < 8 && full < c) {
+        const int32_t tb = ((c - full) * ib + 7) / 8, mend = c - full < H ? c - full : H;
+#pragma GCC unroll 8
+        for (int32_t m = 0; m < mend; m += 2)
+            dw_set(acc, acc_pix, x + full / G * 4, x_row, x_pix, dx, w + full + 2 * m, cw,
+                   full + m, m, c, tb, npx, kh, kw, ib, lm, 0);
+    } else if (full < c) {
+        dw_ref(0, 0, acc, acc_pix, x, x_row, x_pix, w, 0, 0, 0, 0, npx, kh, kw, c, sw, ib, 8, 0,
+               full);
+    }
+    if (fuse) requant_out(y, y_pix, acc, acc_pix, npx, c, bias, mult, shift, q, ob);
+}
+#endif
+#endif
