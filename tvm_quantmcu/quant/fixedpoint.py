@@ -5,9 +5,9 @@ bits only when n would exceed MAX_SHIFT) and m ≈ M · 2**-n. Requantizing an i
 
     requant(acc, M, n) = floor((acc · M + 2**(n-1)) / 2**n)        (64-bit product)
 
-i.e. a single rounding, half up. On Cortex-M4 with n ≥ 32 this is two instructions:
-``SMMLA(acc, M, 1 << (n-33))`` (or ``SMMULR`` at n = 32) then ``ASR #(n-32)``, because floor
-divisions compose exactly. Residual adds use one shared n for both inputs:
+i.e. a single rounding, half up. Floor divisions compose exactly, so on Cortex-M4 with n > 32
+the kernels take the high word of the product (``SMMUL``), shift by n-33 and let ``USAT``
+with ``ASR #1`` do the last halving with the rounding folded in (tvm_quantmcu/topi/README.md). Residual adds use one shared n for both inputs:
 
     add(x1, x2) = floor(((x1-z1)·M1 + (x2-z2)·M2 + 2**(n-1)) / 2**n) + z_out
 """
