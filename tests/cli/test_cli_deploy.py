@@ -59,6 +59,7 @@ def test_zephyr_app_and_west_commands(tmp_path, capsys):
     (["--board", "host", "--images", "0"], "--images must be at least 1"),
     (["--board", "zephyr:no_such_board"], "unknown board 'no_such_board'"),
     (["--model", "mbv2-imagenet"], "architecture-only"),
+    (["--board", "host", "--tuning-db", "/no/such/db"], "is not a tuning database"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, msg):
     rc = main(["deploy", "--out", str(tmp_path / "o"), *argv])

@@ -52,13 +52,12 @@ def run(args) -> int:
                         f"model: {', '.join(n for n, m in models.REGISTRY.items() if m.trained)}")
     lookup = None
     if args.tuning_db:
+        from ..tune import TuningDatabaseError, kernel_lookup_from_db
         try:
-            from ..tune import kernel_lookup_from_db
-        except ModuleNotFoundError:
-            raise UserError("--tuning-db: this build has no tuning support (quantmcu tune)") \
-                from None
-        lookup = kernel_lookup_from_db(args.tuning_db, dep.BOARDS[args.board].target
-                                       if args.board in dep.BOARDS else "cortex-m4")
+            lookup = kernel_lookup_from_db(args.tuning_db, dep.BOARDS[args.board].target
+                                           if args.board in dep.BOARDS else "cortex-m4")
+        except TuningDatabaseError as e:
+            raise UserError(f"--tuning-db {args.tuning_db}: {e}") from e
     show = not (args.json or args.no_progress)
     try:
         if args.board.startswith("zephyr:"):
