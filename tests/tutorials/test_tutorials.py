@@ -17,7 +17,8 @@ pytestmark = requires_dataset
 
 def test_tutorials_exist():
     names = [t.name for t in TUTORIALS]
-    assert "02_deploy_on_qemu_and_zephyr.py" in names, names
+    assert names == ["01_add_quantmcu_passes.py", "02_deploy_on_qemu_and_zephyr.py",
+                     "03_autotune_on_device.py"], names
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[t.stem for t in TUTORIALS])
