@@ -1,13 +1,19 @@
 """Accuracy / BitOPs benchmark of every policy on the trained zoo models.
 
     python benchmarks/search.py [--models mbv2-fmnist mcunet-fmnist] [--images 10000]
+                                [--engine c|sim]
 
-Writes benchmarks/results/search.json, search.md and search_front.png. Every number comes from
-the exact integer simulation (the device's routing included) on the Fashion-MNIST test set.
+Writes benchmarks/results/search.json, search.md and search_front.png (after each model, so a
+long run leaves the finished models behind). Every number is the exact integer computation of
+the policy with the device's routing, on the Fashion-MNIST test set: by default each policy's
+generated C runs on the host (``--engine c``, bit-exact with the numpy simulator, which
+``--engine sim`` uses instead). Each model is planned for its shipped SRAM budget. Choices
+(automatic λ, per-map sensitivity, the RL agent's reward) use the validation split only.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -19,12 +25,42 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from tvm_quantmcu import search  # noqa: E402
 from tvm_quantmcu.cli.search import int8_bitops  # noqa: E402
+from tvm_quantmcu.models.policies import SRAM_KB  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
+# Φ / Ω normalisations compared (vdqs.py documents them); the first is SearchParams' default
+NORMALISATIONS = (("stage", "h8"), ("stage", "hb"), ("consumer", "h8"))
 
 
-def measure(ctx, pol, images, info=None, s8=None, t8=None) -> dict:
-    r = search.evaluate_policy(ctx, pol, "test", images)
+def content_key(pol) -> str:
+    """What a policy computes (not its name, λ or notes): equal keys give equal results."""
+    d = pol.to_json()
+    for k in ("name", "lam", "params"):
+        d.pop(k)
+    return json.dumps(d, sort_keys=True)
+
+
+class TestSet:
+    """Test-set evaluations, each distinct policy once (the auto-λ policy is also a front
+    point; 'VDPC + uniform 2-bit' is the λ=0 policy)."""
+
+    def __init__(self, ctx, images: int, log):
+        self.ctx, self.images, self.log = ctx, images, log
+        self._done: dict[str, dict] = {}
+
+    def __call__(self, pol) -> dict:
+        key = content_key(pol)
+        if key not in self._done:
+            t0 = time.time()
+            self._done[key] = search.evaluate_policy(self.ctx, pol, "test", self.images)
+            self.log(f"    evaluated {pol.name} ({self._done[key]['engine']}) on "
+                     f"{self.images} images in {time.time() - t0:.0f} s")
+        return self._done[key]
+
+
+def measure(test: TestSet, pol, info=None, s8=None, t8=None) -> dict:
+    ctx = test.ctx
+    r = test(pol)
     stage = r["bitops_patch_stage"]
     if pol.split_index is None:
         stage = float(sum(ctx.graph.macs(l) * 64 for l in ctx.plan.stage_layers))
@@ -58,17 +94,55 @@ def sensitivity(ctx, images: int) -> list[dict]:
     return rows
 
 
+def val_best_ratio(front_val: list[dict], base_top1: float, s8: float, drop_pt: float):
+    ok = [s8 / r["bitops_patch_stage"] for r in front_val if r["top1"] >= base_top1 - drop_pt / 100]
+    return max(ok, default=None)
+
+
+def normalisation_study(ctx, qm: dict, qm_info: dict, add, s8: float) -> list[dict]:
+    """Each Φ/Ω normalisation: its λ front and automatic λ on VALIDATION, and the policy of
+    that λ on the test set (the default's is the main quantmcu row). Nothing here is chosen
+    on the test set."""
+    out = []
+    for phi_norm, omega_norm in NORMALISATIONS:
+        if (phi_norm, omega_norm) == (ctx.params.phi_norm, ctx.params.omega_norm):
+            row, info = qm, qm_info
+        else:
+            params = dataclasses.replace(ctx.params, phi_norm=phi_norm, omega_norm=omega_norm)
+            alt = dataclasses.replace(ctx, params=params, _vdqs={})   # same calibration
+            pol, info = search.make_policy(alt, "quantmcu", "auto")
+            pol.name = f"quantmcu[phi={phi_norm},omega={omega_norm}]"
+            row = add(pol, info)
+            row["auto_lambda_seconds"] = info.get("auto_lambda_seconds")
+        front_val = info["lambda_front_val"]
+        out.append({
+            "phi_norm": phi_norm, "omega_norm": omega_norm, "policy": row["policy"],
+            "lambda": row["lambda"], "bits": row["bits"],
+            "int8_val_top1": info["int8_val_top1"],
+            "best_ratio_at_0.5pt_val": val_best_ratio(front_val, info["int8_val_top1"], s8,
+                                                      ctx.params.drop_pt),
+            "front_val": [{"lambda": r["lambda"], "bits": r["bits"], "top1": r["top1"],
+                           "bitops_patch_stage_vs_int8": s8 / r["bitops_patch_stage"]}
+                          for r in front_val],
+            "test_top1": row["top1"], "test_ratio": row["bitops_patch_stage_vs_int8"]})
+    return out
+
+
 def bench_model(name: str, images: int, rl_seconds: float, log, val_images: int = 2000,
-                sens_images: int = 1000) -> dict:
+                sens_images: int = 1000, engine: str = "c") -> dict:
     t0 = time.time()
-    ctx = search.prepare(name, search.SearchParams(val_images=val_images))
+    sram_kb = SRAM_KB.get(name, search.DEFAULT_SRAM_KB)
+    ctx = search.prepare(name, search.SearchParams(sram_kb=sram_kb, val_images=val_images),
+                         engine=engine)
     log(f"{name}: plan split after {ctx.plan.split_layer} grid {ctx.plan.grid}, threshold "
-        f"{ctx.cal.threshold:.4f}, calibration outlier rate {ctx.cal.outlier_rate:.3f}")
+        f"{ctx.cal.threshold:.4f}, calibration outlier rate {ctx.cal.outlier_rate:.3f} "
+        f"(prepared in {time.time() - t0:.0f} s)")
     s8, t8 = int8_bitops(ctx)
+    test = TestSet(ctx, images, log)
     rows = []
 
     def add(pol, info=None):
-        rows.append(measure(ctx, pol, images, info, s8, t8))
+        rows.append(measure(test, pol, info, s8, t8))
         r = rows[-1]
         log(f"  {r['policy']:<16} λ={r['lambda']} top1 {r['top1']:.4f} "
             f"stage {r['bitops_patch_stage_vs_int8']:.2f}x total {r['bitops_total_vs_int8']:.2f}x "
@@ -77,17 +151,18 @@ def bench_model(name: str, images: int, rl_seconds: float, log, val_images: int 
 
     add(ctx.base("layerwise-int8"))
     int8 = add(ctx.base("int8"))
-    pol, info = search.make_policy(ctx, "quantmcu", "auto")
-    qm = add(pol, info)
-    qm["auto_lambda_seconds"] = info.get("auto_lambda_seconds")
-    # the λ front on the test set (distinct policies measured once)
+    pol, qm_info = search.make_policy(ctx, "quantmcu", "auto")
+    qm = add(pol, qm_info)
+    qm["auto_lambda_seconds"] = qm_info.get("auto_lambda_seconds")
+    # the λ front on the test set (distinct policies measured once); every λ's search timed
+    # from empty caches, so search_seconds is what that search costs on its own
     front = search.api.sweep_lambdas(
-        ctx, lambda p, secs: measure(ctx, p, images, {"search_seconds": secs}, s8, t8))
+        ctx, lambda p, secs: measure(test, p, {"search_seconds": secs}, s8, t8), cold=True)
     for r in front:
         log(f"  front λ={r['lambda']}: top1 {r['top1']:.4f} "
-            f"stage {r['bitops_patch_stage_vs_int8']:.2f}x")
+            f"stage {r['bitops_patch_stage_vs_int8']:.2f}x search {r['search_seconds']:.1f} s")
     # ablations at the automatic λ
-    p, secs = search.quantmcu_policy(ctx, qm["lambda"], vdpc=False)
+    p, secs = search.quantmcu_policy(ctx, qm["lambda"], vdpc=False, cold=True)
     add(p, {"search_seconds": secs})
     for b in (4, 2):
         p, _ = search.quantmcu_policy(ctx, 0.0, uniform_bits=b)
@@ -99,6 +174,7 @@ def bench_model(name: str, images: int, rl_seconds: float, log, val_images: int 
         add(p, info)
     p, info = search.make_policy(ctx, "rl", rl_seconds=rl_seconds)
     add(p, info)
+    norms = normalisation_study(ctx, qm, qm_info, add, s8)
     drop_ok = [r for r in front if r["top1"] >= int8["top1"] - 0.005]
     at22 = [r for r in front if r["bitops_patch_stage_vs_int8"] >= 2.2]
     summary = {
@@ -108,21 +184,34 @@ def bench_model(name: str, images: int, rl_seconds: float, log, val_images: int 
         if at22 else None,
         "quantmcu_ratio": qm["bitops_patch_stage_vs_int8"],
         "quantmcu_drop_pt": round(100 * (int8["top1"] - qm["top1"]), 2),
+        "vdqs_cold_search_seconds_max": max(r["search_seconds"] for r in front),
     }
     sens = sensitivity(ctx, sens_images)
+    log(f"{name}: done in {time.time() - t0:.0f} s")
     return {"model": name, "plan": {"split_layer": ctx.plan.split_layer,
                                     "grid": list(ctx.plan.grid),
                                     "sram_kb": ctx.params.sram_kb},
             "threshold": ctx.cal.threshold, "params": ctx.params.to_json(),
             "policies": rows, "front": front, "summary": summary, "sensitivity": sens,
+            "normalisations": norms,
             "seconds": round(time.time() - t0, 1)}
 
 
 def write_markdown(res: dict, path: str) -> None:
+    how = {"c": "each policy's generated C run on the host (bit-exact with the integer "
+                "simulator, the device's VDPC routing included)",
+           "sim": "the exact integer simulation (the device's VDPC routing included)"}
     out = ["# Search benchmark", "",
-           f"Exact integer simulation on {res['images']} Fashion-MNIST test images. BitOPs = "
-           "MACs × weight bits × input-activation bits, patches counted with their halo; "
-           "ratios are int8 (MCUNetV2) / policy.", ""]
+           f"Top-1 on {res['images']} Fashion-MNIST test images, computed by "
+           f"{how[res.get('engine', 'sim')]}. BitOPs = MACs × weight bits × input-activation "
+           "bits, patches counted with their halo; ratios are int8 (MCUNetV2) / policy. "
+           f"The automatic λ, the per-map sensitivity and the RL agent's reward use the "
+           f"validation split ({res['val_images']} images for λ), never the test set.", "",
+           "`search s` is the time of the policy's own search, excluding calibration: for VDQS "
+           "(quantmcu, its λ front and vdqs-no-vdpc) one search from empty caches, as if it "
+           "were the only λ searched; for the automatic λ the sweep on validation is listed "
+           "separately; memory-driven is its rule; rl is the agent's episodes within its "
+           "time budget.", ""]
     for m in res["models"]:
         s = m["summary"]
         out += [f"## {m['model']} (split after {m['plan']['split_layer']}, grid "
@@ -138,12 +227,16 @@ def write_markdown(res: dict, path: str) -> None:
                        f"{r['search_seconds'] or 0:.1f} |")
         out += ["", f"Best patch-stage ratio within 0.5 pt of int8 on the λ front: "
                 f"**{s['best_ratio_at_0.5pt'] and round(s['best_ratio_at_0.5pt'], 2)}×**; "
-                f"accuracy drop at ≥ 2.2×: **{s['drop_pt_at_2.2x']} pt**.", "",
-                "λ front (test set):", "", "| λ | bits | top-1 | stage vs int8 |",
-                "| --- | --- | --- | --- |"]
+                f"accuracy drop at ≥ 2.2×: **{s['drop_pt_at_2.2x']} pt**. Slowest VDQS search "
+                f"of the front (cold): **{s['vdqs_cold_search_seconds_max']:.1f} s**; automatic "
+                f"λ (validation sweep of every λ, searches and evaluations): "
+                f"{auto_seconds(m)} s.", "",
+                "λ front (test set):", "", "| λ | bits | top-1 | stage vs int8 | search s |",
+                "| --- | --- | --- | --- | --- |"]
         for r in m["front"]:
             out.append(f"| {r['lambda']} | {r['bits'] or 'all 8'} | {r['top1']:.4f} | "
-                       f"{r['bitops_patch_stage_vs_int8']:.2f}× |")
+                       f"{r['bitops_patch_stage_vs_int8']:.2f}× | {r['search_seconds']:.1f} |")
+        out += normalisation_markdown(m)
         out += ["", f"Per-map sensitivity (one map lowered, VDPC on, {res['sensitivity_images']} "
                 "validation images):",
                 "", "| map | layer | act | bits | drop pt | Φ |", "| --- | --- | --- | --- | --- | --- |"]
@@ -153,6 +246,37 @@ def write_markdown(res: dict, path: str) -> None:
         out.append("")
     with open(path, "w") as f:
         f.write("\n".join(out))
+
+
+def normalisation_markdown(model: dict) -> list[str]:
+    rows = model.get("normalisations") or []
+    if not rows:
+        return []
+    out = ["", "Φ / Ω normalisations (vdqs.py): λ front and automatic λ on validation "
+           f"({rows[0]['int8_val_top1']:.4f} int8 top-1 there); the chosen policy on the test "
+           "set. The first is the default.", "",
+           "| Φ norm | Ω norm | best stage ratio ≤ 0.5 pt (val) | auto λ | bits | "
+           "test top-1 | test stage vs int8 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        best = r["best_ratio_at_0.5pt_val"]
+        out.append(f"| {r['phi_norm']} | {r['omega_norm']} | "
+                   f"{'-' if best is None else f'{best:.2f}×'} | {r['lambda']} | "
+                   f"{r['bits'] or 'all 8'} | {r['test_top1']:.4f} | {r['test_ratio']:.2f}× |")
+    return out
+
+
+def auto_seconds(model: dict) -> str:
+    qm = [r for r in model["policies"] if r["policy"] == "quantmcu"]
+    v = qm[0].get("auto_lambda_seconds") if qm else None
+    return "-" if v is None else f"{v:.0f}"
+
+
+def write_all(res: dict, out_dir: str) -> None:
+    with open(os.path.join(out_dir, "search.json"), "w") as f:
+        json.dump(res, f, indent=1,
+                  default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    write_markdown(res, os.path.join(out_dir, "search.md"))
+    plot(res, os.path.join(out_dir, "search_front.png"))
 
 
 def plot(res: dict, path: str) -> None:
@@ -193,19 +317,19 @@ def main() -> int:
     ap.add_argument("--val-images", type=int, default=2000,
                     help="validation images for the automatic λ")
     ap.add_argument("--sensitivity-images", type=int, default=1000)
+    ap.add_argument("--engine", choices=search.ENGINES, default="c",
+                    help="c: each policy's generated C on the host (default, faster); "
+                         "sim: the numpy integer simulator (same results)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     res = {"images": args.images, "val_images": args.val_images,
-           "sensitivity_images": args.sensitivity_images, "models": []}
+           "sensitivity_images": args.sensitivity_images, "engine": args.engine, "models": []}
     for name in args.models:
         res["models"].append(bench_model(name, args.images, args.rl_seconds,
                                          lambda s: print(s, flush=True), args.val_images,
-                                         args.sensitivity_images))
-    with open(os.path.join(args.out, "search.json"), "w") as f:
-        json.dump(res, f, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    write_markdown(res, os.path.join(args.out, "search.md"))
-    plot(res, os.path.join(args.out, "search_front.png"))
+                                         args.sensitivity_images, args.engine))
+        write_all(res, args.out)     # after each model: a long run keeps what it finished
     return 0
 
 

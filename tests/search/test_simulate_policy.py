@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from tvm_quantmcu import data, quant, search
+from tvm_quantmcu.cli import UserError
 from tvm_quantmcu.search.vdqs import entropy
-from helpers import trained
+from helpers import have, trained
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,56 @@ def test_vdqs_extremes_and_scores(ctx):
             assert om[8] == 0 and 0 < om[4] < om[2] <= 1
     with pytest.raises(ValueError):
         v.search(1.5)
+
+
+def test_cold_search_starts_empty_and_finds_the_same_widths(ctx):
+    v = ctx.vdqs()
+    warm = {lam: v.search(lam) for lam in (0.0, 0.1, 1.0)}
+    filled = len(v._env_cache)
+    cold = v.search(0.1, cold=True)
+    # only the branch tensors of λ=0.1's own path were rebuilt
+    assert 0 < len(v._env_cache) < filled
+    assert cold.bits == warm[0.1].bits and cold.ranges == warm[0.1].ranges
+
+
+def test_normalisation_options_change_the_scores_as_documented(ctx):
+    v = ctx.vdqs()
+    p = ctx.params
+    alt = search.VDQS(ctx.graph, ctx.plan, ctx.cal, ctx.ranges8,
+                      ctx.cal_images[:p.entropy_images], p.candidate_bits, p.range_method,
+                      phi_norm="consumer", omega_norm="hb")
+    m = v.maps[0]
+    for b in (4, 2):
+        assert alt.phi(m, b) == (8 - b) / 8 > v.phi(m, b)
+    om8, omb = v.omega_table({}, m), alt.omega_table({}, m)
+    # same entropies, other denominator: H8/Hb times the default's loss
+    for b in (4, 2):
+        assert omb[b] > om8[b] > 0
+    assert omb[2] / om8[2] > omb[4] / om8[4]      # the lower width is penalised more
+    with pytest.raises(ValueError, match="omega_norm"):
+        search.VDQS(ctx.graph, ctx.plan, ctx.cal, ctx.ranges8, ctx.cal_images[:4],
+                    omega_norm="h4")
+
+
+@pytest.mark.skipif(not have("gcc"), reason="the C engine builds the policy with gcc")
+def test_c_engine_gives_the_simulators_predictions_and_routing(ctx):
+    pol, _ = search.quantmcu_policy(ctx, 0.1)
+    assert pol.vdpc and pol.bits_low
+    by = {e: search.evaluate_policy(ctx, pol, "test", 30, engine=e) for e in ("sim", "c")}
+    sim, c = by["sim"], by["c"]
+    assert (sim["engine"], c["engine"]) == ("sim", "c")
+    assert (c["predictions"] == sim["predictions"]).all()
+    assert c["routing"].shape == sim["routing"].shape == (30, ctx.plan.grid[0] * ctx.plan.grid[1])
+    assert (c["routing"] == sim["routing"]).all()
+    assert sim["routing"].any() and not sim["routing"].all()    # both branches ran
+    for k in ("top1", "images", "bitops_patch_stage", "bitops_total", "outlier_patch_rate",
+              "outlier_patch_rate_per_position", "peak_sram_bytes", "flash_bytes"):
+        assert c[k] == sim[k], k
+
+
+def test_unknown_engine_is_refused(ctx):
+    with pytest.raises(UserError, match="engine 'gpu'"):
+        search.evaluate_policy(ctx, ctx.base("int8"), "test", 2, engine="gpu")
 
 
 def test_entropy():

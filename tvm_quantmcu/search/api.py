@@ -10,6 +10,7 @@ from .. import data, pipeline, quant
 from ..patch import NoPlanFitsError, plan as make_plan
 from .baselines import memory_driven, weight_bytes
 from .calibrate import StageCalibration, calibrate_stage
+from .engine import ENGINES, runner
 from .policy import POLICIES, Policy
 from .rl import run_agent
 from .simulate import Simulator, evaluate
@@ -32,6 +33,8 @@ class SearchParams:
     range_method: str = "mse"              # low-bit ranges: mse | percentile | minmax
     candidate_bits: tuple = DEFAULT_BITS
     entropy_images: int = 128              # calibration images for Ω
+    phi_norm: str = "stage"                # Φ normalisation: stage | consumer (vdqs.py)
+    omega_norm: str = "h8"                 # Ω normalisation: h8 | hb (vdqs.py)
     drop_pt: float = DEFAULT_DROP_PT       # accuracy-drop bound of the automatic λ
     val_images: int = VAL_IMAGES_AUTO
 
@@ -52,6 +55,7 @@ class SearchContext:
     cal_images: np.ndarray
     model_hash: str
     stats: dict = field(default_factory=dict)
+    engine: str = "sim"            # how evaluate_policy runs images: sim | c (see engine.py)
     _vdqs: dict = field(default_factory=dict)
 
     def samples_all(self, tensor: str) -> np.ndarray:
@@ -64,7 +68,8 @@ class SearchContext:
             p = self.params
             self._vdqs[vdpc] = VDQS(self.graph, self.plan, self.cal, self.ranges8,
                                     self.cal_images[:p.entropy_images], p.candidate_bits,
-                                    p.range_method, vdpc=vdpc)
+                                    p.range_method, vdpc=vdpc, phi_norm=p.phi_norm,
+                                    omega_norm=p.omega_norm)
         return self._vdqs[vdpc]
 
     def base(self, name: str = "int8") -> Policy:
@@ -75,9 +80,11 @@ class SearchContext:
                       params={"sram_kb": self.params.sram_kb})
 
 
-def prepare(name: str, params: SearchParams | None = None) -> SearchContext:
-    """Import, plan for the SRAM budget (a patch plan is always made), calibrate."""
+def prepare(name: str, params: SearchParams | None = None, engine: str = "sim") -> SearchContext:
+    """Import, plan for the SRAM budget (a patch plan is always made), calibrate. `engine`
+    is the default evaluation engine of the context (results do not depend on it)."""
     p = params or SearchParams()
+    check_engine(engine)
     imp = pipeline.load(name)
     g = imp.graph
     budget = int(p.sram_kb * 1024)
@@ -90,14 +97,23 @@ def prepare(name: str, params: SearchParams | None = None) -> SearchContext:
     ranges8 = quant.ranges(stats, pipeline.RANGE_METHOD, pipeline.RANGE_PCT)
     images = data.load("train").images(imp.input_size, 0, p.calibration_images)
     cal = calibrate_stage(chosen, images, p.threshold, p.threshold_pct, p.threshold_k)
-    return SearchContext(name, p, g, chosen, cal, ranges8, images, imp.model_hash, stats)
+    return SearchContext(name, p, g, chosen, cal, ranges8, images, imp.model_hash, stats,
+                         engine)
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        from ..cli import UserError
+        raise UserError(f"unknown evaluation engine {engine!r}; one of {', '.join(ENGINES)}")
 
 
 def quantmcu_policy(ctx: SearchContext, lam: float, vdpc: bool = True,
-                    uniform_bits: int | None = None) -> tuple[Policy, float]:
-    """(policy, search seconds) for one λ; uniform_bits gives the 'uniform b-bit' ablation."""
+                    uniform_bits: int | None = None, cold: bool = False) -> tuple[Policy, float]:
+    """(policy, search seconds) for one λ; uniform_bits gives the 'uniform b-bit' ablation.
+    cold=True times the search from empty VDQS caches (what one search on its own costs);
+    otherwise branch tensors memoised by earlier λs make it look nearly free."""
     v = ctx.vdqs(vdpc)
-    res = v.uniform(uniform_bits) if uniform_bits else v.search(lam)
+    res = v.uniform(uniform_bits) if uniform_bits else v.search(lam, cold=cold)
     name = "quantmcu" if vdpc and not uniform_bits else \
         (f"vdpc-uniform{uniform_bits}" if uniform_bits else "vdqs-no-vdpc")
     pol = ctx.base("int8")
@@ -114,11 +130,18 @@ def quantmcu_policy(ctx: SearchContext, lam: float, vdpc: bool = True,
 
 
 def evaluate_policy(ctx: SearchContext, pol: Policy, split: str = "test",
-                    limit: int | None = None, bar=None, batch: int = 250) -> dict:
+                    limit: int | None = None, bar=None, batch: int = 250,
+                    engine: str | None = None) -> dict:
+    """Top-1, BitOPs, routing statistics and memory of `pol` on `split`. engine: "sim" (numpy
+    integer simulator) or "c" (the policy's generated C on the host, bit-exact and faster on
+    many images, but it costs one C build); default: the context's."""
+    engine = engine or ctx.engine
+    check_engine(engine)
     ds = data.load(split)
     sim = Simulator(ctx.graph, pol, None if pol.split_index is None else ctx.plan)
     size = pipeline.load(ctx.name).input_size
-    res = evaluate(sim, ds.batches(size, batch, limit), bar)
+    res = evaluate(runner(sim, engine), ds.batches(size, batch, limit), bar)
+    res["engine"] = engine
     res["peak_sram_bytes"] = peak_sram(ctx, pol)
     res["flash_bytes"] = weight_bytes(ctx.graph, pol.w_bits)
     return res
@@ -133,14 +156,14 @@ def peak_sram(ctx: SearchContext, pol: Policy) -> int:
     return analyze(ctx.graph, pol.split_index, pol.grid, bits).peak_sram_patch_bytes
 
 
-def sweep_lambdas(ctx: SearchContext, measure, lambdas=LAMBDAS) -> list[dict]:
+def sweep_lambdas(ctx: SearchContext, measure, lambdas=LAMBDAS, cold: bool = False) -> list[dict]:
     """One row per λ: ``measure(policy, search_seconds)`` → dict, called once per distinct
     bit assignment (several λ often give the same policy); each row adds λ and the seconds
-    of that λ's search."""
+    of that λ's search (cold: each from empty caches, see quantmcu_policy)."""
     seen: dict = {}
     rows = []
     for lam in lambdas:
-        pol, secs = quantmcu_policy(ctx, lam)
+        pol, secs = quantmcu_policy(ctx, lam, cold=cold)
         key = tuple(sorted(pol.bits_low.items()))
         if key not in seen:
             seen[key] = measure(pol, secs)
@@ -185,7 +208,8 @@ def rl_policy(ctx: SearchContext, episodes: int = 40, seconds: float = 120.0,
     """The HAQ-style agent over the patch-stage maps (no routing), reward on validation."""
     v = ctx.vdqs(vdpc=False)
     base_pol = ctx.base("int8")
-    base = evaluate_policy(ctx, base_pol, "val", val_images)
+    # a few hundred images per episode: simulating them is cheaper than building C each time
+    base = evaluate_policy(ctx, base_pol, "val", val_images, engine="sim")
     maps = v.maps
     macs = np.array([max(v.saving_per_bit[m], 1) for m in maps], np.float64)
     sizes = np.array([np.prod(ctx.graph.shapes[m]) for m in maps], np.float64)
@@ -202,7 +226,7 @@ def rl_policy(ctx: SearchContext, episodes: int = 40, seconds: float = 120.0,
         return pol
 
     def evaluate_bits(bits):
-        r = evaluate_policy(ctx, make(bits), "val", val_images)
+        r = evaluate_policy(ctx, make(bits), "val", val_images, engine="sim")
         drop = 100 * (base["top1"] - r["top1"])
         saving = 100 * (1 - r["bitops_patch_stage"] / base["bitops_patch_stage"])
         return drop, saving
@@ -234,7 +258,7 @@ def make_policy(ctx: SearchContext, name: str, lam: float | str | None = None,
             lam, front, base = auto_lambda(ctx, bar)
             info.update({"lambda_front_val": front, "int8_val_top1": base,
                          "auto_lambda_seconds": round(time.time() - t0, 2)})
-        pol, secs = quantmcu_policy(ctx, float(lam))
+        pol, secs = quantmcu_policy(ctx, float(lam), cold=True)
         info["search_seconds"] = round(secs, 3)
         return pol, info
     if name == "memory-driven":

@@ -119,7 +119,8 @@ class Simulator:
 
 
 def evaluate(sim: Simulator, images_labels, bar=None) -> dict:
-    """Top-1, BitOPs and routing statistics of a policy over (images N×C×H×W, labels) batches."""
+    """Top-1, BitOPs and routing statistics of a policy over (images N×C×H×W, labels) batches.
+    `sim` is a Simulator or anything with its run/stage_bitops/bitops_rest/plan (engine.py)."""
     preds, flags = [], []
     labels = []
     for x, y in images_labels:
@@ -136,7 +137,7 @@ def evaluate(sim: Simulator, images_labels, bar=None) -> dict:
            "bitops_patch_stage": float(stage.mean()) if sim.plan is not None else 0.0,
            "bitops_total": float(stage.mean() + sim.bitops_rest) if len(y) else 0.0,
            "outlier_patch_rate": float(f.mean()) if f.size else 0.0,
-           "predictions": p}
+           "predictions": p, "routing": f}
     if sim.plan is not None and f.size:
         pr, pc = sim.plan.grid
         res["outlier_patch_rate_per_position"] = f.mean(axis=0).reshape(pr, pc).round(4).tolist()

@@ -5,12 +5,18 @@ For each feature map i of the patch stage, in dataflow order, and each candidate
     S(i, b) = -λ·Ω(i, b) + (1 - λ)·Φ(i, b)
 
 Φ(i, b): BitOPs saved by running map i at b bits instead of 8 (over every patch, halo
-included, on the consumers of map i), divided by the stage's 8-bit BitOPs.
-Ω(i, b): entropy lost by quantizing map i to b bits, (H_8 - H_b) / H_8, where H is the
-histogram entropy of the quantized values over the non-outlier calibration patches, computed
-by the integer branch with the earlier maps already at their chosen widths.
-S(i, 8) = 0, so a lower width is taken only when it pays. The stage output keeps 8 bits (both
-VDPC branches write it in one quantization).
+included, on the consumers of map i), normalised (phi_norm):
+    "stage"    (default) divided by the whole stage's 8-bit BitOPs, so big maps weigh more;
+    "consumer" divided by the 8-bit BitOPs of map i's own consumers, i.e. (8 - b) / 8.
+Ω(i, b): entropy lost by quantizing map i to b bits, where H is the histogram entropy of the
+quantized values over the non-outlier calibration patches, computed by the integer branch
+with the earlier maps already at their chosen widths, normalised (omega_norm):
+    "h8"       (default) (H_8 - H_b) / H_8, the fraction of the 8-bit entropy lost;
+    "hb"       (H_8 - H_b) / H_b, the entropy lost per bit of entropy kept (grows steeply as
+               b shrinks, as the accuracy does).
+A constant rescaling of either term only moves λ, so these are the per-map choices that change
+the front. S(i, 8) = 0, so a lower width is taken only when it pays. The stage output keeps
+8 bits (both VDPC branches write it in one quantization).
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from ..quant import INPUT_QUANT, quantize_graph, requant_int
 from .calibrate import StageCalibration, best_range
 
 DEFAULT_BITS = (8, 4, 2)
+PHI_NORMS = ("stage", "consumer")
+OMEGA_NORMS = ("h8", "hb")
 
 
 def entropy(q: np.ndarray, bits: int) -> float:
@@ -48,8 +56,13 @@ class VDQS:
     def __init__(self, graph: Graph, plan: PatchPlan, cal: StageCalibration,
                  ranges8: dict, cal_images: np.ndarray, candidate_bits=DEFAULT_BITS,
                  range_method: str = "mse", range_pct: float = 99.9, w_bits=None,
-                 vdpc: bool = True):
+                 vdpc: bool = True, phi_norm: str = "stage", omega_norm: str = "h8"):
         """vdpc=False: one branch for every patch (no routing), calibrated on all patches."""
+        if phi_norm not in PHI_NORMS or omega_norm not in OMEGA_NORMS:
+            raise ValueError(f"VDQS normalisation phi_norm={phi_norm!r} omega_norm="
+                             f"{omega_norm!r}: phi_norm is one of {PHI_NORMS}, omega_norm one "
+                             f"of {OMEGA_NORMS}")
+        self.phi_norm, self.omega_norm = phi_norm, omega_norm
         self.graph, self.plan, self.cal, self.ranges8 = graph, plan, cal, ranges8
         self.vdpc = vdpc
         self._omega_cache: dict = {}
@@ -83,6 +96,8 @@ class VDQS:
                     self.saving_per_bit[l.inputs[0]] += per_bit
 
     def phi(self, m: str, b: int) -> float:
+        if self.phi_norm == "consumer":
+            return (8 - b) / 8 if self.saving_per_bit[m] else 0.0
         return self.saving_per_bit[m] * (8 - b) / self.stage_bitops8
 
     def _branch_envs(self, key: tuple) -> list[dict]:
@@ -131,12 +146,25 @@ class VDQS:
             vals = [e[m].reshape(-1) for e in envs if m in e]
             ent[b] = entropy(np.concatenate(vals), b) if vals else 0.0
         h8 = max(ent[8], 1e-12)
-        self._omega_cache[key] = {b: (h8 - ent[b]) / h8 for b in self.candidate_bits}
+        if self.omega_norm == "h8":
+            omega = {b: (h8 - ent[b]) / h8 for b in self.candidate_bits}
+        else:
+            omega = {b: (h8 - ent[b]) / max(ent[b], 1e-12) for b in self.candidate_bits}
+        self._omega_cache[key] = omega
         return self._omega_cache[key]
 
-    def search(self, lam: float) -> VDQSResult:
+    def clear_cache(self) -> None:
+        """Forget the memoised branch tensors and Ω tables (shared by every λ)."""
+        self._env_cache.clear()
+        self._omega_cache.clear()
+
+    def search(self, lam: float, cold: bool = False) -> VDQSResult:
+        """The per-map widths for λ. cold=True starts from empty caches, so the returned
+        seconds are what this search costs on its own, not after earlier λs."""
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"λ must be in [0, 1], got {lam}")
+        if cold:
+            self.clear_cache()
         t0 = time.time()
         chosen: dict[str, int] = {}
         table = []
