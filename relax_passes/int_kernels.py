@@ -20,21 +20,12 @@ from tvm import relax, te, tirx
 
 from tvm_quantmcu.quant import ActQuant, quantize_multiplier
 from tvm_quantmcu.quant.packing import packed_channels
-from tvm_quantmcu.topi.compute import QP_LEN, KernelSpec, make_compute, pack_expr, requant
+from tvm_quantmcu.topi.compute import (QP_LEN, KernelSpec, make_compute, pack_expr, requant,
+                                       unpack_value)
 
 
 def packed_type(h: int, w: int, channels: int, bits: int) -> relax.TensorType:
     return relax.TensorType((h, w, packed_channels(channels, bits)), "uint8")
-
-
-def _value(X, i, j, ch, bits: int):
-    """Unsigned value of channel ch of pixel (i, j) of a packed tensor, as int32."""
-    if bits == 8:
-        return X[i, j, ch].astype("int32")
-    per = 8 // bits
-    byte = X[i, j, tirx.floordiv(ch, per)].astype("int32")
-    return tirx.bitwise_and(tirx.shift_right(byte, tirx.floormod(ch, per) * bits),
-                            (1 << bits) - 1)
 
 
 def requant_func(h: int, w: int, c: int, src_bits: int, dst_bits: int) -> tirx.PrimFunc:
@@ -46,8 +37,8 @@ def requant_func(h: int, w: int, c: int, src_bits: int, dst_bits: int) -> tirx.P
     qp = te.placeholder((QP_LEN,), "int32", name="qp")
 
     def out(i, j, cb):
-        return pack_expr(lambda ch: requant(_value(X, i, j, ch, src_bits), -qp[0], M[0], N[0],
-                                            qp), cb, c, dst_bits)
+        return pack_expr(lambda ch: requant(unpack_value(X, i, j, ch, src_bits), -qp[0], M[0],
+                                            N[0], qp), cb, c, dst_bits)
     y = te.compute((h, w, packed_channels(c, dst_bits)), out, name="y")
     return te.create_prim_func([X, M, N, qp, y])
 

@@ -163,7 +163,7 @@ def never_pads(spec: "KernelSpec") -> bool:
     return spec.op == "dense" or (spec.op == "conv2d" and spec.kernel == (1, 1))
 
 
-def _unpack(X, h, w, c, bits):
+def unpack_value(X, h, w, c, bits):
     """Unsigned value of channel c of pixel (h, w) of a packed tensor, as int32."""
     if bits == 8:
         return X[h, w, c].astype("int32")
@@ -171,6 +171,9 @@ def _unpack(X, h, w, c, bits):
     byte = X[h, w, tirx.floordiv(c, per)].astype("int32")
     return tirx.bitwise_and(tirx.shift_right(byte, tirx.floormod(c, per) * bits),
                             (1 << bits) - 1)
+
+
+_unpack = unpack_value
 
 
 def requant(acc, bias, M, n, qp):
