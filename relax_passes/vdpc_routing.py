@@ -27,6 +27,7 @@ import tvm
 from tvm import relax
 
 from tvm_quantmcu.quant import ActQuant
+from tvm_quantmcu.search.simulate import integer_thresholds
 
 from .common import (ATTR_BITS, ATTR_BITS8, ATTR_BITS_LOW, ATTR_COMPUTES, ATTR_PARAMS,
                      ATTR_QUANT, ATTR_ROLE, ATTR_ROUTING, INPUT_TENSOR, QUANT_8BIT, QUANT_LOW,
@@ -44,15 +45,8 @@ def classification_quant(policy) -> ActQuant:
 
 def vdpc_thresholds(policy) -> tuple[int, int]:
     """(threshold_q, threshold_q_lo) of the integer outlier check: a patch is an outlier when
-    its 8-bit map has a value ≥ threshold_q or ≤ threshold_q_lo. Same rule as
-    ``tvm_quantmcu.search.simulate.Simulator``: T' = max(1, round(T / scale)) away from the
-    zero point, saturating at the 8-bit range; no low-side check (-1) without a negative
-    range."""
-    q = classification_quant(policy)
-    t_mag = max(1, int(np.floor(policy.threshold / q.scale + 0.5)))
-    hi = min(q.zero_point + t_mag, q.qmax)
-    lo = q.zero_point - t_mag
-    return hi, (lo if lo >= 0 else (0 if q.zero_point > 0 else -1))
+    its 8-bit map has a value ≥ threshold_q or ≤ threshold_q_lo (the simulator's rule)."""
+    return integer_thresholds(classification_quant(policy), policy.threshold)
 
 
 def _check_function(name: str, cmap_ty, q: ActQuant, thr: tuple[int, int], cmap: str):

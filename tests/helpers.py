@@ -26,3 +26,9 @@ def requires_trained(name: str):
     return pytest.mark.skipif(not trained(name),
                               reason=f"checkpoint of {name} not trained "
                                      f"(python -m tvm_quantmcu.models.train --model {name})")
+
+
+def with_grid(policy, grid):
+    """The same policy on another patch grid (its ranges and threshold do not depend on it)."""
+    import dataclasses
+    return dataclasses.replace(policy, grid=tuple(grid))

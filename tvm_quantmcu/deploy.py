@@ -2,7 +2,6 @@
 over the RPC link → compare every output with the integer reference (the golden model)."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,23 +35,18 @@ class DeployError(ValueError):
 def resolve_policy(model: str, policy: str, policy_file: str | None = None, bar=None):
     """A policy file, else the shipped policy of that name, else a fresh search."""
     from . import pipeline, search
-    from .models.policies import SHIPPED, load_policy
+    from .models.policies import available, load_policy
     from .search.policy import POLICIES, Policy
     if policy_file:
         return Policy.load(policy_file, model=model,
                            model_hash=pipeline.load(model).model_hash())
     if policy not in POLICIES:
         raise DeployError(f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
-    if policy in SHIPPED and os.path.exists(_shipped_path(model, policy)):
+    if policy in available(model):
         return load_policy(model, policy)
     ctx = search.prepare(model)
     pol, _ = search.make_policy(ctx, policy, "auto" if policy == "quantmcu" else None, bar=bar)
     return pol
-
-
-def _shipped_path(model: str, policy: str) -> str:
-    from .models.policies import policy_path
-    return policy_path(model, policy)
 
 
 def default_out(model: str, policy: str, board: str) -> Path:

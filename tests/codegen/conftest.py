@@ -1,5 +1,3 @@
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -31,10 +29,6 @@ def test_images():
             cache[(n, size)] = quantize_input(split.images(size, 0, n)).astype(np.uint8)
         return cache[(n, size)]
     return get
-
-
-def with_grid(policy, grid):
-    return dataclasses.replace(policy, grid=tuple(grid))
 
 
 pytestmark = requires_dataset

@@ -5,8 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import with_grid
-from helpers import have, requires_dataset
+from helpers import have, requires_dataset, with_grid
 from tvm_quantmcu.codegen import UnsupportedModelError, build_program, generate
 from tvm_quantmcu.codegen.arena import check_arena, lower_bound
 from tvm_quantmcu.codegen.host import HostModel

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ..graph import Graph
 from ..search.policy import Policy
-from ..topi.registry import UKERNEL_HEADER
 from .emit import emit_model_c
 from .program import Program, build_program
 
@@ -34,18 +33,6 @@ class GeneratedModel:
     @property
     def arena_bytes(self) -> int:
         return self.program.arena_bytes
-
-
-_ABI_PARAMS = ("x", "w", "bias", "mult", "shift", "qp", "y", "in_h", "in_w", "pad_t", "pad_l")
-
-
-def _params_used(src: str, name: str) -> str:
-    """Kernels share one ABI, so some ignore some arguments (an add has no bias, a kernel
-    with a fixed window ignores pad_t): say so, keeping -Wextra quiet."""
-    head = f"void {name}("
-    i = src.rindex(head)
-    j = src.index("{", i) + 1
-    return src[:j] + "\n  " + " ".join(f"(void){a};" for a in _ABI_PARAMS) + src[j:]
 
 
 def _meta(prog: Program, digest: str, const_bytes: dict) -> dict:
@@ -97,11 +84,9 @@ def generate(graph: Graph, policy: Policy, out_dir, name: str | None = None,
         (tmp / "qmcu_model.c").write_text(src)
         (tmp / "qmcu_model.h").write_text(hdr)
         for k in prog.kernels:
-            k.write(tmp)
-            kf = tmp / f"{k.name}.c"
-            kf.write_text(_params_used(kf.read_text(), k.name))
+            k.write(tmp)                # the kernel's C and the micro-kernel headers
         from micro_project.project_api import FIRMWARE_DIR   # the model API lives there
-        for h in (RT_HEADER, FIRMWARE_DIR / "include" / "qmcu_model_api.h", UKERNEL_HEADER):
+        for h in (RT_HEADER, FIRMWARE_DIR / "include" / "qmcu_model_api.h"):
             shutil.copyfile(h, tmp / h.name)
         meta = _meta(prog, digest, info)
         (tmp / MARKER).write_text(json.dumps(meta, indent=1) + "\n")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..graph import Graph
 from ..patch import PatchPlan, analyze, input_window, run_patch, run_rest
-from ..quant import INPUT_QUANT, QGraph, requant_int, run_int
+from ..quant import INPUT_QUANT, ActQuant, QGraph, requant_int, run_int
 from .policy import Policy
 
 
@@ -21,6 +21,17 @@ def layer_bitops(graph: Graph, macs: int, layer, in_bits: dict, w_bits: dict) ->
     if layer.op not in ("conv2d", "dense"):
         return 0
     return macs * w_bits.get(layer.name, 8) * in_bits.get(layer.inputs[0], 8)
+
+
+def integer_thresholds(q: ActQuant, threshold: float) -> tuple[int, int]:
+    """(hi, lo) of the integer VDPC check on an 8-bit map quantized by `q`: a patch is an
+    outlier when some value is ≥ hi or ≤ lo, i.e. T or more away from the zero point, with
+    T' = round(T / scale) ≥ 1. Inclusive, so a threshold at the top of the 8-bit range still
+    catches saturated values; a threshold beyond the range means "saturated"; a map without a
+    negative range (zero point 0) has no low-side check (lo = -1)."""
+    t_mag = max(1, int(np.floor(threshold / q.scale + 0.5)))
+    lo = q.zero_point - t_mag
+    return min(q.zero_point + t_mag, q.qmax), (lo if lo >= 0 else (0 if q.zero_point > 0 else -1))
 
 
 class Simulator:
@@ -39,16 +50,8 @@ class Simulator:
         self.cmap = policy.classification_map
         self.threshold_q = self.threshold_q_lo = None
         if policy.vdpc:
-            q = self.qg8.acts[self.cmap]
-            # outlier ⇔ some 8-bit value of the map is T or more away from the zero point:
-            # q ≥ zp + T' or q ≤ zp - T' with T' = round(T / scale) ≥ 1 (inclusive, so a
-            # threshold at the top of the 8-bit range still catches the saturated values)
-            t_mag = max(1, int(np.floor(policy.threshold / q.scale + 0.5)))
-            # a threshold beyond the 8-bit range means "saturated"; a map without a negative
-            # range (zero point 0) has no low-side check
-            self.threshold_q = min(q.zero_point + t_mag, q.qmax)
-            lo = q.zero_point - t_mag
-            self.threshold_q_lo = lo if lo >= 0 else (0 if q.zero_point > 0 else -1)
+            self.threshold_q, self.threshold_q_lo = integer_thresholds(
+                self.qg8.acts[self.cmap], policy.threshold)
         self._bitops_tables()
 
     # ---- BitOPs

@@ -108,11 +108,22 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         comp = compute.make_compute(spec)
         func = schedules.schedule(comp, schedule, knobs)
         name = kernel_name(spec, schedule, knobs)
-        src = prelude(knobs["loop_pragma"]) + build.build_c(func, name).replace(
-            "#define TVM_EXPORTS\n", "")
+        src = _abi_params_used(prelude(knobs["loop_pragma"]) + build.build_c(func, name).replace(
+            "#define TVM_EXPORTS\n", ""), name)
         _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src,
                              _scratch(src, spec, schedule))
     return _CACHE[key]
+
+
+_ABI_PARAMS = ("x", "w", "bias", "mult", "shift", "qp", "y", "in_h", "in_w", "pad_t", "pad_l")
+
+
+def _abi_params_used(src: str, name: str) -> str:
+    """Kernels share one ABI, so some ignore some arguments (an add has no bias, a 1×1 conv
+    ignores pad_t): say so in the body, so the C builds quietly with -Wall -Wextra."""
+    i = src.rindex(f"void {name}(")
+    j = src.index("{", i) + 1
+    return src[:j] + "\n  " + " ".join(f"(void){a};" for a in _ABI_PARAMS) + src[j:]
 
 
 _ARRAY = re.compile(r"^\s*(u?int(8|16|32|64)_t)\s+\w+\[(\d+)\];", re.M)
