@@ -175,8 +175,10 @@ def search_model_section(model: dict) -> list[str]:
 
 def search_section(name: str, doc: dict) -> list[str]:
     images = doc.get("images")
-    out = prose(f"Policies (`benchmarks/results/{name}`, `python benchmarks/search.py`): exact "
-                "integer simulation with the device's VDPC routing"
+    how = ("each policy's generated C run on the host (bit-exact with the integer "
+           "simulator)" if doc.get("engine") == "c" else "exact integer simulation")
+    out = prose(f"Policies (`benchmarks/results/{name}`, `python benchmarks/search.py`): "
+                f"{how}, with the device's VDPC routing"
                 + (f" on {num(images, ',')} Fashion-MNIST test images" if images else "")
                 + ". BitOPs = MACs × weight bits × input-activation bits over the patch stage, "
                   "halo included; the ratio is int8 patch-based (MCUNetV2) ÷ policy, higher is "

@@ -28,8 +28,10 @@ from tvm_quantmcu.cli.search import int8_bitops  # noqa: E402
 from tvm_quantmcu.models.policies import SRAM_KB  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
-# Φ / Ω normalisations compared (vdqs.py documents them); the first is SearchParams' default
-NORMALISATIONS = (("stage", "h8"), ("stage", "hb"), ("consumer", "h8"))
+# VDQS variants compared on validation (vdqs.py documents the options): SearchParams fields
+# changed from the defaults; the first is the default itself
+VARIANTS = (("default", {}), ("Ω h8", {"omega_norm": "h8"}),
+            ("activations only", {"candidate_w_bits": (8,)}))
 
 
 def content_key(pol) -> str:
@@ -76,21 +78,28 @@ def measure(test: TestSet, pol, info=None, s8=None, t8=None) -> dict:
 
 
 def sensitivity(ctx, images: int) -> list[dict]:
-    """Top-1 on validation with ONE map of the low-bit branch at 4 or 2 bits (VDPC routing on),
-    everything else at 8: what limits the BitOPs ratio."""
+    """Top-1 on validation with ONE map of the low-bit branch at 4 or 2 bits, or one searched
+    layer's weights at 4 bits (VDPC routing on), everything else at 8: what limits the
+    BitOPs ratio."""
     v = ctx.vdqs()
     base = search.evaluate_policy(ctx, ctx.base("int8"), "val", images)["top1"]
     rows = []
+
+    def row(tensor, name, b, phi, bits_low=None, w_bits=None):
+        pol, _ = search.quantmcu_policy(ctx, 1.0)
+        pol.bits_low, pol.w_bits = bits_low or {}, w_bits or {}
+        pol.ranges_low = {k: v.low_ranges[(k, pol.bits_low.get(k, 8))] for k in v.maps}
+        r = search.evaluate_policy(ctx, pol, "val", images)
+        layer = ctx.graph.layer(name) if tensor == "weight" else ctx.graph.producer(name)
+        rows.append({"tensor": tensor, "map": name, "bits": b, "kind": layer.kind,
+                     "act": layer.act, "drop_pt": round(100 * (base - r["top1"]), 2),
+                     "phi": round(phi, 4)})
+
     for m in v.maps:
         for b in (4, 2):
-            pol, _ = search.quantmcu_policy(ctx, 1.0)
-            pol.bits_low = {m: b}
-            pol.ranges_low = {k: v.low_ranges[(k, pol.bits_low.get(k, 8))] for k in v.maps}
-            r = search.evaluate_policy(ctx, pol, "val", images)
-            rows.append({"map": m, "bits": b, "kind": ctx.graph.producer(m).kind,
-                         "act": ctx.graph.producer(m).act,
-                         "drop_pt": round(100 * (base - r["top1"]), 2),
-                         "phi": round(v.phi(m, b), 4)})
+            row("activation", m, b, v.phi(m, b), bits_low={m: b})
+    for l in v.wlayers:
+        row("weight", l, 4, v.phi_w(l, 4, 8), w_bits={l: 4})
     return rows
 
 
@@ -99,29 +108,31 @@ def val_best_ratio(front_val: list[dict], base_top1: float, s8: float, drop_pt: 
     return max(ok, default=None)
 
 
-def normalisation_study(ctx, qm: dict, qm_info: dict, add, s8: float) -> list[dict]:
-    """Each Φ/Ω normalisation: its λ front and automatic λ on VALIDATION, and the policy of
-    that λ on the test set (the default's is the main quantmcu row). Nothing here is chosen
-    on the test set."""
+def variant_study(ctx, qm: dict, qm_info: dict, add, s8: float) -> list[dict]:
+    """Each VDQS variant: its λ front and automatic λ on VALIDATION, and the policy of that λ
+    on the test set (the default's is the main quantmcu row). Nothing here is chosen on the
+    test set."""
     out = []
-    for phi_norm, omega_norm in NORMALISATIONS:
-        if (phi_norm, omega_norm) == (ctx.params.phi_norm, ctx.params.omega_norm):
+    for label, change in VARIANTS:
+        if not change:
             row, info = qm, qm_info
         else:
-            params = dataclasses.replace(ctx.params, phi_norm=phi_norm, omega_norm=omega_norm)
+            params = dataclasses.replace(ctx.params, **change)
             alt = dataclasses.replace(ctx, params=params, _vdqs={})   # same calibration
             pol, info = search.make_policy(alt, "quantmcu", "auto")
-            pol.name = f"quantmcu[phi={phi_norm},omega={omega_norm}]"
+            pol.name = f"quantmcu[{label}]"
             row = add(pol, info)
             row["auto_lambda_seconds"] = info.get("auto_lambda_seconds")
         front_val = info["lambda_front_val"]
         out.append({
-            "phi_norm": phi_norm, "omega_norm": omega_norm, "policy": row["policy"],
-            "lambda": row["lambda"], "bits": row["bits"],
+            "variant": label, "change": {k: str(v) for k, v in change.items()},
+            "policy": row["policy"], "lambda": row["lambda"], "bits": row["bits"],
+            "w_bits": row["w_bits"],
             "int8_val_top1": info["int8_val_top1"],
             "best_ratio_at_0.5pt_val": val_best_ratio(front_val, info["int8_val_top1"], s8,
                                                       ctx.params.drop_pt),
-            "front_val": [{"lambda": r["lambda"], "bits": r["bits"], "top1": r["top1"],
+            "front_val": [{"lambda": r["lambda"], "bits": r["bits"], "w_bits": r["w_bits"],
+                           "top1": r["top1"],
                            "bitops_patch_stage_vs_int8": s8 / r["bitops_patch_stage"]}
                           for r in front_val],
             "test_top1": row["top1"], "test_ratio": row["bitops_patch_stage_vs_int8"]})
@@ -174,7 +185,7 @@ def bench_model(name: str, images: int, rl_seconds: float, log, val_images: int 
         add(p, info)
     p, info = search.make_policy(ctx, "rl", rl_seconds=rl_seconds)
     add(p, info)
-    norms = normalisation_study(ctx, qm, qm_info, add, s8)
+    variants = variant_study(ctx, qm, qm_info, add, s8)
     drop_ok = [r for r in front if r["top1"] >= int8["top1"] - 0.005]
     at22 = [r for r in front if r["bitops_patch_stage_vs_int8"] >= 2.2]
     summary = {
@@ -193,7 +204,7 @@ def bench_model(name: str, images: int, rl_seconds: float, log, val_images: int 
                                     "sram_kb": ctx.params.sram_kb},
             "threshold": ctx.cal.threshold, "params": ctx.params.to_json(),
             "policies": rows, "front": front, "summary": summary, "sensitivity": sens,
-            "normalisations": norms,
+            "variants": variants,
             "seconds": round(time.time() - t0, 1)}
 
 
@@ -231,37 +242,43 @@ def write_markdown(res: dict, path: str) -> None:
                 f"of the front (cold): **{s['vdqs_cold_search_seconds_max']:.1f} s**; automatic "
                 f"λ (validation sweep of every λ, searches and evaluations): "
                 f"{auto_seconds(m)} s.", "",
-                "λ front (test set):", "", "| λ | bits | top-1 | stage vs int8 | search s |",
-                "| --- | --- | --- | --- | --- |"]
+                "λ front (test set):", "",
+                "| λ | activation bits | weight bits | top-1 | stage vs int8 | search s |",
+                "| --- | --- | --- | --- | --- | --- |"]
         for r in m["front"]:
-            out.append(f"| {r['lambda']} | {r['bits'] or 'all 8'} | {r['top1']:.4f} | "
+            out.append(f"| {r['lambda']} | {r['bits'] or 'all 8'} | "
+                       f"{r.get('w_bits') or 'all 8'} | {r['top1']:.4f} | "
                        f"{r['bitops_patch_stage_vs_int8']:.2f}× | {r['search_seconds']:.1f} |")
-        out += normalisation_markdown(m)
-        out += ["", f"Per-map sensitivity (one map lowered, VDPC on, {res['sensitivity_images']} "
-                "validation images):",
-                "", "| map | layer | act | bits | drop pt | Φ |", "| --- | --- | --- | --- | --- | --- |"]
+        out += variant_markdown(m)
+        out += ["", "Sensitivity (one map's activations or one layer's weights lowered, VDPC "
+                f"on, {res['sensitivity_images']} validation images):",
+                "", "| tensor | of | layer | act | bits | drop pt | Φ |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in m["sensitivity"]:
-            out.append(f"| {r['map']} | {r['kind']} | {r['act']} | {r['bits']} | {r['drop_pt']} "
-                       f"| {r['phi']} |")
+            out.append(f"| {r.get('tensor', 'activation')} | {r['map']} | {r['kind']} | "
+                       f"{r['act']} | {r['bits']} | {r['drop_pt']} | {r['phi']} |")
         out.append("")
     with open(path, "w") as f:
         f.write("\n".join(out))
 
 
-def normalisation_markdown(model: dict) -> list[str]:
-    rows = model.get("normalisations") or []
+def variant_markdown(model: dict) -> list[str]:
+    rows = model.get("variants") or []
     if not rows:
         return []
-    out = ["", "Φ / Ω normalisations (vdqs.py): λ front and automatic λ on validation "
+    out = ["", "VDQS variants (vdqs.py): λ front and automatic λ on validation "
            f"({rows[0]['int8_val_top1']:.4f} int8 top-1 there); the chosen policy on the test "
            "set. The first is the default.", "",
-           "| Φ norm | Ω norm | best stage ratio ≤ 0.5 pt (val) | auto λ | bits | "
-           "test top-1 | test stage vs int8 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+           "| variant | best stage ratio ≤ 0.5 pt (val) | auto λ | activation bits | "
+           "weight bits | test top-1 | test stage vs int8 |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         best = r["best_ratio_at_0.5pt_val"]
-        out.append(f"| {r['phi_norm']} | {r['omega_norm']} | "
-                   f"{'-' if best is None else f'{best:.2f}×'} | {r['lambda']} | "
-                   f"{r['bits'] or 'all 8'} | {r['test_top1']:.4f} | {r['test_ratio']:.2f}× |")
+        name = r["variant"] + (f" ({', '.join(f'{k}={v}' for k, v in r['change'].items())})"
+                               if r["change"] else "")
+        out.append(f"| {name} | {'-' if best is None else f'{best:.2f}×'} | {r['lambda']} | "
+                   f"{r['bits'] or 'all 8'} | {r['w_bits'] or 'all 8'} | "
+                   f"{r['test_top1']:.4f} | {r['test_ratio']:.2f}× |")
     return out
 
 
@@ -272,7 +289,19 @@ def auto_seconds(model: dict) -> str:
 
 
 def write_all(res: dict, out_dir: str) -> None:
-    with open(os.path.join(out_dir, "search.json"), "w") as f:
+    """Write the results; models of an earlier run with the same settings that this run did
+    not measure are kept (so models can be benchmarked by separate runs)."""
+    path = os.path.join(out_dir, "search.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        same = all(old.get(k) == res[k] for k in ("images", "val_images", "engine"))
+        mine = {m["model"] for m in res["models"]}
+        if same:
+            res = dict(res, models=sorted(
+                [m for m in old["models"] if m["model"] not in mine] + res["models"],
+                key=lambda m: m["model"]))
+    with open(path, "w") as f:
         json.dump(res, f, indent=1,
                   default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     write_markdown(res, os.path.join(out_dir, "search.md"))

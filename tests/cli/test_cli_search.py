@@ -23,13 +23,14 @@ def test_search_int8_and_quantmcu_json(tmp_path):
     if not trained("mbv2-fmnist"):
         pytest.skip("mbv2-fmnist has no trained checkpoint")
     r = quantmcu("search", "--model", "mbv2-fmnist", "--policy", "int8", "--limit", "60",
-                 "--json")
+                 "--json", "--engine", "sim")
     assert r.returncode == 0, r.stderr
     base = json.loads(r.stdout)
     assert base["bitops_patch_stage_vs_int8"] == 1.0 and base["outlier_patch_rate"] == 0.0
+    assert base["engine"] == "sim"
     out = tmp_path / "p.json"
     r = quantmcu("search", "--model", "mbv2-fmnist", "--policy", "quantmcu", "--lambda", "0.05",
-                 "--limit", "60", "--json", "--out", str(out))
+                 "--limit", "60", "--json", "--out", str(out), "--engine", "c")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     for key in ("policy", "top1", "images", "bitops_patch_stage", "bitops_total",
@@ -37,4 +38,5 @@ def test_search_int8_and_quantmcu_json(tmp_path):
                 "peak_sram_bytes", "flash_bytes", "search_seconds", "lambda"):
         assert key in res
     assert res["lambda"] == 0.05 and res["bitops_patch_stage_vs_int8"] > 1.0
+    assert res["engine"] == "c" and res["w_bits"]     # VDQS lowered some weights at λ=0.05
     assert json.loads(out.read_text())["model"] == "mbv2-fmnist"

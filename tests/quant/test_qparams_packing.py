@@ -46,4 +46,20 @@ def test_weights_symmetric_per_channel(w, b):
     q, s = quantize_weights(w, b)
     qmax = (1 << (b - 1)) - 1
     assert q.dtype == np.int8 and np.abs(q).max() <= qmax
-    assert np.all(np.abs(q * s.reshape(-1, 1, 1, 1) - w) <= s.reshape(-1, 1, 1, 1) / 2 + 1e-6)
+    err = ((q * s.reshape(-1, 1, 1, 1) - w) ** 2).reshape(4, -1).sum(axis=1)
+    amax = np.abs(w.astype(np.float64)).reshape(4, -1).max(axis=1)
+    s_max = np.where(amax > 0, amax / qmax, 1.0).reshape(-1, 1, 1, 1)
+    err_max = ((np.clip(np.floor(w / s_max + 0.5), -qmax, qmax) * s_max - w) ** 2
+               ).reshape(4, -1).sum(axis=1)
+    if b == 8:      # the full range: every weight within half a step
+        assert np.all(np.abs(q * s.reshape(-1, 1, 1, 1) - w) <= s.reshape(-1, 1, 1, 1) / 2 + 1e-6)
+    assert np.all(err <= err_max * (1 + 1e-6) + 1e-12)   # clipping only where it pays
+
+
+def test_sub_byte_weights_clip_an_outlier_weight():
+    w = np.concatenate([np.linspace(-1, 1, 63), [8.0]]).reshape(1, 64, 1, 1)
+    q4, s4 = quantize_weights(w, 4)
+    q8, s8 = quantize_weights(w, 8)
+    assert s8[0] == 8.0 / 127 and s4[0] < 8.0 / 7     # 8 bits keep max |w|, 4 bits clip
+    assert ((q4 * s4[0] - w) ** 2).sum() < ((np.clip(np.floor(w / (8 / 7) + 0.5), -7, 7)
+                                              * (8 / 7) - w) ** 2).sum()

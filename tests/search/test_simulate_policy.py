@@ -4,7 +4,7 @@ import pytest
 
 from tvm_quantmcu import data, quant, search
 from tvm_quantmcu.cli import UserError
-from tvm_quantmcu.search.vdqs import entropy
+from tvm_quantmcu.search.vdqs import conditional_entropy, entropy
 from helpers import have, trained
 
 
@@ -54,16 +54,47 @@ def test_routing_is_reproducible_and_follows_the_threshold(ctx):
 
 def test_vdqs_extremes_and_scores(ctx):
     v = ctx.vdqs()
-    assert v.search(1.0).bits == {}                # only entropy counts: stay at 8 bits
-    low = v.search(0.0).bits                       # only BitOPs count: the lowest width
+    top = v.search(1.0)                            # only entropy counts: stay at 8 bits
+    assert top.bits == {} and top.w_bits == {}
+    res = v.search(0.0)                            # only BitOPs count: the lowest width
+    low = res.bits
     assert set(low) == set(v.maps) and set(low.values()) == {2}
+    assert res.w_bits == {l: 4 for l in v.wlayers}
     for m in v.maps:
         assert v.phi(m, 2) > v.phi(m, 4) > v.phi(m, 8) == 0
-        om = v.omega_table({}, m) if m == v.maps[0] else None
+        om = v.omega_table((), m) if m == v.maps[0] else None
         if om:
-            assert om[8] == 0 and 0 < om[4] < om[2] <= 1
+            assert om[8] == 0 and 0 < om[4] < om[2]       # hb: not bounded by 1
     with pytest.raises(ValueError):
         v.search(1.5)
+
+
+def test_weight_widths_are_searched_after_the_classification_map(ctx):
+    v = ctx.vdqs()
+    layers = [l for l in ctx.plan.stage_layers if l.weight is not None]
+    first = ctx.graph.producer(ctx.cal.classification_map).name
+    # every patch computes the classification map at 8 bits before routing: its weights stay
+    assert first not in v.wlayers
+    assert v.wlayers == [l.name for l in layers if l.name != first]
+    prefix = ((ctx.cal.classification_map, 8, 8),)
+    l = ctx.plan.stage_layers[1]
+    om = v.omega_w_table(prefix, l.output)
+    assert om[8] == 0 and 0 < om[4] < 1
+    for w in (4, 2):
+        assert v.phi_w(l.name, w, 8) == v.layer_macs[l.name] * 8 * (8 - w) / v.stage_bitops8
+    only_acts = search.VDQS(ctx.graph, ctx.plan, ctx.cal, ctx.ranges8,
+                            ctx.cal_images[:ctx.params.entropy_images], candidate_w_bits=(8,))
+    assert only_acts.wlayers == [] and only_acts.search(0.0).w_bits == {}
+    pol, _ = search.quantmcu_policy(ctx, 0.0)
+    assert pol.w_bits == {l: 4 for l in v.wlayers}
+    assert search.Simulator(ctx.graph, pol, ctx.plan).qg8.qlayer(v.wlayers[0]).w_bits == 4
+
+
+def test_conditional_entropy():
+    y = np.tile(np.arange(256), 3)
+    assert abs(conditional_entropy(y, y, 8)) < 1e-9              # nothing lost
+    assert abs(conditional_entropy(y, y >> 4, 8) - 4.0) < 1e-9   # a function of y: H(y) - H(z)
+    assert abs(conditional_entropy(y, np.zeros_like(y), 8) - 8.0) < 1e-9
 
 
 def test_cold_search_starts_empty_and_finds_the_same_widths(ctx):
@@ -79,14 +110,15 @@ def test_cold_search_starts_empty_and_finds_the_same_widths(ctx):
 def test_normalisation_options_change_the_scores_as_documented(ctx):
     v = ctx.vdqs()
     p = ctx.params
+    assert (v.phi_norm, v.omega_norm) == ("stage", "hb")
     alt = search.VDQS(ctx.graph, ctx.plan, ctx.cal, ctx.ranges8,
                       ctx.cal_images[:p.entropy_images], p.candidate_bits, p.range_method,
-                      phi_norm="consumer", omega_norm="hb")
+                      phi_norm="consumer", omega_norm="h8")
     m = v.maps[0]
     for b in (4, 2):
         assert alt.phi(m, b) == (8 - b) / 8 > v.phi(m, b)
-    om8, omb = v.omega_table({}, m), alt.omega_table({}, m)
-    # same entropies, other denominator: H8/Hb times the default's loss
+    omb, om8 = v.omega_table((), m), alt.omega_table((), m)
+    # same entropies, other denominator: H8/Hb times the h8 loss
     for b in (4, 2):
         assert omb[b] > om8[b] > 0
     assert omb[2] / om8[2] > omb[4] / om8[4]      # the lower width is penalised more

@@ -43,12 +43,26 @@ def register(sub) -> None:
                    help="accuracy-drop bound in points for --lambda auto (default 0.5)")
     p.add_argument("--limit", type=int, default=None,
                    help="test images to measure on (default all 10,000)")
+    p.add_argument("--engine", choices=("auto", "sim", "c"), default="auto",
+                   help="how images are run: c = the policy's generated C on the host "
+                        "(bit-exact with sim, several times faster on many images; needs "
+                        "gcc), sim = the numpy integer simulator; auto (default) = c when gcc "
+                        "is found")
     p.add_argument("--rl-seconds", type=float, default=120.0,
                    help="search-time budget of the RL agent (default 120 s)")
     p.add_argument("--out", default=None, metavar="policy.json", help="save the policy here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def _engine(choice: str) -> str:
+    import shutil
+    if choice == "auto":
+        return "c" if shutil.which("gcc") else "sim"
+    if choice == "c" and not shutil.which("gcc"):
+        raise UserError("--engine c needs gcc on PATH (apt-get install gcc), or use --engine sim")
+    return choice
 
 
 def int8_bitops(ctx) -> tuple[float, float]:
@@ -70,7 +84,7 @@ def run(args) -> int:
     show = not (args.json or args.no_progress)
     params = search.SearchParams(sram_kb=args.sram_kb, drop_pt=args.max_drop)
     t0 = time.time()
-    ctx = search.prepare(args.model, params)
+    ctx = search.prepare(args.model, params, engine=_engine(args.engine))
     bar = pipeline.progress(0, f"search {args.policy}", show)
     try:
         pol, info = search.make_policy(ctx, args.policy, lam, args.flash_kb, args.ram_kb,
@@ -96,7 +110,7 @@ def run(args) -> int:
         "search_seconds": info.get("search_seconds"), "lambda": pol.lam,
         "bits": pol.bits_low, "w_bits": pol.w_bits,
         "plan": {"split_layer": ctx.plan.split_layer, "grid": list(ctx.plan.grid)},
-        "threshold": pol.threshold, "seconds": round(time.time() - t0, 1),
+        "threshold": pol.threshold, "engine": ctx.engine, "seconds": round(time.time() - t0, 1),
     }
     for k in ("auto_lambda_seconds", "int8_val_top1"):
         if k in info:
@@ -111,5 +125,6 @@ def run(args) -> int:
               f"patch-stage BitOPs {stage:,.0f} ({out['bitops_patch_stage_vs_int8']:.2f}x fewer "
               f"than int8), total {out['bitops_total_vs_int8']:.2f}x; outlier patches "
               f"{100 * out['outlier_patch_rate']:.1f}%; peak SRAM {out['peak_sram_bytes']:,} B; "
-              f"λ={pol.lam}; bits {pol.bits_low or 'all 8'}")
+              f"λ={pol.lam}; activation bits {pol.bits_low or 'all 8'}; weight bits "
+              f"{pol.w_bits or 'all 8'}")
     return 0

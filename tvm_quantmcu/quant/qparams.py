@@ -55,14 +55,32 @@ class ActQuant:
         return {"scale": self.scale, "zero_point": self.zero_point, "bits": self.bits}
 
 
+# Clipping ratios tried per output channel for sub-byte weights (max |w| × ratio).
+CLIP_RATIOS = tuple(np.round(np.arange(1.0, 0.49, -0.025), 3))
+
+
 def quantize_weights(w: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-output-channel (axis 0) quantization to [-(2**(b-1)-1), 2**(b-1)-1].
 
-    Returns (int8 weights, float64 scale per channel)."""
+    8 bits: scale = max |w| / qmax. Below 8 bits the few levels make the largest weight a poor
+    scale: each channel's range is max |w| × r, r from CLIP_RATIOS minimising the squared
+    error (ties keep the larger range). Returns (int8 weights, float64 scale per channel)."""
     if bits not in WEIGHT_BITS:
         raise ValueError(f"weight bits must be one of {WEIGHT_BITS}, got {bits}")
     qmax = (1 << (bits - 1)) - 1
-    flat = np.abs(w.reshape(w.shape[0], -1)).max(axis=1).astype(np.float64)
-    scale = np.where(flat > 0, flat / qmax, 1.0)
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    amax = np.abs(flat).max(axis=1)
+    ratios = (1.0,) if bits == 8 else CLIP_RATIOS
+    scale = best_err = None
+    for r in ratios:
+        s = np.where(amax > 0, amax * r / qmax, 1.0)
+        q = np.clip(np.floor(flat / s[:, None] + 0.5), -qmax, qmax)
+        err = ((q * s[:, None] - flat) ** 2).sum(axis=1)
+        if scale is None:
+            scale, best_err = s, err
+            continue
+        better = err < best_err * (1 - 1e-9)
+        scale = np.where(better, s, scale)
+        best_err = np.where(better, err, best_err)
     q = np.floor(w / scale.reshape((-1,) + (1,) * (w.ndim - 1)) + 0.5)
     return np.clip(q, -qmax, qmax).astype(np.int8), scale

@@ -14,7 +14,7 @@ from .engine import ENGINES, runner
 from .policy import POLICIES, Policy
 from .rl import run_agent
 from .simulate import Simulator, evaluate
-from .vdqs import DEFAULT_BITS, VDQS
+from .vdqs import DEFAULT_BITS, DEFAULT_W_BITS, VDQS
 
 DEFAULT_SRAM_KB = 32
 DEFAULT_DROP_PT = 0.5
@@ -32,15 +32,17 @@ class SearchParams:
     threshold_k: float = 6.0
     range_method: str = "mse"              # low-bit ranges: mse | percentile | minmax
     candidate_bits: tuple = DEFAULT_BITS
+    candidate_w_bits: tuple = DEFAULT_W_BITS   # weight widths VDQS may give a stage layer
     entropy_images: int = 128              # calibration images for Ω
     phi_norm: str = "stage"                # Φ normalisation: stage | consumer (vdqs.py)
-    omega_norm: str = "h8"                 # Ω normalisation: h8 | hb (vdqs.py)
+    omega_norm: str = "hb"                 # Ω normalisation: hb | h8 (vdqs.py)
     drop_pt: float = DEFAULT_DROP_PT       # accuracy-drop bound of the automatic λ
     val_images: int = VAL_IMAGES_AUTO
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
         d["candidate_bits"] = list(self.candidate_bits)
+        d["candidate_w_bits"] = list(self.candidate_w_bits)
         return d
 
 
@@ -69,7 +71,8 @@ class SearchContext:
             self._vdqs[vdpc] = VDQS(self.graph, self.plan, self.cal, self.ranges8,
                                     self.cal_images[:p.entropy_images], p.candidate_bits,
                                     p.range_method, vdpc=vdpc, phi_norm=p.phi_norm,
-                                    omega_norm=p.omega_norm)
+                                    omega_norm=p.omega_norm,
+                                    candidate_w_bits=p.candidate_w_bits)
         return self._vdqs[vdpc]
 
     def base(self, name: str = "int8") -> Policy:
@@ -122,6 +125,7 @@ def quantmcu_policy(ctx: SearchContext, lam: float, vdpc: bool = True,
     pol.classification_map = ctx.cal.classification_map if vdpc else None
     pol.threshold = ctx.cal.threshold if vdpc else None
     pol.bits_low = res.bits
+    pol.w_bits = dict(res.w_bits)
     pol.ranges_low = res.ranges
     pol.lam = None if uniform_bits else lam
     pol.params = {**ctx.params.to_json(), "vdqs_table": res.table,
@@ -164,10 +168,11 @@ def sweep_lambdas(ctx: SearchContext, measure, lambdas=LAMBDAS, cold: bool = Fal
     rows = []
     for lam in lambdas:
         pol, secs = quantmcu_policy(ctx, lam, cold=cold)
-        key = tuple(sorted(pol.bits_low.items()))
+        key = (tuple(sorted(pol.bits_low.items())), tuple(sorted(pol.w_bits.items())))
         if key not in seen:
             seen[key] = measure(pol, secs)
         rows.append(dict(seen[key], **{"lambda": lam, "bits": pol.bits_low,
+                                       "w_bits": pol.w_bits,
                                        "search_seconds": round(secs, 3)}))
     return rows
 

@@ -11,12 +11,26 @@ included, on the consumers of map i), normalised (phi_norm):
 Ω(i, b): entropy lost by quantizing map i to b bits, where H is the histogram entropy of the
 quantized values over the non-outlier calibration patches, computed by the integer branch
 with the earlier maps already at their chosen widths, normalised (omega_norm):
-    "h8"       (default) (H_8 - H_b) / H_8, the fraction of the 8-bit entropy lost;
-    "hb"       (H_8 - H_b) / H_b, the entropy lost per bit of entropy kept (grows steeply as
-               b shrinks, as the accuracy does).
+    "hb"       (default) (H_8 - H_b) / H_b, the entropy lost per bit of entropy kept (grows
+               steeply as b shrinks, as the accuracy does);
+    "h8"       (H_8 - H_b) / H_8, the fraction of the 8-bit entropy lost.
+hb is the default because its λ front is better on the validation split of both zoo models
+(benchmarks/search.py compares them; h8 barely tells 2 bits from 4).
 A constant rescaling of either term only moves λ, so these are the per-map choices that change
 the front. S(i, 8) = 0, so a lower width is taken only when it pays. The stage output keeps
 8 bits (both VDPC branches write it in one quantization).
+
+Weights (candidate_w_bits, default {8, 4}; {8} searches activations only): BitOPs are
+MACs × weight bits × input bits, so each weighted layer l of the stage gets the same score
+just before its output map, with
+Φ(l, w): BitOPs saved on l itself by w-bit weights (its input at the width already chosen);
+Ω(l, w): H(Y⁸ | Yʷ) / H(Y⁸), the share of the entropy of l's 8-bit output map that is lost
+    (not recoverable from the output) when l's weights have w bits — for a map that is a
+    function of its 8-bit version, as an activation width is, this is the Ω above; "hb"
+    divides by what is kept, H(Y⁸) − H(Y⁸ | Yʷ).
+Weights are shared by both VDPC branches (one copy in flash), so a weight width applies to the
+outlier branch too; with VDPC the layers up to the classification map keep 8-bit weights (every
+patch runs them before it is routed).
 """
 from __future__ import annotations
 
@@ -31,6 +45,7 @@ from ..quant import INPUT_QUANT, quantize_graph, requant_int
 from .calibrate import StageCalibration, best_range
 
 DEFAULT_BITS = (8, 4, 2)
+DEFAULT_W_BITS = (8, 4)
 PHI_NORMS = ("stage", "consumer")
 OMEGA_NORMS = ("h8", "hb")
 
@@ -42,12 +57,20 @@ def entropy(q: np.ndarray, bits: int) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
+def conditional_entropy(y: np.ndarray, z: np.ndarray, bits: int) -> float:
+    """H(Y | Z) in bits for paired quantized values y, z of `bits` bits (joint histogram)."""
+    y = np.asarray(y, np.int64).reshape(-1)
+    z = np.asarray(z, np.int64).reshape(-1)
+    return entropy(y * (1 << bits) + z, 2 * bits) - entropy(z, bits)
+
+
 @dataclass
 class VDQSResult:
     bits: dict[str, int]
     ranges: dict[str, tuple[float, float]]
-    table: list[dict] = field(default_factory=list)   # one row per (map, b)
+    table: list[dict] = field(default_factory=list)   # one row per (map or layer, b)
     seconds: float = 0.0
+    w_bits: dict[str, int] = field(default_factory=dict)   # searched layers below 8 bits
 
 
 class VDQS:
@@ -56,7 +79,8 @@ class VDQS:
     def __init__(self, graph: Graph, plan: PatchPlan, cal: StageCalibration,
                  ranges8: dict, cal_images: np.ndarray, candidate_bits=DEFAULT_BITS,
                  range_method: str = "mse", range_pct: float = 99.9, w_bits=None,
-                 vdpc: bool = True, phi_norm: str = "stage", omega_norm: str = "h8"):
+                 vdpc: bool = True, phi_norm: str = "stage", omega_norm: str = "hb",
+                 candidate_w_bits=DEFAULT_W_BITS):
         """vdpc=False: one branch for every patch (no routing), calibrated on all patches."""
         if phi_norm not in PHI_NORMS or omega_norm not in OMEGA_NORMS:
             raise ValueError(f"VDQS normalisation phi_norm={phi_norm!r} omega_norm="
@@ -70,6 +94,12 @@ class VDQS:
         self.candidate_bits = tuple(sorted(set(candidate_bits) | {8}, reverse=True))
         self.w_bits = w_bits or {}
         self.maps = [l.output for l in plan.stage_layers if l.output != plan.stage_output]
+        self.candidate_w_bits = tuple(sorted(set(candidate_w_bits) | {8}, reverse=True))
+        first = [] if not vdpc else \
+            [l.name for l in plan.stage_layers[:self._index_of(cal.classification_map) + 1]]
+        self.wlayers = [l.name for l in plan.stage_layers if l.weight is not None
+                        and l.name not in first and l.name not in self.w_bits] \
+            if len(self.candidate_w_bits) > 1 else []
         samples = cal.samples_normal if vdpc else cal.samples_all
         self.low_ranges = {(m, b): best_range(samples[m], b, range_method, range_pct)
                            for m in self.maps for b in self.candidate_bits}
@@ -81,15 +111,20 @@ class VDQS:
         self.qg8 = quantize_graph(graph, ranges8, 8, self.w_bits or 8)
         self._bitops()
 
+    def _index_of(self, m: str) -> int:
+        return next(i for i, l in enumerate(self.plan.stage_layers) if l.output == m)
+
     def _bitops(self) -> None:
         g, wb = self.graph, self.w_bits
         self.stage_bitops8 = 0
         self.saving_per_bit = {m: 0 for m in self.maps}   # BitOPs per input bit of map m
+        self.layer_macs: dict[str, int] = {}               # over every patch, halo included
         for p in self.plan.all_patches():
             for lp in p.layers:
                 l = g.layer(lp.layer)
                 if l.op not in ("conv2d", "dense"):
                     continue
+                self.layer_macs[l.name] = self.layer_macs.get(l.name, 0) + lp.macs
                 per_bit = lp.macs * wb.get(l.name, 8)
                 self.stage_bitops8 += per_bit * 8
                 if l.inputs[0] in self.saving_per_bit:
@@ -100,10 +135,16 @@ class VDQS:
             return (8 - b) / 8 if self.saving_per_bit[m] else 0.0
         return self.saving_per_bit[m] * (8 - b) / self.stage_bitops8
 
+    def phi_w(self, layer: str, w: int, in_bits: int) -> float:
+        """BitOPs saved on `layer` by w-bit weights, its input at in_bits."""
+        if self.phi_norm == "consumer":
+            return (8 - w) / 8
+        return self.layer_macs.get(layer, 0) * in_bits * (8 - w) / self.stage_bitops8
+
     def _branch_envs(self, key: tuple) -> list[dict]:
-        """Per-patch tensors of the low-bit branch on the non-outlier calibration windows,
-        with the maps of `key` ((map, bits) pairs in dataflow order) at those widths.
-        Memoised: extending a key by one map runs one layer."""
+        """Per-patch tensors of the low-bit branch on the non-outlier calibration windows.
+        key: (map, bits, producer's weight bits) per stage layer so far, in dataflow order
+        (the stage output at 8 bits). Memoised: extending a key by one entry runs one layer."""
         if key in self._env_cache:
             return self._env_cache[key]
         if not key:
@@ -115,42 +156,68 @@ class VDQS:
                     env = run_patch(self.qg8, self.plan, p, win, upto=c_prod)
                 envs.append(env)
         else:
-            parent = self._branch_envs(key[:-1])
-            m, b = key[-1]
-            bits = {k: v for k, v in key}
-            ranges = dict(self.ranges8)
-            ranges.update({k: self.low_ranges[(k, v)] for k, v in key})
-            qg = quantize_graph(self.graph, ranges, bits, self.w_bits or 8)
-            envs = []
-            for (p, win), penv in zip(self.windows, parent):
-                if not len(win):
-                    envs.append(penv)
-                elif m in penv:      # computed by the 8-bit classification step: re-express
-                    envs.append(dict(penv, **{m: requant_int(penv[m], self.qg8.acts[m],
-                                                             qg.acts[m])}))
-                else:
-                    envs.append(run_patch(qg, self.plan, p, win, env=penv,
-                                          upto=self.graph.producer(m).name))
+            envs = self._step(self._branch_envs(key[:-1]), key)
         self._env_cache[key] = envs
         return envs
 
-    def omega_table(self, chosen: dict[str, int], m: str) -> dict[int, float]:
-        """Ω(m, b) for each candidate b, with the earlier maps at their chosen widths."""
-        prefix = tuple((k, chosen[k]) for k in self.maps if k in chosen)
-        key = (prefix, m)
-        if key in self._omega_cache:
-            return self._omega_cache[key]
-        ent = {}
-        for b in self.candidate_bits:
-            envs = self._branch_envs(prefix + ((m, b),))
-            vals = [e[m].reshape(-1) for e in envs if m in e]
-            ent[b] = entropy(np.concatenate(vals), b) if vals else 0.0
-        h8 = max(ent[8], 1e-12)
-        if self.omega_norm == "h8":
-            omega = {b: (h8 - ent[b]) / h8 for b in self.candidate_bits}
-        else:
-            omega = {b: (h8 - ent[b]) / max(ent[b], 1e-12) for b in self.candidate_bits}
-        self._omega_cache[key] = omega
+    def _step(self, parent: list[dict], key: tuple) -> list[dict]:
+        """The parent's tensors plus key's last entry, computed."""
+        m = key[-1][0]
+        qg = self._quantized(key)
+        envs = []
+        for (p, win), penv in zip(self.windows, parent):
+            if not len(win):
+                envs.append(penv)
+            elif m in penv:      # computed by the 8-bit classification step: re-express
+                envs.append(dict(penv, **{m: requant_int(penv[m], self.qg8.acts[m],
+                                                         qg.acts[m])}))
+            else:
+                envs.append(run_patch(qg, self.plan, p, win, env=penv,
+                                      upto=self.graph.producer(m).name))
+        return envs
+
+    def _quantized(self, key: tuple):
+        bits = {m: b for m, b, _ in key if m in self.maps}
+        w_bits = dict(self.w_bits)
+        w_bits.update({self.graph.producer(m).name: w for m, _, w in key if w != 8})
+        ranges = dict(self.ranges8)
+        ranges.update({m: self.low_ranges[(m, b)] for m, b in bits.items()})
+        return quantize_graph(self.graph, ranges, bits, w_bits)
+
+    def _values(self, key: tuple) -> np.ndarray:
+        m = key[-1][0]
+        vals = [e[m].reshape(-1) for e in self._branch_envs(key) if m in e]
+        return np.concatenate(vals) if vals else np.zeros(0, np.int64)
+
+    def _normalise(self, lost: float, h8: float) -> float:
+        """h8: lost / H8; hb: lost / what is kept, H8 - lost."""
+        return lost / max(h8, 1e-12) if self.omega_norm == "h8" else lost / max(h8 - lost, 1e-12)
+
+    def _omegas(self, prefix: tuple, cands: dict, weights: bool) -> dict[int, float]:
+        """Ω of each candidate entry (by width, 8 included) after `prefix`; module doc."""
+        if not weights:      # the map's own histogram at each width
+            ent = {b: entropy(self._values(prefix + (e,)), b) for b, e in cands.items()}
+            return {b: self._normalise(ent[8] - ent[b], ent[8]) for b in cands}
+        y8 = self._values(prefix + (cands[8],))
+        h8 = entropy(y8, 8)
+        return {b: self._normalise(conditional_entropy(y8, self._values(prefix + (e,)), 8)
+                                   if b != 8 else 0.0, h8) for b, e in cands.items()}
+
+    def omega_table(self, prefix: tuple, m: str, w: int = 8) -> dict[int, float]:
+        """Ω(m, b) for each candidate b, the earlier entries of the branch as in `prefix` and
+        the producer of m with w-bit weights."""
+        key = (prefix, m, w)
+        if key not in self._omega_cache:
+            self._omega_cache[key] = self._omegas(
+                prefix, {b: (m, b, w) for b in self.candidate_bits}, weights=False)
+        return self._omega_cache[key]
+
+    def omega_w_table(self, prefix: tuple, m: str) -> dict[int, float]:
+        """Ω(l, w) for each candidate weight width of m's producer l (m at 8 bits)."""
+        key = (prefix, m, "w")
+        if key not in self._omega_cache:
+            self._omega_cache[key] = self._omegas(
+                prefix, {w: (m, 8, w) for w in self.candidate_w_bits}, weights=True)
         return self._omega_cache[key]
 
     def clear_cache(self) -> None:
@@ -158,30 +225,49 @@ class VDQS:
         self._env_cache.clear()
         self._omega_cache.clear()
 
+    def _best(self, lam: float, omega: dict, phi, table: list, row: dict) -> int:
+        """The width maximising S = -λ·Ω + (1-λ)·Φ (S = 0 at 8 bits)."""
+        best_b, best_s = 8, 0.0
+        for b in omega:
+            s = -lam * omega[b] + (1 - lam) * phi(b) if b != 8 else 0.0
+            table.append({**row, "bits": b, "omega": round(omega[b], 5),
+                          "phi": round(phi(b), 5), "score": round(s, 5)})
+            if s > best_s + 1e-12:
+                best_b, best_s = b, s
+        return best_b
+
     def search(self, lam: float, cold: bool = False) -> VDQSResult:
-        """The per-map widths for λ. cold=True starts from empty caches, so the returned
-        seconds are what this search costs on its own, not after earlier λs."""
+        """The per-map (and per-layer weight) widths for λ. cold=True starts from empty
+        caches, so the returned seconds are what this search costs on its own, not after
+        earlier λs."""
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"λ must be in [0, 1], got {lam}")
         if cold:
             self.clear_cache()
         t0 = time.time()
         chosen: dict[str, int] = {}
-        table = []
-        for m in self.maps:
-            omega = self.omega_table(chosen, m)
-            best_b, best_s = 8, 0.0
-            for b in self.candidate_bits:
-                s = -lam * omega[b] + (1 - lam) * self.phi(m, b) if b != 8 else 0.0
-                table.append({"map": m, "bits": b, "omega": round(omega[b], 5),
-                              "phi": round(self.phi(m, b), 5), "score": round(s, 5)})
-                if s > best_s + 1e-12:
-                    best_b, best_s = b, s
-            chosen[m] = best_b
+        w_chosen: dict[str, int] = {}
+        table: list[dict] = []
+        prefix: tuple = ()
+        for l in self.plan.stage_layers:
+            m = l.output
+            w = 8
+            if l.name in self.wlayers:
+                in_bits = chosen.get(l.inputs[0], 8)
+                w = self._best(lam, self.omega_w_table(prefix, m),
+                               lambda b: self.phi_w(l.name, b, in_bits), table,
+                               {"layer": l.name, "kind": "weight"})
+                if w != 8:
+                    w_chosen[l.name] = w
+            if m in self.maps:
+                chosen[m] = self._best(lam, self.omega_table(prefix, m, w),
+                                       lambda b: self.phi(m, b), table,
+                                       {"map": m, "kind": "activation"})
+            prefix += ((m, chosen.get(m, 8), w),)
         low = {m: b for m, b in chosen.items() if b != 8}
         # the low-bit branch recalibrates every map on non-outlier patches, 8-bit ones too
         ranges = {m: self.low_ranges[(m, chosen[m])] for m in self.maps}
-        return VDQSResult(low, ranges, table, time.time() - t0)
+        return VDQSResult(low, ranges, table, time.time() - t0, w_chosen)
 
     def uniform(self, b: int) -> VDQSResult:
         """Every searchable map at b bits (the 'VDPC + uniform b-bit' ablation)."""

@@ -1,0 +1,29 @@
+"""The shipped policies: loadable for their model, and the command that makes them runs."""
+import subprocess
+import sys
+
+import pytest
+
+from helpers import trained
+from tvm_quantmcu.models.policies import SHIPPED, SRAM_KB, available, load_policy
+from tvm_quantmcu.search import SearchParams
+
+
+def test_regeneration_command_has_a_help():
+    r = subprocess.run([sys.executable, "-m", "tvm_quantmcu.models.policies", "--help"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--models" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("model", sorted(SRAM_KB))
+def test_shipped_policies_load_and_record_the_current_search_defaults(model):
+    if not trained(model):
+        pytest.skip(f"{model} has no trained checkpoint")
+    assert set(SHIPPED) <= set(available(model))
+    pol = load_policy(model, "quantmcu")
+    assert pol.model == model and pol.vdpc
+    # made with today's SearchParams: regenerate (python -m tvm_quantmcu.models.policies)
+    # after changing a default
+    defaults = SearchParams(sram_kb=SRAM_KB[model]).to_json()
+    recorded = {k: pol.params.get(k) for k in defaults}
+    assert recorded == defaults
