@@ -57,10 +57,10 @@ def register(sub) -> None:
 
 
 def _engine(choice: str) -> str:
-    import shutil
+    from ..search import fastest_engine
     if choice == "auto":
-        return "c" if shutil.which("gcc") else "sim"
-    if choice == "c" and not shutil.which("gcc"):
+        return fastest_engine()
+    if choice == "c" and fastest_engine() != "c":
         raise UserError("--engine c needs gcc on PATH (apt-get install gcc), or use --engine sim")
     return choice
 

@@ -5,7 +5,7 @@ from .api import (DEFAULT_SRAM_KB, SearchContext, SearchParams, auto_lambda, eva
 from . import api, rl
 from .baselines import BudgetError, memory_driven, weight_bytes
 from .calibrate import StageCalibration, best_range, calibrate_stage
-from .engine import ENGINES, CompiledPolicy
+from .engine import ENGINES, CompiledPolicy, fastest_engine
 from .policy import POLICIES, Policy, PolicyMismatchError
 from .simulate import Simulator, evaluate
 from .vdqs import VDQS, entropy
@@ -15,5 +15,5 @@ __all__ = [
     "lambda_front", "make_policy", "prepare", "quantmcu_policy", "rl_policy", "BudgetError",
     "memory_driven", "weight_bytes", "StageCalibration", "best_range", "calibrate_stage",
     "POLICIES", "Policy", "PolicyMismatchError", "Simulator", "evaluate", "VDQS", "entropy",
-    "ENGINES", "CompiledPolicy",
+    "ENGINES", "CompiledPolicy", "fastest_engine",
 ]

@@ -41,11 +41,9 @@ def load_policy(model: str, policy: str):
 
 def make(model: str, policy: str) -> str:
     """Search `policy` for `model` at its shipped SRAM budget and save it; returns the path."""
-    import shutil
     from ... import search
-    # the C engine gives the simulator's results, faster; it needs a host compiler
     ctx = search.prepare(model, search.SearchParams(sram_kb=SRAM_KB[model]),
-                         engine="c" if shutil.which("gcc") else "sim")
+                         engine=search.fastest_engine())
     lam = "auto" if policy == "quantmcu" else None
     pol, _ = search.make_policy(ctx, policy, lam)
     path = policy_path(model, policy)

@@ -168,6 +168,16 @@ QMCU_INLINE void gather(int16_t *dst, const uint8_t *x, int32_t x_row, int32_t x
             }
 }
 
+/* c0 (c1) += the lane pairs xa, xc against output channel o (o + 1): its weight lane pairs
+ * s0, t0 (s1, t1). Two SMLAD per channel, four MACs each. */
+#define QMCU_PAIR_MACS(xa, xc, c0, c1)                                                    \
+    do {                                                                                  \
+        c0 = __smlad(xa, s0, c0);                                                         \
+        c0 = __smlad(xc, t0, c0);                                                         \
+        c1 = __smlad(xa, s1, c1);                                                         \
+        c1 = __smlad(xc, t1, c1);                                                         \
+    } while (0)
+
 /* a0, a1 (b0, b1): channels o, o+1 of the first (second) pixel += the gathered windows g0
  * (g1) of K values against the weight rows at p and p + K. */
 #define QMCU_GATHERED_PAIR()                                                              \
@@ -178,17 +188,11 @@ QMCU_INLINE void gather(int16_t *dst, const uint8_t *x, int32_t x_row, int32_t x
             const int32_t s0 = __sxtb16(v0), t0 = sxtb16_ror8(v0);                        \
             const int32_t s1 = __sxtb16(v1), t1 = sxtb16_ror8(v1);                        \
             int32_t xa = (int32_t)ld32(g0 + k), xc = (int32_t)ld32(g0 + k + 2);           \
-            a0 = __smlad(xa, s0, a0);                                                     \
-            a0 = __smlad(xc, t0, a0);                                                     \
-            a1 = __smlad(xa, s1, a1);                                                     \
-            a1 = __smlad(xc, t1, a1);                                                     \
+            QMCU_PAIR_MACS(xa, xc, a0, a1);                                               \
             if (npx == 2) {                                                               \
                 xa = (int32_t)ld32(g1 + k);                                               \
                 xc = (int32_t)ld32(g1 + k + 2);                                           \
-                b0 = __smlad(xa, s0, b0);                                                 \
-                b0 = __smlad(xc, t0, b0);                                                 \
-                b1 = __smlad(xa, s1, b1);                                                 \
-                b1 = __smlad(xc, t1, b1);                                                 \
+                QMCU_PAIR_MACS(xa, xc, b0, b1);                                           \
             }                                                                             \
         }                                                                                 \
         for (; k < K; k++, p++) {                                                         \
@@ -211,17 +215,11 @@ QMCU_INLINE void gather(int16_t *dst, const uint8_t *x, int32_t x_row, int32_t x
             const int32_t s0 = __sxtb16(wa), t0 = sxtb16_ror8(wa);                        \
             const int32_t s1 = __sxtb16(wb), t1 = sxtb16_ror8(wb);                        \
             int32_t xa = xlane(v0, m, ib, lm), xc = xlane(v0, m + 1, ib, lm);             \
-            a0 = __smlad(xa, s0, a0);                                                     \
-            a0 = __smlad(xc, t0, a0);                                                     \
-            a1 = __smlad(xa, s1, a1);                                                     \
-            a1 = __smlad(xc, t1, a1);                                                     \
+            QMCU_PAIR_MACS(xa, xc, a0, a1);                                               \
             if (npx == 2) {                                                               \
                 xa = xlane(v1, m, ib, lm);                                                \
                 xc = xlane(v1, m + 1, ib, lm);                                            \
-                b0 = __smlad(xa, s0, b0);                                                 \
-                b0 = __smlad(xc, t0, b0);                                                 \
-                b1 = __smlad(xa, s1, b1);                                                 \
-                b1 = __smlad(xc, t1, b1);                                                 \
+                QMCU_PAIR_MACS(xa, xc, b0, b1);                                           \
             }                                                                             \
         }                                                                                 \
     } while (0)
