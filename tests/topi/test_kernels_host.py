@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tvm_quantmcu.topi import KernelSpec, UnsupportedKernel, get_kernel, runner
+from tvm_quantmcu.topi import KernelSpec, UnsupportedKernel, get_kernel, prepare, runner
 from tvm_quantmcu.topi.cases import random_case
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
@@ -114,6 +114,36 @@ def test_small_shifts_and_saturation():
     rng = np.random.default_rng(7)
     for _ in range(4):
         case = random_case(spec, rng, small_shift=True)
+        assert np.array_equal(runner.run_host(lib, k, case.x, case.params), case.expected)
+
+
+def test_low_bit_weights_reach_the_fast_requantization():
+    """4-bit weights lower n below 33; prepare scales weights, bias and n by 2^k (same
+    outputs) so that the DSP requantization takes its one-SMMUL path."""
+    spec = KernelSpec("conv2d", (3, 3, 8), 4, (1, 1), in_bits=8, out_bits=8)
+    w = np.array([[7, -8, 3, 0, 1, -1, 2, 5]] * 4).reshape(4, 8, 1, 1)
+    p = prepare(spec, w=w, bias=[5, -5, 0, 1], M=[1 << 30] * 4, n=[30, 31, 33, 29],
+                zp_in=3, zp_out=0, lo=0, hi=255)
+    assert p.shift.tolist() == [33, 33, 33, 33]
+    pw = p.w.reshape(4, 8)
+    assert (pw[0] == w[0, :, 0, 0] * 8).all() and (pw[2] == w[2, :, 0, 0]).all()
+    assert (pw[3] == w[3, :, 0, 0] * 16).all()      # k = 4: -8·16 = -128 still fits
+    wide = prepare(spec, w=w * 16, bias=[5] * 4, M=[1 << 30] * 4, n=[30] * 4, zp_in=3,
+                   zp_out=0, lo=0, hi=255)
+    assert wide.shift.tolist() == [30] * 4            # no room in int8: unchanged
+
+
+@pytest.mark.parametrize("op", ["pointwise", "depthwise", "dense"])
+@pytest.mark.parametrize("w_bits", [4, 2])
+def test_low_bit_weights_small_shifts_match_reference(op, w_bits):
+    spec = {"pointwise": KernelSpec("conv2d", (5, 4, 12), 6, (1, 1), in_bits=4, out_bits=8),
+            "depthwise": KernelSpec("depthwise", (5, 6, 10), 10, (3, 3), (1, 1), (1,) * 4, 8, 4),
+            "dense": KernelSpec("dense", (1, 1, 40), 7, in_bits=8, out_bits=8)}[op]
+    k = get_kernel(spec, "dsp", "host")
+    lib = runner.host_library([k])
+    rng = np.random.default_rng(w_bits)
+    for _ in range(3):
+        case = random_case(spec, rng, small_shift=True, w_bits=w_bits)
         assert np.array_equal(runner.run_host(lib, k, case.x, case.params), case.expected)
 
 

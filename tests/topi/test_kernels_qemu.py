@@ -37,12 +37,12 @@ def _specs(rng, n):
     return out
 
 
-def _run(tmp_path, n, seed):
+def _run(tmp_path, n, seed, knobs=None, extra_specs=(), **case_options):
     rng = np.random.default_rng(seed)
     cases = []
-    for spec in _specs(rng, n):
-        c = random_case(spec, rng)
-        cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4"), c.x, c.params,
+    for spec in [*_specs(rng, n), *extra_specs]:
+        c = random_case(spec, rng, **case_options)
+        cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4", knobs), c.x, c.params,
                                  c.expected, c.window))
     res = runner.run_qemu(cases, tmp_path, timeout=120)
     bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
@@ -53,6 +53,25 @@ def _run(tmp_path, n, seed):
 
 def test_dsp_kernels_on_qemu_small(tmp_path):
     _run(tmp_path, 6, 11)
+
+
+def test_low_bit_weights_and_small_shifts_on_qemu(tmp_path):
+    """4/2-bit weights with shifts below 33: the pre-scaled weights (params.prepare) on the
+    SMMUL path, and the 64-bit path where they cannot be scaled."""
+    _run(tmp_path / "w4", 6, 13, small_shift=True, w_bits=4)
+    _run(tmp_path / "w2", 6, 14, small_shift=True, w_bits=2)
+
+
+def test_requant_at_pair_on_qemu(tmp_path):
+    """The knob requant_at="pair" (outputs requantized from registers per channel pair) on
+    layers where it applies (even output channels; depthwise: whole words of channels) at
+    every width, and on random ones where it falls back."""
+    specs = [KernelSpec("conv2d", (5, 6, 16), 10, (1, 1), in_bits=ib, out_bits=ob)
+             for ib, ob in ((8, 8), (4, 2), (2, 4))]
+    specs += [KernelSpec("depthwise", (6, 6, c), c, (3, 3), (1, 1), (1,) * 4, ib, ob)
+              for c, ib, ob in ((8, 8, 8), (16, 4, 2), (32, 2, 4), (16, 8, 2))]
+    specs += [KernelSpec("conv2d", (7, 7, 3), 6, (3, 3), (2, 2), (1,) * 4, 8, 8)]
+    _run(tmp_path, 6, 15, knobs={"requant_at": "pair"}, extra_specs=specs)
 
 
 @pytest.mark.slow

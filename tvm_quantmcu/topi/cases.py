@@ -22,11 +22,12 @@ class RefCase:
 
 
 def random_case(spec: KernelSpec, rng: np.random.Generator, small_shift: bool = False,
-                window: tuple[int, int, int, int] | None = None) -> RefCase:
+                window: tuple[int, int, int, int] | None = None, w_bits: int = 8) -> RefCase:
     """Random input/weights/quantization for `spec`, expected output from the reference.
 
     window = (in_h, in_w, pad_t, pad_l) runs a patch: an input window smaller than the spec's
-    maximum, with its own top/left padding (bottom/right follow from the output tile)."""
+    maximum, with its own top/left padding (bottom/right follow from the output tile).
+    w_bits < 8 draws weights of that width (and the smaller shifts their scale brings)."""
     h, w, c = spec.in_shape
     in_h, in_w, pt, pl = window or (h, w, spec.padding[0], spec.padding[1])
     qin, qout = (1 << spec.in_bits) - 1, (1 << spec.out_bits) - 1
@@ -73,14 +74,15 @@ def random_case(spec: KernelSpec, rng: np.random.Generator, small_shift: bool = 
         p = prepare(spec, M=int(M[0]), n=int(n[0]), zp_in=zp_in, zp_out=zp_out, lo=lo, hi=hi)
         return RefCase(spec, pack(x[0], spec.in_bits), p, pack(y[0], spec.out_bits).reshape(-1),
                        (in_h, in_w, pt, pl))
+    wmax = (1 << (w_bits - 1)) - 1
     if spec.op == "depthwise":
-        wt = rng.integers(-127, 128, (oc, 1, kh, kw))
+        wt = rng.integers(-wmax - (w_bits < 8), wmax + 1, (oc, 1, kh, kw))
         groups, k_per = c, kh * kw
     else:
-        wt = rng.integers(-127, 128, (oc, c, kh, kw))
+        wt = rng.integers(-wmax - (w_bits < 8), wmax + 1, (oc, c, kh, kw))
         groups, k_per = 1, kh * kw * c
-    bias = rng.integers(-(1 << 16), 1 << 16, oc)
-    M, n = mult_shift(oc, float(qin) * 127 * np.sqrt(k_per) + 1)
+    bias = rng.integers(-(1 << 16), 1 << 16, oc) >> (8 - w_bits)
+    M, n = mult_shift(oc, float(qin) * wmax * np.sqrt(k_per) + 1)
     if spec.op == "dense":
         wd = wt.transpose(0, 2, 3, 1).reshape(oc, -1)          # (OC, H·W·C), NHWC order
         y = ref.dense_int(x, zp_in, wd, bias, M, n, zp_out, lo, hi)

@@ -83,33 +83,50 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
         b = np.full(oc, -zp_in * kh * kw, np.int64)
         return KernelParams(np.zeros(1, np.int8), b.astype(np.int32), mult, shift, qp)
     w = np.asarray(w)
-    if spec.op == "conv2d":
-        want = (oc, c, kh, kw)
-        if w.shape != want:
-            raise UnsupportedKernel(f"{spec.describe()}: weights {w.shape}, expected OIHW {want}")
-        wk = w.transpose(0, 2, 3, 1)
-    elif spec.op == "dense":
-        if w.shape != (oc, h * wd * c):
-            raise UnsupportedKernel(f"{spec.describe()}: weights {w.shape}, expected "
-                                    f"{(oc, h * wd * c)}")
-        wk = w.reshape(oc, h, wd, c)
-    else:  # depthwise
-        if w.shape != (oc, 1, kh, kw):
-            raise UnsupportedKernel(f"{spec.describe()}: weights {w.shape}, expected "
-                                    f"{(oc, 1, kh, kw)}")
-        wk = w[:, 0].transpose(1, 2, 0)
-    if wk.min() < -128 or wk.max() > 127:
+    want = {"conv2d": (oc, c, kh, kw), "dense": (oc, h * wd * c),
+            "depthwise": (oc, 1, kh, kw)}[spec.op]
+    if w.shape != want:
+        raise UnsupportedKernel(f"{spec.describe()}: weights {w.shape}, expected "
+                                f"{'OIHW ' if spec.op == 'conv2d' else ''}{want}")
+    w2 = w.reshape(oc, -1).astype(np.int64)
+    if w2.min() < -128 or w2.max() > 127:
         raise UnsupportedKernel(f"{spec.describe()}: weights outside int8")
-    wk = _lane_order(wk, spec)
-    wsum = w.reshape(oc, -1).astype(np.int64).sum(axis=1)
-    b = (np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)) - zp_in * wsum
+    b = (np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)) \
+        - zp_in * w2.sum(axis=1)
     # The kernels accumulate raw values in int32: bound the worst case.
-    worst = np.abs(b) + ((1 << spec.in_bits) - 1) * np.abs(w.reshape(oc, -1)).astype(
-        np.int64).sum(axis=1)
+    worst = np.abs(b) + ((1 << spec.in_bits) - 1) * np.abs(w2).sum(axis=1)
     if worst.max() >= 1 << 31:
         raise UnsupportedKernel(f"{spec.describe()}: accumulator may overflow int32 "
                                 f"(|bias| + max|Σx·w| = {int(worst.max())})")
-    return KernelParams(np.ascontiguousarray(wk, np.int8), b.astype(np.int32), mult, shift, qp)
+    k = _fast_shift(w2, worst, shift.astype(np.int64))
+    w = (w2 << k[:, None]).reshape(w.shape)
+    if spec.op == "conv2d":
+        wk = w.transpose(0, 2, 3, 1)
+    elif spec.op == "dense":
+        wk = w.reshape(oc, h, wd, c)
+    else:
+        wk = w[:, 0].transpose(1, 2, 0)
+    wk = _lane_order(wk, spec)
+    return KernelParams(np.ascontiguousarray(wk, np.int8), (b << k).astype(np.int32), mult,
+                        (shift + k).astype(np.int32), qp)
+
+
+def _fast_shift(w: np.ndarray, worst: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Per output channel (rows of `w`), the k ≥ 0 by which weights and bias can be multiplied
+    by 2^k and n raised by k without changing one output — floor((2^k·a·M + 2^(n+k−1)) /
+    2^(n+k)) is floor((a·M + 2^(n−1)) / 2^n) — so that n + k reaches 33, where the DSP
+    requantization is one SMMUL and shifts instead of a 64-bit product. n < 33 comes with
+    low-bit weights (their larger scale); their small values leave int8 room for the 2^k.
+    Bounded by int8 weights, the int32 accumulator and n ≤ 62."""
+    lo, hi = w.min(axis=1, initial=0), w.max(axis=1, initial=0)
+    k = np.maximum(33 - n, 0)
+    for _ in range(33):
+        bad = (k > 0) & (((hi << k) > 127) | ((lo << k) < -128) | ((worst << k) >= 1 << 31)
+                         | (n + k > 62))
+        if not bad.any():
+            break
+        k = np.where(bad, k - 1, k)
+    return k
 
 
 def _lane_order(wk: np.ndarray, spec: KernelSpec) -> np.ndarray:

@@ -41,10 +41,11 @@ PRAGMA = ('#pragma GCC optimize("unswitch-loops", "unroll-loops", "no-schedule-i
           '"no-tree-loop-distribute-patterns")')
 
 
-def prelude(loop_pragma: bool) -> str:
+def prelude(loop_pragma: bool, requant_at: str = "end") -> str:
     return ("#include <stdint.h>\n#ifndef TVM_DLL\n#define TVM_DLL\n#endif\n"
             + (f"#if defined(__GNUC__) && !defined(__clang__)\n{PRAGMA}\n#endif\n"
                if loop_pragma else "")
+            + ("#define QMCU_REQUANT_AT_PAIR 1\n" if requant_at == "pair" else "")
             + '#include "qmcu_ukernels.h"\n')
 
 
@@ -108,7 +109,7 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         comp = compute.make_compute(spec)
         func = schedules.schedule(comp, schedule, knobs)
         name = kernel_name(spec, schedule, knobs)
-        src = _abi_params_used(prelude(knobs["loop_pragma"]) + build.build_c(func, name).replace(
+        src = _abi_params_used(prelude(knobs["loop_pragma"], knobs["requant_at"]) + build.build_c(func, name).replace(
             "#define TVM_EXPORTS\n", ""), name)
         _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src,
                              _scratch(src, spec, schedule))

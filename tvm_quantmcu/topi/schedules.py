@@ -15,7 +15,9 @@ inlined. Knobs (for tuning): ``xpad_at`` ("row" or "pixel": where the padded inp
 produced), ``unroll_pixels`` (unroll the output-column loop by this factor) and ``pixels``
 (register blocking of the DSP schedule: 1 or 2 output pixels per micro-kernel call, sharing
 each weight load; 2 applies when the tile width is even); ``loop_pragma`` (compile with the
-optimisation pragma of ``registry.PRAGMA``).
+optimisation pragma of ``registry.PRAGMA``); ``requant_at`` ("end": the micro-kernel
+requantizes every output after all products; "pair": each output-channel pair right after its
+products, from registers — see ``qmcu_ukernels_dsp.h``).
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from .compute import Compute, kernel_taps, lane_order, never_pads
 SCHEDULES = ("default", "portable", "dsp")
 # loop_pragma: compile the kernel file with registry.PRAGMA (the registry turns it off for the
 # default schedule unless asked for, so that the baseline is TVM's lowering as emitted).
-DEFAULT_KNOBS = {"xpad_at": "row", "unroll_pixels": 1, "pixels": 2, "loop_pragma": True}
+DEFAULT_KNOBS = {"xpad_at": "row", "unroll_pixels": 1, "pixels": 2, "loop_pragma": True,
+                 "requant_at": "end"}
 
 
 def schedule(comp: Compute, name: str, knobs: dict | None = None) -> tirx.PrimFunc:

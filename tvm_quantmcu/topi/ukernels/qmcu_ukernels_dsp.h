@@ -86,64 +86,97 @@ QMCU_INLINE uint32_t rq_slow(int32_t a, int32_t M, int32_t n, int32_t zp, int32_
     return (uint32_t)requant_ref(a, M, n, zp, 0, (1 << bits) - 1);
 }
 
-/* Channel 0 of up to two pixels (accumulators a[0], a[acc_pix]) as bytes 0 and 2 of a word;
- * t = n - 33. */
-QMCU_INLINE uint32_t rq_channel(const int32_t *a, int32_t acc_pix, int32_t npx, int32_t c,
-                                int32_t M, int32_t t, const qmcu_q *q, int32_t bits) {
-    const int32_t zp = q->zp;
+/* rq_channel for n < 33 (rare: params.prepare scales the weights of such channels up when
+ * int8 leaves room). Out of line, so that its 64-bit arithmetic does not take registers from
+ * the common path around it. */
+static __attribute__((noinline, cold)) uint32_t rq_channel_n32(int32_t a0, int32_t a1,
+                                                                int32_t npx, int32_t M,
+                                                                int32_t t, int32_t zp,
+                                                                int32_t bits) {
     uint32_t u;
-    if (__builtin_expect(t >= 0, 1)) {
-        u = rq_fast(a[0] + c, M, t, q->z1, bits);
-        if (npx == 2) u |= rq_fast(a[acc_pix] + c, M, t, q->z1, bits) << 16;
-    } else if (t == -1) {
-        u = rq_n32(a[0] + c, M, zp, bits);
-        if (npx == 2) u |= rq_n32(a[acc_pix] + c, M, zp, bits) << 16;
+    if (t == -1) {
+        u = rq_n32(a0, M, zp, bits);
+        if (npx == 2) u |= rq_n32(a1, M, zp, bits) << 16;
     } else {
-        u = rq_slow(a[0] + c, M, t + 33, zp, bits);
-        if (npx == 2) u |= rq_slow(a[acc_pix] + c, M, t + 33, zp, bits) << 16;
+        u = rq_slow(a0, M, t + 33, zp, bits);
+        if (npx == 2) u |= rq_slow(a1, M, t + 33, zp, bits) << 16;
     }
     return u;
 }
 
-/* Second phase of every DSP kernel: requantize and pack the accumulators of npx pixels, two
- * channels at a time; the four values of a channel pair are clamped together with byte-wise
- * saturating arithmetic. With the products done, the registers hold only this loop's state. */
+/* One channel of up to two pixels (accumulators a0, a1 without bias, bias c) as bytes 0 and 2
+ * of a word; t = n - 33. */
+QMCU_INLINE uint32_t rq_channel(int32_t a0, int32_t a1, int32_t npx, int32_t c, int32_t M,
+                                int32_t t, const qmcu_q *q, int32_t bits) {
+    if (__builtin_expect(t < 0, 0))
+        return rq_channel_n32(a0 + c, a1 + c, npx, M, t, q->zp, bits);
+    uint32_t u = rq_fast(a0 + c, M, t, q->z1, bits);
+    if (npx == 2) u |= rq_fast(a1 + c, M, t, q->z1, bits) << 16;
+    return u;
+}
+
+/* Requantize, clamp and pack output channels ch, ch + 1 (ch even) of npx pixels from their
+ * accumulators: a0, a1 of the first pixel, b0, b1 of the second; c, M, n point at the pair's
+ * bias, multipliers and shifts. The four values are clamped together with byte-wise
+ * saturating arithmetic. Sub-byte outputs: pairs of one byte are written in increasing
+ * channel order (the first overwrites it). */
+QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int32_t a1,
+                         int32_t b0, int32_t b1, int32_t npx, const int32_t *c,
+                         const int32_t *M, const int32_t *n, const qmcu_q *q, int32_t bits) {
+    uint32_t u = rq_channel(a0, b0, npx, c[0], M[0], n[0] - 33, q, bits);
+    u |= rq_channel(a1, b1, npx, c[1], M[1], n[1] - 33, q, bits) << 8;
+    u = __uqsub8(u, __uqsub8(u, q->hi4));          /* min(u, hi) */
+    u = __uqadd8(__uqsub8(u, q->lo4), q->lo4);     /* max(u, lo) */
+    if (bits == 8) {
+        uint16_t h = (uint16_t)u;
+        memcpy(y + ch, &h, 2);
+        if (npx == 2) {
+            h = (uint16_t)(u >> 16);
+            memcpy(y + y_pix + ch, &h, 2);
+        }
+    } else if (bits == 4) {
+        u |= u >> 4;
+        y[ch / 2] = (uint8_t)u;
+        if (npx == 2) y[y_pix + ch / 2] = (uint8_t)(u >> 16);
+    } else {
+        u = (u | u >> 6) & 0x000F000Fu;
+        uint8_t *p = y + ch / 4;
+        const int32_t hi = ch & 2;
+        *p = (uint8_t)(hi ? (*p | u << 4) : u);
+        if (npx == 2) {
+            p += y_pix;
+            *p = (uint8_t)(hi ? (*p | (u >> 16) << 4) : (u >> 16));
+        }
+    }
+}
+
+/* Second phase of the DSP kernels (knob requant_at = "end"): requantize and pack the
+ * accumulators of npx pixels, two channels at a time. With the products done, the registers
+ * hold only this loop's state. */
 QMCU_LOOP void requant_out(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
                            int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
                            const int32_t *shift, const qmcu_q *q, int32_t bits) {
-    const int32_t *a = acc, *c = bias, *M = mult, *n = shift;
+    const int32_t *a = acc, *b = acc + acc_pix, *c = bias, *M = mult, *n = shift;
+    const qmcu_q qv = *q;     /* a local copy: its fields stay in registers, not reloaded */
     int32_t ch = 0;
-    for (; ch + 1 < oc; ch += 2, a += 2, c += 2, M += 2, n += 2) {
-        uint32_t u = rq_channel(a, acc_pix, npx, c[0], M[0], n[0] - 33, q, bits);
-        u |= rq_channel(a + 1, acc_pix, npx, c[1], M[1], n[1] - 33, q, bits) << 8;
-        u = __uqsub8(u, __uqsub8(u, q->hi4));          /* min(u, hi) */
-        u = __uqadd8(__uqsub8(u, q->lo4), q->lo4);     /* max(u, lo) */
-        if (bits == 8) {
-            uint16_t h = (uint16_t)u;
-            memcpy(y + ch, &h, 2);
-            if (npx == 2) {
-                h = (uint16_t)(u >> 16);
-                memcpy(y + y_pix + ch, &h, 2);
-            }
-        } else if (bits == 4) {
-            u |= u >> 4;
-            y[ch / 2] = (uint8_t)u;
-            if (npx == 2) y[y_pix + ch / 2] = (uint8_t)(u >> 16);
-        } else {
-            u = (u | u >> 6) & 0x000F000Fu;
-            uint8_t *p = y + ch / 4;
-            const int32_t hi = ch & 2;
-            *p = (uint8_t)(hi ? (*p | u << 4) : u);
-            if (npx == 2) {
-                p += y_pix;
-                *p = (uint8_t)(hi ? (*p | (u >> 16) << 4) : (u >> 16));
-            }
-        }
-    }
+    for (; ch + 1 < oc; ch += 2, a += 2, b += 2, c += 2, M += 2, n += 2)
+        rq_pair(y, y_pix, ch, a[0], a[1], npx == 2 ? b[0] : 0, npx == 2 ? b[1] : 0, npx, c, M,
+                n, &qv, bits);
     for (; ch < oc; ch++)
         for (int32_t p = 0; p < npx; p++)
             out_one(y + p * y_pix, ch, acc[p * acc_pix + ch], bias, mult, shift, q, bits);
 }
+
+/* requant_at = "pair" (the kernel file defines QMCU_REQUANT_AT_PAIR): each channel pair is
+ * requantized as soon as its products are done, from registers, instead of storing the
+ * accumulators for requant_out. It saves their store and reload and requant_out's loop, but
+ * keeps the output pointers live through the product loops (more register pressure): which
+ * wins depends on the layer, so it is a tuning knob. */
+#ifdef QMCU_REQUANT_AT_PAIR
+#define QMCU_RQ_AT_PAIR 1
+#else
+#define QMCU_RQ_AT_PAIR 0
+#endif
 
 /* ---- conv2d / pointwise / dense, DSP ------------------------------------------------------ */
 #ifndef QMCU_MAX_K
@@ -267,6 +300,7 @@ QMCU_LOOP void conv_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix
     const int32_t dx = sw * x_pix;
     uint32_t lm = lane_mask(ib);
     QMCU_OPAQUE(lm);
+    const int32_t at_pair = QMCU_RQ_AT_PAIR && fuse && oc % 2 == 0;
     int16_t *g0 = qmcu_gather, *g1 = qmcu_gather + QMCU_MAX_K + 4;
     if (gathered) {
         if (K > QMCU_MAX_K) {
@@ -292,6 +326,10 @@ QMCU_LOOP void conv_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix
             QMCU_GATHERED_PAIR();
         else
             QMCU_DIRECT_PAIR();
+        if (at_pair) {
+            rq_pair(y, y_pix, o, a0, a1, b0, b1, npx, bias + o, mult + o, shift + o, q, ob);
+            continue;
+        }
         ap[0] = a0;
         ap[1] = a1;
         if (npx == 2) {
@@ -302,7 +340,7 @@ QMCU_LOOP void conv_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix
     if (o < oc)
         conv_ref(0, 0, acc, acc_pix, x0, x_row, x_pix, w, 0, 0, 0, 0, npx, kh, kw, c, oc, sw,
                  ib, 8, 0, o);
-    if (fuse) requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
+    if (fuse && !at_pair) requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
 }
 
 /* ---- depthwise, DSP ----------------------------------------------------------------------- */
@@ -313,7 +351,9 @@ QMCU_LOOP void conv_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix
 QMCU_INLINE void dw_set(int32_t *acc, int32_t acc_pix, const uint8_t *xg, int32_t x_row,
                         int32_t x_pix, int32_t dx, const int8_t *wg, int32_t cw, int32_t c0,
                         int32_t m, int32_t c, int32_t n, int32_t npx, int32_t kh, int32_t kw,
-                        int32_t ib, uint32_t lm, int32_t whole) {
+                        int32_t ib, uint32_t lm, int32_t whole, uint8_t *y, int32_t y_pix,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                        const qmcu_q *q, int32_t ob, int32_t at_pair) {
     /* whole: all four channels exist (a literal, so the tests below fold away) */
     const int32_t H = 16 / ib, lo1 = whole || c0 + 1 < c, hi = whole || c0 + H < c;
     const int32_t hi1 = whole || c0 + H + 1 < c;
@@ -348,6 +388,12 @@ QMCU_INLINE void dw_set(int32_t *acc, int32_t acc_pix, const uint8_t *xg, int32_
                 if (hi1) b3 = __smlatt(xh, wh, b3);
             }
         }
+    if (at_pair) {       /* all four channels exist: pairs (c0, c0+1), (c0+H, c0+H+1) */
+        rq_pair(y, y_pix, c0, a0, a1, b0, b1, npx, bias + c0, mult + c0, shift + c0, q, ob);
+        rq_pair(y, y_pix, c0 + H, a2, a3, b2, b3, npx, bias + c0 + H, mult + c0 + H,
+                shift + c0 + H, q, ob);
+        return;
+    }
     ap[0] = a0;
     if (lo1) ap[1] = a1;
     if (hi) ap[H] = a2;
@@ -369,24 +415,25 @@ QMCU_LOOP void dw_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
                       int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
     const int32_t G = 32 / ib, H = G / 2, cw = wchannels(c, ib, ib < 8), full = c / G * G;
     const int32_t dx = sw * x_pix;
+    const int32_t at_pair = QMCU_RQ_AT_PAIR && fuse && full == c;
     uint32_t lm = lane_mask(ib);
     QMCU_OPAQUE(lm);
     for (int32_t g = 0; g < full; g += G)
 #pragma GCC unroll 8
         for (int32_t m = 0; m < H; m += 2)
             dw_set(acc, acc_pix, x + g / G * 4, x_row, x_pix, dx, w + g + 2 * m, cw, g + m, m,
-                   c, 4, npx, kh, kw, ib, lm, 1);
+                   c, 4, npx, kh, kw, ib, lm, 1, y, y_pix, bias, mult, shift, q, ob, at_pair);
     if (ib < 8 && full < c) {
         const int32_t tb = ((c - full) * ib + 7) / 8, mend = c - full < H ? c - full : H;
 #pragma GCC unroll 8
         for (int32_t m = 0; m < mend; m += 2)
             dw_set(acc, acc_pix, x + full / G * 4, x_row, x_pix, dx, w + full + 2 * m, cw,
-                   full + m, m, c, tb, npx, kh, kw, ib, lm, 0);
+                   full + m, m, c, tb, npx, kh, kw, ib, lm, 0, 0, 0, 0, 0, 0, 0, 8, 0);
     } else if (full < c) {
         dw_ref(0, 0, acc, acc_pix, x, x_row, x_pix, w, 0, 0, 0, 0, npx, kh, kw, c, sw, ib, 8, 0,
                full);
     }
-    if (fuse) requant_out(y, y_pix, acc, acc_pix, npx, c, bias, mult, shift, q, ob);
+    if (fuse && !at_pair) requant_out(y, y_pix, acc, acc_pix, npx, c, bias, mult, shift, q, ob);
 }
 #endif
 #endif
