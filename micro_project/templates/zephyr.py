@@ -5,6 +5,7 @@ install. Board names are accepted in the Zephyr 3.x form (`mps2_an385`) and the 
 form of later releases (`mps2/an385`)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -66,6 +67,29 @@ BOARDS: dict[str, ZephyrBoard] = {b.legacy: b for b in (
     ZephyrBoard("disco_l475_iot1", "disco_l475_iot1", "disco_l475_iot1", "cortex-m4", _M4F,
                 "usart1"),
 )}
+
+
+MAIN_STACK_MIN = 4096     # the RPC server and the model's own frames
+MAIN_STACK_MARGIN = 4096  # on top of the largest kernel scratch
+
+
+def main_stack_size(model_meta: dict) -> int:
+    """Main-thread stack for the model: the generated kernels keep their scratch (padded input
+    rows, accumulators) on the stack, up to the model's largest call."""
+    scratch = max((int(c.get("scratch_bytes", 0)) for c in model_meta.get("calls", [])),
+                  default=0)
+    if not scratch:
+        return MAIN_STACK_MIN
+    return max(MAIN_STACK_MIN, -(-(scratch + MAIN_STACK_MARGIN) // 1024) * 1024)
+
+
+def _size_main_stack(project_dir: Path) -> None:
+    meta_file = project_dir / "model" / "model.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    conf = project_dir / "prj.conf"
+    conf.write_text(re.sub(r"^CONFIG_MAIN_STACK_SIZE=\d+$",
+                           f"CONFIG_MAIN_STACK_SIZE={main_stack_size(meta)}",
+                           conf.read_text(), flags=re.M))
 
 
 def find_board(name: str) -> ZephyrBoard:
@@ -132,6 +156,7 @@ class ZephyrProject(ProjectAPIHandler):
             "ZEPHYR_TOOLCHAIN_VARIANT=gnuarmemb GNUARMEMB_TOOLCHAIN_PATH=/usr`.\n"
             f"The RPC runs on &{board.uart} at 115200 baud (boards/*.overlay); the protocol is "
             "described in micro_project/PROTOCOL.md.\n")
+        _size_main_stack(project_dir)
         if options.get("max_payload", 512) != 512:
             with open(project_dir / "CMakeLists.txt", "r+") as f:
                 text = f.read().replace("set(QMCU_MAX_PAYLOAD 512)",

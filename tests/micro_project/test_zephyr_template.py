@@ -4,6 +4,7 @@ the RPC on the host, and the west command lines."""
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -95,6 +96,26 @@ def test_generated_tree_for_nucleo_f746zg(zephyr_project, model_dirs):
     meta = json.loads((d / "project.json").read_text())
     assert meta["options"]["board"] == "nucleo_f746zg"
     assert meta["model"]["hash"] == model_dirs["tiny"].hash
+
+
+def test_main_stack_holds_the_largest_kernel_scratch(model_dirs, tmp_path):
+    """Kernels keep their scratch on the stack: the generated prj.conf sizes the main stack
+    from model.json (the tiny model's calls, with a large scratch written into one)."""
+    model = tmp_path / "model"
+    shutil.copytree(model_dirs["tiny"].directory, model)
+    meta_file = model / "model.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    meta["calls"] = [{"scratch_bytes": 512}, {"scratch_bytes": 9984}]
+    meta_file.write_text(json.dumps(meta))
+    p = micro_project.get_template("zephyr").generate_project(model, tmp_path / "app",
+                                                              {"board": "nucleo_f746zg"})
+    conf = (p.project_dir / "prj.conf").read_text()
+    assert "CONFIG_MAIN_STACK_SIZE=14336" in conf            # 9,984 + 4,096, whole KiB
+    meta["calls"] = [{"scratch_bytes": 100}]
+    meta_file.write_text(json.dumps(meta))
+    p = micro_project.get_template("zephyr").generate_project(model, tmp_path / "app2",
+                                                              {"board": "nucleo_f746zg"})
+    assert "CONFIG_MAIN_STACK_SIZE=5120" in (p.project_dir / "prj.conf").read_text()
 
 
 @requires_arm_gcc
