@@ -62,16 +62,21 @@ def test_low_bit_weights_and_small_shifts_on_qemu(tmp_path):
     _run(tmp_path / "w2", 6, 14, small_shift=True, w_bits=2)
 
 
-def test_requant_at_pair_on_qemu(tmp_path):
-    """The knob requant_at="pair" (outputs requantized from registers per channel pair) on
-    layers where it applies (even output channels; depthwise: whole words of channels) at
-    every width, and on random ones where it falls back."""
-    specs = [KernelSpec("conv2d", (5, 6, 16), 10, (1, 1), in_bits=ib, out_bits=ob)
-             for ib, ob in ((8, 8), (4, 2), (2, 4))]
-    specs += [KernelSpec("depthwise", (6, 6, c), c, (3, 3), (1, 1), (1,) * 4, ib, ob)
-              for c, ib, ob in ((8, 8, 8), (16, 4, 2), (32, 2, 4), (16, 8, 2))]
-    specs += [KernelSpec("conv2d", (7, 7, 3), 6, (3, 3), (2, 2), (1,) * 4, 8, 8)]
-    _run(tmp_path, 6, 15, knobs={"requant_at": "pair"}, extra_specs=specs)
+@pytest.mark.parametrize("knobs", [{"requant_at": "pair"}, {"pixels": "row"},
+                                   {"pixels": "row", "requant_at": "pair"}],
+                         ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+def test_knobs_on_qemu(tmp_path, knobs):
+    """requant_at="pair" (outputs requantized from registers per channel pair) and
+    pixels="row" (one call per output row: pairs, then an odd row's last pixel) on layers
+    where they apply — even output channels, whole words of depthwise channels, odd and even
+    widths — at every width, and on random layers."""
+    specs = [KernelSpec("conv2d", (5, w, 16), 10, (1, 1), in_bits=ib, out_bits=ob)
+             for w, ib, ob in ((6, 8, 8), (7, 4, 2), (5, 2, 4))]
+    specs += [KernelSpec("depthwise", (6, w, c), c, (3, 3), (1, 1), (1,) * 4, ib, ob)
+              for w, c, ib, ob in ((6, 8, 8, 8), (7, 16, 4, 2), (5, 32, 2, 4), (7, 16, 8, 2))]
+    specs += [KernelSpec("conv2d", (7, 7, 3), 6, (3, 3), (2, 2), (1,) * 4, 8, 8),
+              KernelSpec("conv2d", (7, 9, 5), 7, (3, 3), (1, 2), (1,) * 4, 4, 8)]
+    _run(tmp_path, 6, 15, knobs=knobs, extra_specs=specs)
 
 
 @pytest.mark.slow

@@ -81,7 +81,8 @@ def test_flash_bytes_measured():
 
 @pytest.mark.parametrize("knobs, schedule", [
     ({"xpad_at": "pixel"}, "dsp"), ({"pixels": 1}, "dsp"), ({"unroll_pixels": 2}, "dsp"),
-    ({"xpad_at": "pixel", "pixels": 1, "unroll_pixels": 4}, "dsp"),
+    ({"xpad_at": "pixel", "pixels": 1, "unroll_pixels": 4}, "dsp"), ({"pixels": "row"}, "dsp"),
+    ({"requant_at": "pair"}, "dsp"), ({"pixels": "row", "requant_at": "pair"}, "dsp"),
     ({"xpad_at": "pixel", "unroll_pixels": 2}, "portable")])
 def test_knobs_keep_results_exact(knobs, schedule):
     import numpy as np

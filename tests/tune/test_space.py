@@ -44,6 +44,20 @@ def test_space_keeps_exactly_the_values_that_change_the_code(spec):
     assert sp.size >= 1
 
 
+def test_points_skip_knobs_made_moot_by_others():
+    from tvm_quantmcu.tune.strategy import points
+    sp = space.probe_space(DW_EVEN, "cortex-m4")
+    ch, base = space.knob_choices(), space.default_indices()
+    pts = points(sp)
+    row = [p for p in pts if ch["pixels"][p["pixels"]] == "row"]
+    assert row and all(p["xpad_at"] == base["xpad_at"] and
+                       p["unroll_pixels"] == base["unroll_pixels"] for p in row)
+    assert len(pts) == len({tuple(sorted(p.items())) for p in pts}) < sp.size
+    # the sources of the points are pairwise different: no trial on a duplicate binary
+    srcs = {_source(DW_EVEN, space.knobs_from_indices(p)) for p in pts}
+    assert len(srcs) == len(pts)
+
+
 def test_workload_is_a_stable_key_per_spec_and_target():
     a, b = space.workload(DW_EVEN, "cortex-m4"), space.workload(DW_EVEN, "cortex-m4")
     assert tvm_ffi.structural_equal(a, b)

@@ -107,3 +107,7 @@ def _print(res: dict) -> None:
     e2e = res["kernel_instructions_per_inference"]
     print(f"kernel instructions per inference: {e2e['default']:,} default → {e2e['tuned']:,} "
           f"tuned ({e2e['ratio']}×)")
+    sc = res.get("kernel_scratch_bytes_max")
+    if sc and sc["tuned"] != sc["default"]:
+        print(f"largest kernel scratch (stack): {sc['default']:,} B default → {sc['tuned']:,} B "
+              f"tuned (pixels=\"row\" keeps a row of accumulators)")

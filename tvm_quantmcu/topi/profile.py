@@ -32,7 +32,8 @@ from .compute import KernelSpec
 from .registry import get_kernel
 from .runner import Case, qemu_program
 
-PARTS = {"products": ("conv_dsp", "dw_dsp", "gather", "conv_ref", "dw_ref"),
+PARTS = {"products": ("conv_dsp", "conv_dsp_tail", "dw_dsp", "dw_dsp_tail", "gather",
+                     "conv_ref", "dw_ref"),
          "requant": ("requant_out",)}
 OTHER = "window+loops"
 

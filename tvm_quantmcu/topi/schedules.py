@@ -11,13 +11,18 @@
   ``acc`` update and ``y`` blocks together.
 
 Ops that never pad (1×1 convolutions, dense) read the input in place: their ``xpad`` stage is
-inlined. Knobs (for tuning): ``xpad_at`` ("row" or "pixel": where the padded input is
-produced), ``unroll_pixels`` (unroll the output-column loop by this factor) and ``pixels``
-(register blocking of the DSP schedule: 1 or 2 output pixels per micro-kernel call, sharing
-each weight load; 2 applies when the tile width is even); ``loop_pragma`` (compile with the
-optimisation pragma of ``registry.PRAGMA``); ``requant_at`` ("end": the micro-kernel
-requantizes every output after all products; "pair": each output-channel pair right after its
-products, from registers — see ``qmcu_ukernels_dsp.h``).
+inlined. Knobs (for tuning):
+
+* ``xpad_at`` ("row" or "pixel"): where the padded input is produced;
+* ``unroll_pixels``: unroll the output-column loop by this factor;
+* ``pixels``: register blocking of the DSP schedule — 1 or 2 output pixels per micro-kernel
+  call, sharing each weight load (2 applies when the tile width is even); "row": one call per
+  output row, which runs its pixels in pairs and an odd row's last one alone, at the cost of
+  the whole row's accumulators in scratch (``xpad_at`` and ``unroll_pixels`` do not apply);
+* ``loop_pragma``: compile with the optimisation pragma of ``registry.PRAGMA``;
+* ``requant_at`` ("end" or "pair"): the micro-kernel requantizes the outputs after all the
+  products, or each output-channel pair right after its products, from registers (see
+  ``qmcu_ukernels_dsp.h``).
 """
 from __future__ import annotations
 
@@ -31,6 +36,11 @@ SCHEDULES = ("default", "portable", "dsp")
 # default schedule unless asked for, so that the baseline is TVM's lowering as emitted).
 DEFAULT_KNOBS = {"xpad_at": "row", "unroll_pixels": 1, "pixels": 2, "loop_pragma": True,
                  "requant_at": "end"}
+
+
+def moot_knobs(knobs: dict) -> set[str]:
+    """Knobs that have no effect given the others (whatever the spec)."""
+    return {"xpad_at", "unroll_pixels"} if knobs.get("pixels") == "row" else set()
 
 
 def schedule(comp: Compute, name: str, knobs: dict | None = None) -> tirx.PrimFunc:
@@ -48,6 +58,8 @@ def schedule(comp: Compute, name: str, knobs: dict | None = None) -> tirx.PrimFu
     yh, yw, _ = sch.get_loops(y)
     acc = sch.get_sblock("acc")
     xpad = sch.get_sblock("xpad")
+    if name == "dsp" and knobs["pixels"] == "row" and spec.op in ("conv2d", "depthwise"):
+        return _row_schedule(sch, comp, acc, y, xpad, yh)
     npx = 2 if (name == "dsp" and knobs["pixels"] == 2 and spec.op in ("conv2d", "depthwise")
                 and spec.out_hw[1] % 2 == 0) else 1
     if npx == 2:
@@ -62,6 +74,18 @@ def schedule(comp: Compute, name: str, knobs: dict | None = None) -> tirx.PrimFu
     if knobs["unroll_pixels"] > 1:
         _, inner = sch.split(yw, [None, knobs["unroll_pixels"]])
         sch.unroll(inner)
+    return sch.mod["main"]
+
+
+def _row_schedule(sch, comp, acc, y, xpad, yh) -> tirx.PrimFunc:
+    """pixels = "row": one micro-kernel call per output row (pairs of pixels, then the last
+    one of an odd row), the accumulators of the whole row in scratch."""
+    sch.compute_at(acc, yh)
+    if never_pads(comp.spec):
+        sch.compute_inline(xpad)
+    else:
+        sch.compute_at(xpad, yh)
+    _tensorize(sch, comp, acc, y, yh, comp.spec.out_hw[1])
     return sch.mod["main"]
 
 

@@ -38,7 +38,7 @@ ANNOTATION = "qmcu.knob."
 
 # Values worth trying per knob. schedules.py may publish its own KNOB_CHOICES; a knob without
 # choices anywhere is kept at its default.
-_OWN_CHOICES = {"xpad_at": ("row", "pixel"), "unroll_pixels": (1, 2, 4), "pixels": (1, 2),
+_OWN_CHOICES = {"xpad_at": ("row", "pixel"), "unroll_pixels": (1, 2, 4), "pixels": (1, 2, "row"),
                 "loop_pragma": (True, False), "requant_at": ("end", "pair")}
 
 
@@ -160,6 +160,13 @@ def knobs_from_indices(indices: dict[str, int]) -> dict:
         if k in ch and 0 <= i < len(ch[k]):
             knobs[k] = ch[k][i]
     return knobs
+
+
+def canonical(indices: dict[str, int]) -> dict[str, int]:
+    """The point with every knob that the others make moot at its default."""
+    moot = schedules.moot_knobs(knobs_from_indices(indices))
+    base = default_indices()
+    return {k: (base[k] if k in moot and k in base else v) for k, v in indices.items()}
 
 
 def _normalized_source(spec: KernelSpec, target: str, knobs: dict, kernel_factory) -> str | None:

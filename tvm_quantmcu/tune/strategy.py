@@ -25,9 +25,12 @@ ENUMERATION_LIMIT = 4096       # larger spaces go to meta_schedule's evolutionar
 
 
 def points(space: sp_.KnobSpace) -> list[dict[str, int]]:
+    """Every point of the space once: a point with a knob made moot by the others (e.g.
+    xpad_at under pixels="row") appears only with that knob at its default."""
     names = list(space.candidates)
-    return [dict(zip(names, combo))
-            for combo in itertools.product(*(space.candidates[n] for n in names))]
+    return [p for p in (dict(zip(names, combo))
+                        for combo in itertools.product(*(space.candidates[n] for n in names)))
+            if sp_.canonical(p) == p]
 
 
 def point_key(indices: dict[str, int]) -> tuple:

@@ -33,7 +33,7 @@ from .database import TuningDatabase
 from .features import KnobFeatures
 from .harness import Entry, expected_output
 from .runner import BoardRunner
-from .strategy import ENUMERATION_LIMIT, EnumerateByModel, point_key
+from .strategy import ENUMERATION_LIMIT, EnumerateByModel, point_key, points
 from .tasks import Task
 
 BASELINE_RUN_TIMEOUT = 120.0
@@ -141,7 +141,7 @@ class Tuner:
             if left == 0:
                 out.append((t, 0))
                 continue
-            want = self.space_of(t).size - 1
+            want = len(points(self.space_of(t))) - 1        # its untried points
             if self.trials_per_task is not None:
                 want = min(want, self.trials_per_task)
             n = min(want, left)
@@ -245,6 +245,7 @@ class Tuner:
     # ---- 4. report
     def report(self, plan: list[tuple[Task, int]], searched: dict[str, int]) -> dict:
         rows, default_sum, tuned_sum = [], 0.0, 0.0
+        scratch = {"default": 0, "tuned": 0}
         for t, allotted in plan:
             rec = self.db.task(t.key)
             d = rec.get("default_instructions")
@@ -270,7 +271,8 @@ class Tuner:
                          "default_instructions": d, "best_instructions": best,
                          "best_knobs": knobs, "status": status,
                          "error": rec.get("default_error"),
-                         "speedup": round(d / best, 4) if d and best else None})
+                         "speedup": round(d / best, 4) if d and best else None,
+                         **self._scratch(t, knobs, scratch)})
             if d is not None:
                 default_sum += t.runs_per_inference * d
                 tuned_sum += t.runs_per_inference * best
@@ -283,9 +285,21 @@ class Tuner:
                 "kernel_instructions_per_inference": {
                     "default": int(round(default_sum)), "tuned": int(round(tuned_sum)),
                     "ratio": round(tuned_sum / default_sum, 4) if default_sum else None},
+                "kernel_scratch_bytes_max": scratch,
                 "new_measurements": sum(workers.values()),
                 "failed_trials": self.callback.failed,
                 "measurements_by_worker": workers}
+
+    def _scratch(self, t: Task, knobs: dict, most: dict) -> dict:
+        """Stack scratch of the default and the best kernel (some knobs trade it for speed,
+        e.g. pixels="row"); `most` keeps the largest of each."""
+        try:
+            d = self.default_kernel(t).scratch_bytes
+            b = self.kernel_factory(t.spec, space.SCHEDULE, t.target, knobs).scratch_bytes
+        except Exception:       # noqa: BLE001 — a kernel that does not build has no size
+            return {"default_scratch_bytes": None, "best_scratch_bytes": None}
+        most["default"], most["tuned"] = max(most["default"], d), max(most["tuned"], b)
+        return {"default_scratch_bytes": d, "best_scratch_bytes": b}
 
     def tune(self, tasks: list[Task], trials: int) -> dict:
         clock = [time.monotonic()]
@@ -325,7 +339,7 @@ def _without_tvm_tensor_intrinsics():
 
 def _space_size(rec: dict) -> int | None:
     sp = space.KnobSpace.from_json(rec["space"]) if "space" in rec else None
-    return sp.size if sp is not None else None
+    return len(points(sp)) if sp is not None else None
 
 
 def _label(t: Task) -> str:

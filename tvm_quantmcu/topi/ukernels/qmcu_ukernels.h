@@ -170,15 +170,34 @@ QMCU_INLINE void dw_ref(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix
 
 /* ---- entry points (called by the generated kernels) --------------------------------------- */
 
+#ifdef QMCU_DSP
+/* npx pixels as pairs (conv_dsp with npx = 2), then a single last one: 1 or 2 pixels in one
+ * call, or a whole output row (knob pixels = "row"). y_at: the output of pixel p_. */
+#define QMCU_DSP_PIXELS(kernel, tail, y_at, acc, x, first_args, last_args)                  \
+    do {                                                                                  \
+        int32_t p_ = 0;                                                                   \
+        for (; p_ + 1 < npx; p_ += 2)                                                     \
+            kernel(y_at, y_pix, (int32_t *)(acc) + p_ * acc_pix, acc_pix,                 \
+                   (const uint8_t *)(x) + p_ * sw * x_pix, x_row, x_pix, first_args);     \
+        if (p_ < npx)                                                                     \
+            tail(y_at, y_pix, (int32_t *)(acc) + p_ * acc_pix, acc_pix,                   \
+                 (const uint8_t *)(x) + p_ * sw * x_pix, x_row, x_pix, last_args);        \
+    } while (0)
+#define QMCU_ARGS(...) __VA_ARGS__
+#endif
+
 QMCU_INLINE int32_t qmcu_conv(void *y, int32_t y_pix, void *acc, int32_t acc_pix, void *x,
                               int32_t x_row, int32_t x_pix, void *w, void *bias, void *mult,
                               void *shift, void *q, int32_t npx, int32_t kh, int32_t kw,
                               int32_t c, int32_t oc, int32_t sw, int32_t ib, int32_t ob) {
     const qmcu_q qo = out_params((const int32_t *)q);
 #ifdef QMCU_DSP
-    conv_dsp((uint8_t *)y, y_pix, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
-             (const int8_t *)w, (const int32_t *)bias, (const int32_t *)mult,
-             (const int32_t *)shift, &qo, npx, kh, kw, c, oc, sw, ib, ob, 1);
+    const int8_t *wt = (const int8_t *)w;
+    const int32_t *b = (const int32_t *)bias, *m = (const int32_t *)mult;
+    const int32_t *n = (const int32_t *)shift;
+    QMCU_DSP_PIXELS(conv_dsp, conv_dsp_tail, (uint8_t *)y + p_ * y_pix, acc, x,
+                    QMCU_ARGS(wt, b, m, n, &qo, 2, kh, kw, c, oc, sw, ib, ob, 1),
+                    QMCU_ARGS(wt, b, m, n, &qo, kh, kw, c, oc, sw, ib, ob, 1));
 #else
     conv_ref((uint8_t *)y, y_pix, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
              (const int8_t *)w, (const int32_t *)bias, (const int32_t *)mult,
@@ -191,8 +210,11 @@ QMCU_INLINE int32_t qmcu_conv_acc(void *acc, int32_t acc_pix, void *x, int32_t x
                                   int32_t x_pix, void *w, int32_t npx, int32_t kh, int32_t kw,
                                   int32_t c, int32_t oc, int32_t sw, int32_t ib) {
 #ifdef QMCU_DSP
-    conv_dsp(0, 0, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
-             (const int8_t *)w, 0, 0, 0, 0, npx, kh, kw, c, oc, sw, ib, 8, 0);
+    const int8_t *wt = (const int8_t *)w;
+    const int32_t y_pix = 0;
+    QMCU_DSP_PIXELS(conv_dsp, conv_dsp_tail, (uint8_t *)0, acc, x,
+                    QMCU_ARGS(wt, 0, 0, 0, 0, 2, kh, kw, c, oc, sw, ib, 8, 0),
+                    QMCU_ARGS(wt, 0, 0, 0, 0, kh, kw, c, oc, sw, ib, 8, 0));
 #else
     conv_ref(0, 0, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
              (const int8_t *)w, 0, 0, 0, 0, npx, kh, kw, c, oc, sw, ib, 8, 0, 0);
@@ -207,9 +229,12 @@ QMCU_INLINE int32_t qmcu_dw(void *y, int32_t y_pix, void *acc, int32_t acc_pix, 
     const qmcu_q qo = out_params((const int32_t *)q);
     (void)oc;
 #ifdef QMCU_DSP
-    dw_dsp((uint8_t *)y, y_pix, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
-           (const int8_t *)w, (const int32_t *)bias, (const int32_t *)mult,
-           (const int32_t *)shift, &qo, npx, kh, kw, c, sw, ib, ob, 1);
+    const int8_t *wt = (const int8_t *)w;
+    const int32_t *b = (const int32_t *)bias, *m = (const int32_t *)mult;
+    const int32_t *n = (const int32_t *)shift;
+    QMCU_DSP_PIXELS(dw_dsp, dw_dsp_tail, (uint8_t *)y + p_ * y_pix, acc, x,
+                    QMCU_ARGS(wt, b, m, n, &qo, 2, kh, kw, c, sw, ib, ob, 1),
+                    QMCU_ARGS(wt, b, m, n, &qo, kh, kw, c, sw, ib, ob, 1));
 #else
     dw_ref((uint8_t *)y, y_pix, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
            (const int8_t *)w, (const int32_t *)bias, (const int32_t *)mult,
@@ -223,8 +248,11 @@ QMCU_INLINE int32_t qmcu_dw_acc(void *acc, int32_t acc_pix, void *x, int32_t x_r
                                 int32_t c, int32_t oc, int32_t sw, int32_t ib) {
     (void)oc;
 #ifdef QMCU_DSP
-    dw_dsp(0, 0, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix, (const int8_t *)w,
-           0, 0, 0, 0, npx, kh, kw, c, sw, ib, 8, 0);
+    const int8_t *wt = (const int8_t *)w;
+    const int32_t y_pix = 0;
+    QMCU_DSP_PIXELS(dw_dsp, dw_dsp_tail, (uint8_t *)0, acc, x,
+                    QMCU_ARGS(wt, 0, 0, 0, 0, 2, kh, kw, c, sw, ib, 8, 0),
+                    QMCU_ARGS(wt, 0, 0, 0, 0, kh, kw, c, sw, ib, 8, 0));
 #else
     dw_ref(0, 0, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix, (const int8_t *)w,
            0, 0, 0, 0, npx, kh, kw, c, sw, ib, 8, 0, 0);

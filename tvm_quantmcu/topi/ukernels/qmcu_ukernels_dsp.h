@@ -287,11 +287,12 @@ QMCU_INLINE void gather(int16_t *dst, const uint8_t *x, int32_t x_row, int32_t x
             }                                                                             \
     } while (0)
 
-QMCU_LOOP void conv_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
-                        const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
-                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                        const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
-                        int32_t oc, int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
+QMCU_INLINE void conv_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                               const uint8_t *x0, int32_t x_row, int32_t x_pix,
+                               const int8_t *w, const int32_t *bias, const int32_t *mult,
+                               const int32_t *shift, const qmcu_q *q, int32_t npx, int32_t kh,
+                               int32_t kw, int32_t c, int32_t oc, int32_t sw, int32_t ib,
+                               int32_t ob, int32_t fuse) {
     const int32_t G = 32 / ib, gathered = conv_gathers(c, ib);
     const int32_t cw = wchannels(c, ib, ib < 8 && !gathered), K = kh * kw * cw;
     /* a partial last word: its bytes, and the lane pairs that hold channels (even count) */
@@ -341,6 +342,27 @@ QMCU_LOOP void conv_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix
         conv_ref(0, 0, acc, acc_pix, x0, x_row, x_pix, w, 0, 0, 0, 0, npx, kh, kw, c, oc, sw,
                  ib, 8, 0, o);
     if (fuse && !at_pair) requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
+}
+
+/* conv_dsp: npx = 1 or 2 pixels per call. conv_dsp_tail: the last pixel of an odd row of a
+ * row-wide call (knob pixels = "row"), its own function so that both keep a literal npx
+ * (gcc propagates an argument only when every call passes the same value). */
+QMCU_LOOP void conv_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                        const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
+                        const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                        const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
+                        int32_t oc, int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
+    conv_dsp_body(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, npx, kh,
+                  kw, c, oc, sw, ib, ob, fuse);
+}
+
+QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                             const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
+                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                             const qmcu_q *q, int32_t kh, int32_t kw, int32_t c, int32_t oc,
+                             int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
+    conv_dsp_body(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, 1, kh, kw,
+                  c, oc, sw, ib, ob, fuse);
 }
 
 /* ---- depthwise, DSP ----------------------------------------------------------------------- */
@@ -408,11 +430,11 @@ QMCU_INLINE void dw_set(int32_t *acc, int32_t acc_pix, const uint8_t *xg, int32_
 
 /* Whole groups of G = 32/ib channels four at a time; at 4/2 bits the partial last group the
  * same way (lanes beyond the last channel left out), at 8 bits the last channels one by one. */
-QMCU_LOOP void dw_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
-                      const uint8_t *x, int32_t x_row, int32_t x_pix, const int8_t *w,
-                      const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                      const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
-                      int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
+QMCU_INLINE void dw_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                             const uint8_t *x, int32_t x_row, int32_t x_pix, const int8_t *w,
+                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                             const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
+                             int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
     const int32_t G = 32 / ib, H = G / 2, cw = wchannels(c, ib, ib < 8), full = c / G * G;
     const int32_t dx = sw * x_pix;
     const int32_t at_pair = QMCU_RQ_AT_PAIR && fuse && full == c;
@@ -434,6 +456,25 @@ QMCU_LOOP void dw_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
                full);
     }
     if (fuse && !at_pair) requant_out(y, y_pix, acc, acc_pix, npx, c, bias, mult, shift, q, ob);
+}
+
+/* As conv_dsp / conv_dsp_tail. */
+QMCU_LOOP void dw_dsp(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                      const uint8_t *x, int32_t x_row, int32_t x_pix, const int8_t *w,
+                      const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                      const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
+                      int32_t sw, int32_t ib, int32_t ob, int32_t fuse) {
+    dw_dsp_body(y, y_pix, acc, acc_pix, x, x_row, x_pix, w, bias, mult, shift, q, npx, kh, kw,
+                c, sw, ib, ob, fuse);
+}
+
+QMCU_LOOP void dw_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                           const uint8_t *x, int32_t x_row, int32_t x_pix, const int8_t *w,
+                           const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                           const qmcu_q *q, int32_t kh, int32_t kw, int32_t c, int32_t sw,
+                           int32_t ib, int32_t ob, int32_t fuse) {
+    dw_dsp_body(y, y_pix, acc, acc_pix, x, x_row, x_pix, w, bias, mult, shift, q, 1, kh, kw, c,
+                sw, ib, ob, fuse);
 }
 #endif
 #endif
