@@ -3,7 +3,8 @@ Autotune the kernels on the device
 ==================================
 
 The kernels of a generated model have schedule knobs (where the padded input is produced,
-unrolling, register blocking, the compiler pragma). ``quantmcu tune`` searches them with TVM's
+unrolling, register blocking — pairs of pixels or whole rows, where the outputs are
+requantized, the compiler pragma). ``quantmcu tune`` searches them with TVM's
 ``meta_schedule``: each tuning task is one distinct kernel of the model's program, weighted by
 how often it runs per inference; candidates are built into a one-kernel timing firmware, booted
 on QEMU through the project API, and timed over the serial RPC link in guest instructions; an

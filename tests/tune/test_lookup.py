@@ -13,7 +13,7 @@ pytestmark = [requires_dataset, requires_trained("mbv2-fmnist")]
 
 # Non-default knobs per op (their effect on a given spec does not matter here).
 TUNED = {"depthwise": {"xpad_at": "pixel", "unroll_pixels": 2, "pixels": 1},
-         "conv2d": {"unroll_pixels": 4, "pixels": 1}}
+         "conv2d": {"pixels": "row", "requant_at": "pair"}}
 
 
 def _full_space() -> space.KnobSpace:
@@ -73,3 +73,18 @@ def test_tuned_model_equals_the_integer_reference(model, tmp_path):
     ref, flags = Simulator(graph, pol).run(x)
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(routing, flags)
+
+
+def test_default_knobs_win_ties(tmp_path):
+    """A record within TIE of the default's time does not replace it (pixels="row" would cost
+    scratch for nothing); a clear gain does."""
+    from tvm_quantmcu.topi import KernelSpec
+    from tvm_quantmcu.tune.database import TIE
+    spec, target = KernelSpec("conv2d", (5, 5, 16), 16), "cortex-m4"
+    mod = space.workload(spec, target)
+    db = TuningDatabase(tmp_path / "db")
+    _record(db, spec, target, {}, 1e-3)
+    _record(db, spec, target, {"pixels": "row"}, 1e-3 * (1 - TIE / 2))
+    assert db.best_knobs(mod) == space.default_knobs()
+    _record(db, spec, target, {"requant_at": "pair"}, 1e-3 * (1 - 2 * TIE))
+    assert db.best_knobs(mod) == {**space.default_knobs(), "requant_at": "pair"}

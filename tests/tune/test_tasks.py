@@ -5,6 +5,7 @@ import pytest
 
 from tune_support import small_task
 from tvm_quantmcu.topi import KernelSpec
+from tvm_quantmcu.tune.strategy import points
 from tvm_quantmcu.tune.tasks import call_runs, extract_tasks
 from tvm_quantmcu.tune.tuner import Tuner
 
@@ -53,7 +54,7 @@ def test_plan_spends_the_budget_on_the_heaviest_tasks_first(tmp_path):
     with Tuner(tmp_path) as tuner:
         for t, instr in ((light, 50_000), (heavy, 80_000), (middle, 60_000)):
             tuner.db.task(t.key)["default_instructions"] = instr
-        sizes = {t.key: tuner.space_of(t).size for t in (light, heavy, middle)}
+        sizes = {t.key: len(points(tuner.space_of(t))) for t in (light, heavy, middle)}
         budget = sizes[heavy.key] - 1 + 2
         plan = tuner.plan([light, heavy, middle], budget)
     assert [t.calls[0] for t, _ in plan] == ["heavy", "middle", "light"]

@@ -109,8 +109,11 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         comp = compute.make_compute(spec)
         func = schedules.schedule(comp, schedule, knobs)
         name = kernel_name(spec, schedule, knobs)
-        src = _abi_params_used(prelude(knobs["loop_pragma"], knobs["requant_at"]) + build.build_c(func, name).replace(
-            "#define TVM_EXPORTS\n", ""), name)
+        body = build.build_c(func, name).replace("#define TVM_EXPORTS\n", "")
+        # requant_at only concerns the fused micro-kernels: elsewhere it leaves the file as is
+        fused = "qmcu_conv(" in body or "qmcu_dw(" in body
+        src = _abi_params_used(prelude(knobs["loop_pragma"],
+                                       knobs["requant_at"] if fused else "end") + body, name)
         _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src,
                              _scratch(src, spec, schedule))
     return _CACHE[key]

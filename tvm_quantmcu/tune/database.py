@@ -25,6 +25,8 @@ TASKS_FILE = "tasks.json"
 TRIALS_FILE = "trials.jsonl"
 DB_FILES = ("database_workload.json", "database_tuning_record.json")
 FAILED_SECS = 1e9          # meta_schedule records a failed run as 1e10 s
+TIE = 0.002                # relative difference below which a record does not beat another
+TOP_K = 256                # records read per workload to find the default among the ties
 
 
 class TuningDatabaseError(ValueError):
@@ -90,13 +92,24 @@ class TuningDatabase:
                 for r in recs if r.run_secs]
 
     def best_knobs(self, mod) -> dict | None:
-        """Knobs of the fastest successful record, None when the workload has none."""
+        """Knobs of the fastest successful record, None when the workload has none. The
+        default knobs win unless beaten by more than TIE: a gain within the timer's noise is
+        not worth what some knobs cost besides time (pixels="row": scratch)."""
         if not self.db.has_workload(mod):
             return None
-        for r in self.db.get_top_k(self.db.commit_workload(mod), 1):
-            if r.run_secs and float(r.run_secs[0]) < FAILED_SECS:
-                return space.knobs_from_trace(mod, r.trace)
-        return None
+        ok = [(float(r.run_secs[0]), r) for r in self.db.get_top_k(
+              self.db.commit_workload(mod), TOP_K) if r.run_secs
+              and float(r.run_secs[0]) < FAILED_SECS]
+        if not ok:
+            return None
+        best = space.knobs_from_trace(mod, ok[0][1].trace)
+        default = space.default_knobs()
+        for secs, r in ok:
+            if secs > ok[0][0] * (1 + TIE):
+                break
+            if space.knobs_from_trace(mod, r.trace) == default:
+                return default
+        return best
 
 
 def kernel_lookup_from_db(db_dir, target: str):

@@ -1,7 +1,8 @@
 /* DSP implementations of the micro-kernels of qmcu_ukernels.h (ARMv7E-M: SMLAD, SXTB16,
  * SMLAxy, SMMUL, USAT, UQSUB8), included by it after the portable definitions they fall back
  * on. Each kernel runs in two phases: the inner products into the int32 accumulators
- * (conv_dsp, dw_dsp), then requantization and packing of all output channels (requant_out).
+ * (conv_dsp, dw_dsp), then requantization and packing of all output channels (requant_out);
+ * with the tuning knob requant_at = "pair", in one (see QMCU_REQUANT_AT_PAIR).
  */
 #ifndef QMCU_UKERNELS_DSP_H
 #define QMCU_UKERNELS_DSP_H
