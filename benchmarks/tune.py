@@ -4,6 +4,7 @@ budget's database.
 
     python benchmarks/tune.py [--model mbv2-fmnist] [--board qemu-m4] [--trials 64 1000]
         [--images 50]
+    python benchmarks/tune.py --render     # the markdown again from tune.json
 
 Writes benchmarks/results/tune.json and tune.md. Instruction counts are QEMU `-icount` guest
 instructions (deterministic); seconds are wall time on this machine, for the record only.
@@ -29,13 +30,14 @@ RESULTS = os.path.join(HERE, "results")
 POLICY = "quantmcu"
 
 
-def _run_summary(res: dict) -> dict:
+def _run_summary(res: dict, defaults: dict) -> dict:
     e2e = res["kernel_instructions_per_inference"]
     won = collections.Counter()
     for t in res["tasks"]:
         if t["best_instructions"] and t["best_instructions"] < t["default_instructions"]:
             for k, v in t["best_knobs"].items():
-                won[f"{k}={v}"] += 1
+                if defaults.get(k) != v:
+                    won[f"{k}={v}"] += 1
     return {"trials": res["trials"], "seconds": res["seconds"],
             "new_measurements": res["new_measurements"], "failed_trials": res["failed_trials"],
             "kernel_instructions_default": e2e["default"],
@@ -74,9 +76,11 @@ def markdown(res: dict) -> str:
                    f"{r['tasks_improved']} of {r['tasks']} | "
                    f"{sc.get('default', 0):,} → {sc.get('tuned', 0):,} |")
     last = runs[-1]
+    defaults = {f"{k}={v}" for k, v in res["default_knobs"].items()}
     wins = ", ".join(f"{k} ({v})" for k, v in sorted(last["knob_values_in_improved_tasks"].items(),
-                                                      key=lambda kv: -kv[1]))
-    out += ["", f"Knob values of the improved tasks at {last['trials']} trials (tasks): {wins}.",
+                                                      key=lambda kv: -kv[1]) if k not in defaults)
+    out += ["", f"Non-default knob values of the improved tasks at {last['trials']} trials "
+            f"(number of tasks): {wins}.",
             "", f"Heaviest tasks at {last['trials']} trials:", "",
             "| task | runs/inference | trials | default | best | best ÷ default | best knobs "
             "(non-default) | scratch B |", "|---|---:|---:|---:|---:|---:|---|---|"]
@@ -105,14 +109,20 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, nargs="+", default=[64, 1000])
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--out", default=os.path.join(RESULTS, "tune"), help="output path stem")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the markdown from the existing JSON")
     a = ap.parse_args(argv)
+    if a.render:
+        with open(a.out + ".json") as f:
+            _write_markdown(a.out, json.load(f))
+        return 0
     from tvm_quantmcu.tune import space
     runs = []
     with tempfile.TemporaryDirectory() as work:
         for n in a.trials:
             db = os.path.join(work, f"db{n}")
             res = tune_model(a.model, a.board, POLICY, trials=n, db_dir=db)
-            runs.append(_run_summary(res))
+            runs.append(_run_summary(res, space.default_knobs()))
             print(f"trials {n}: ratio {res['kernel_instructions_per_inference']['ratio']}, "
                   f"{res['seconds']} s", flush=True)
         dep = {"images": a.images}
@@ -130,12 +140,16 @@ def main(argv=None) -> int:
            "heaviest_tasks": _task_rows(res), "deploy": dep}
     with open(a.out + ".json.tmp", "w") as f:
         json.dump(out, f, indent=1)
-    with open(a.out + ".md.tmp", "w") as f:
-        f.write(markdown(out))
     os.replace(a.out + ".json.tmp", a.out + ".json")
-    os.replace(a.out + ".md.tmp", a.out + ".md")
-    print(f"wrote {a.out}.json and {a.out}.md")
+    _write_markdown(a.out, out)
     return 0
+
+
+def _write_markdown(stem: str, res: dict) -> None:
+    with open(stem + ".md.tmp", "w") as f:
+        f.write(markdown(res))
+    os.replace(stem + ".md.tmp", stem + ".md")
+    print(f"wrote {stem}.json and {stem}.md")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,17 @@ def test_readme_section_quotes_the_json():
                 assert f"| {layer['layer']} |" in section
 
 
+def test_readme_section_quotes_the_tuning_json():
+    tunes = rr.load_all(rr.RESULTS)[3]
+    assert tunes, "benchmarks/results/tune.json is missing or not recognised"
+    section = section_of(rr.README)
+    for _, doc in tunes:
+        for r in doc["runs"]:
+            assert f"| {r['trials']:,} | {r['new_measurements']:,} |" in section
+            assert f"| {r['ratio']:.4f} |" in section
+        assert f"×{doc['deploy']['tuned_over_untuned']:.4f}" in section
+
+
 def test_check_detects_a_drifted_json_number(workdir):
     readme, results = workdir
     assert run_check(readme, results).returncode == 0

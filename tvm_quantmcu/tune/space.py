@@ -16,7 +16,9 @@ feature extractor turn them into the real schedule through ``topi.registry.get_k
 
 Only knob values that change the generated C for this spec are offered (e.g. ``xpad_at`` is
 moot for a 1×1 convolution, ``pixels`` for an odd tile width): each value is tried alone
-against the defaults, so the search spends no trial on a duplicate binary.
+against the defaults, so the search spends no trial on a duplicate binary; knobs that another
+knob's value makes moot (``schedules.moot_knobs``, e.g. ``xpad_at`` under ``pixels="row"``)
+stay at their defaults in those points (:func:`canonical`).
 """
 from __future__ import annotations
 
