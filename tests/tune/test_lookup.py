@@ -13,7 +13,9 @@ pytestmark = [requires_dataset, requires_trained("mbv2-fmnist")]
 
 # Non-default knobs per op (their effect on a given spec does not matter here).
 TUNED = {"depthwise": {"xpad_at": "pixel", "unroll_pixels": 2, "pixels": 1},
-         "conv2d": {"pixels": "row", "requant_at": "pair"}}
+         "conv2d": {"unroll_pixels": 4, "pixels": 1}}
+# The knobs that change the micro-kernels' structure (row-wide calls, in-register requant).
+TUNED_ROW = {op: {"pixels": "row", "requant_at": "pair"} for op in ("depthwise", "conv2d")}
 
 
 def _full_space() -> space.KnobSpace:
@@ -38,7 +40,8 @@ def model():
     return pipeline.load("mbv2-fmnist").graph, load_policy("mbv2-fmnist", "quantmcu")
 
 
-def test_tuned_model_equals_the_integer_reference(model, tmp_path):
+@pytest.mark.parametrize("tuned_knobs", [TUNED, TUNED_ROW], ids=["loops", "row"])
+def test_tuned_model_equals_the_integer_reference(model, tmp_path, tuned_knobs):
     from tvm_quantmcu import data
     from tvm_quantmcu.codegen import build_program, generate
     from tvm_quantmcu.codegen.host import HostModel
@@ -56,7 +59,7 @@ def test_tuned_model_equals_the_integer_reference(model, tmp_path):
     db = TuningDatabase(tmp_path / "db")
     for s in tuned:          # the tuned schedule beats the default one
         _record(db, s, target, {}, 2e-3)
-        _record(db, s, target, TUNED[s.op], 1e-3)
+        _record(db, s, target, tuned_knobs[s.op], 1e-3)
 
     lookup = kernel_lookup_from_db(tmp_path / "db", target)
     assert all(lookup(s) is None for s in specs - tuned)
@@ -64,7 +67,7 @@ def test_tuned_model_equals_the_integer_reference(model, tmp_path):
                    kernel_lookup=lookup)
     used = {c.kernel.spec: c.kernel for c in gen.program.calls}
     for s in tuned:
-        assert {k: used[s].knobs[k] for k in TUNED[s.op]} == TUNED[s.op]
+        assert {k: used[s].knobs[k] for k in tuned_knobs[s.op]} == tuned_knobs[s.op]
     assert all({k: used[s].knobs[k] for k in schedules.DEFAULT_KNOBS} == schedules.DEFAULT_KNOBS
                for s in specs - tuned)
 
