@@ -63,6 +63,14 @@ def _ints(arr) -> tuple[int, ...]:
     return tuple(int(v) for v in arr)
 
 
+def torch_flatten_to_nhwc(w: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    """Dense weights (out, C·H·W) that read a map torch flattened in C, H, W order → the same
+    weights for the layer graph's H, W, C flattening (its maps are NHWC)."""
+    c, h, wd = chw
+    return np.ascontiguousarray(
+        w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1))
+
+
 def from_relax(mod, func: str = "main") -> Graph:
     """Read the layer graph off a Relax module produced by :func:`to_relax`.
 
@@ -82,6 +90,7 @@ def from_relax(mod, func: str = "main") -> Graph:
 
     tensors: dict = {x: "input"}       # Relax var → graph tensor name
     consts: dict = {}                  # Relax var → numpy array (reshaped/transposed consts)
+    flattened: dict = {}               # Relax var → (C, H, W) of the map it flattens
     layers: list[Layer] = []
     by_output: dict[str, Layer] = {}
     uses: dict = {}
@@ -135,7 +144,15 @@ def from_relax(mod, func: str = "main") -> Graph:
                       dilation=_ints(a.dilation), groups=int(a.groups))
         elif op == "relax.reshape":
             if args[0] in tensors:
-                tensors[v] = tensors[args[0]]        # flatten before dense: layout-free here
+                src_shape = _ints(args[0].ty.shape)
+                dst_shape = _ints(v.ty.shape)
+                if len(src_shape) == 4 and (len(dst_shape) != 2 or dst_shape[0] != src_shape[0]):
+                    raise UnsupportedOpError(
+                        f"reshape {v.name} {src_shape} → {dst_shape}: only flattening "
+                        "a feature map to (N, C·H·W) is supported")
+                tensors[v] = tensors[args[0]]
+                if len(src_shape) == 4:
+                    flattened[v] = src_shape[1:]
             else:
                 c = value_of(args[0])
                 if c is None:
@@ -151,7 +168,10 @@ def from_relax(mod, func: str = "main") -> Graph:
             w = value_of(args[1])
             if w is None or args[0] not in tensors:
                 raise UnsupportedOpError(f"matmul {v.name}: weight must be a constant")
-            new_layer(op="dense", inputs=[tensors[args[0]]], weight=w.T.astype(np.float32))
+            w = w.T
+            if args[0] in flattened:
+                w = torch_flatten_to_nhwc(w, flattened[args[0]])
+            new_layer(op="dense", inputs=[tensors[args[0]]], weight=w.astype(np.float32))
         elif op == "relax.add":
             lhs, rhs = args
             if lhs in tensors and rhs in tensors:
