@@ -32,19 +32,42 @@ class DeployError(ValueError):
     """A deploy request that cannot be carried out as given (names what to change)."""
 
 
-def resolve_policy(model: str, policy: str, policy_file: str | None = None, bar=None):
-    """A policy file, else the shipped policy of that name, else a fresh search."""
+def policy_budget_kb(pol) -> float | None:
+    """The SRAM budget (KB) a policy was searched for, as recorded in it (None: not recorded)."""
+    kb = (pol.params or {}).get("sram_kb")
+    return None if kb is None else float(kb)
+
+
+def resolve_policy(model: str, policy: str, policy_file: str | None = None, bar=None,
+                   sram_kb: float | None = None):
+    """A policy file, else the shipped policy of that name, else a fresh search.
+
+    A policy file carries its SRAM budget and patch plan: it is used as it is, and a
+    conflicting `sram_kb` is an error (never a silent re-search). Without a file, a shipped
+    policy is used when it was made for `sram_kb` (or no budget is asked for), otherwise the
+    policy is searched for `sram_kb`."""
     from . import pipeline, search
     from .models.policies import available, load_policy
     from .search.policy import POLICIES, Policy
     if policy_file:
-        return Policy.load(policy_file, model=model,
-                           model_hash=pipeline.load(model).model_hash())
+        pol = Policy.load(policy_file, model=model, model_hash=pipeline.load(model).model_hash)
+        kb = policy_budget_kb(pol)
+        if sram_kb is not None and kb != float(sram_kb):
+            recorded = f"{kb:g} KB" if kb is not None else "no recorded budget"
+            raise DeployError(
+                f"policy {policy_file} was searched for an SRAM budget of {recorded} (plan: "
+                f"split {pol.split_index}, grid {pol.grid}), not --sram-kb {sram_kb:g}; drop "
+                f"--sram-kb to deploy it as it is, or search again with `quantmcu search "
+                f"--sram-kb {sram_kb:g} --out FILE`")
+        return pol
     if policy not in POLICIES:
         raise DeployError(f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
     if policy in available(model):
-        return load_policy(model, policy)
-    ctx = search.prepare(model)
+        pol = load_policy(model, policy)
+        if sram_kb is None or policy_budget_kb(pol) == float(sram_kb):
+            return pol
+    params = search.SearchParams() if sram_kb is None else search.SearchParams(sram_kb=sram_kb)
+    ctx = search.prepare(model, params)
     pol, _ = search.make_policy(ctx, policy, "auto" if policy == "quantmcu" else None, bar=bar)
     return pol
 
@@ -61,7 +84,8 @@ def reference(graph, pol, x_q: np.ndarray):
 
 def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
            images: int = DEFAULT_IMAGES, out: str | Path | None = None,
-           policy_file: str | None = None, bar_factory=None, kernel_lookup=None) -> dict:
+           policy_file: str | None = None, bar_factory=None, kernel_lookup=None,
+           sram_kb: float | None = None) -> dict:
     """Generate, build, boot, run `images` test images over RPC; returns the measurements."""
     import micro_project
 
@@ -78,7 +102,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     spec = BOARDS[board]
     t0 = time.time()
     imp = pipeline.load(model)
-    pol = resolve_policy(model, policy, policy_file)
+    pol = resolve_policy(model, policy, policy_file, sram_kb=sram_kb)
     out = Path(out) if out else default_out(model, pol.name, board)
     gen = generate(imp.graph, pol, out / "model", name=model,
                    target=spec.target if spec.target != "host" else "cortex-m4",
@@ -109,6 +133,8 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     match = (dev == ref).all(axis=1)
     res = {
         "model": model, "board": board, "policy": pol.name, "images": n,
+        "sram_kb": policy_budget_kb(pol), "plan": {"split_index": pol.split_index,
+                                                   "grid": list(pol.grid) if pol.grid else None},
         "device_top1": float((dev.argmax(1) == labels).mean()),
         "reference_top1": float((ref.argmax(1) == labels).mean()),
         "match_rate": float(match.mean()),
@@ -139,7 +165,8 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
 
 
 def zephyr_app(model: str, board_name: str, policy: str = DEFAULT_POLICY,
-               out: str | Path | None = None, policy_file: str | None = None) -> dict:
+               out: str | Path | None = None, policy_file: str | None = None,
+               sram_kb: float | None = None) -> dict:
     """Generate the model and a Zephyr application for `board_name`; returns the paths and
     the west commands to build and flash it."""
     import micro_project
@@ -149,7 +176,7 @@ def zephyr_app(model: str, board_name: str, policy: str = DEFAULT_POLICY,
     from .codegen import generate
     zb = find_board(board_name)
     imp = pipeline.load(model)
-    pol = resolve_policy(model, policy, policy_file)
+    pol = resolve_policy(model, policy, policy_file, sram_kb=sram_kb)
     out = Path(out) if out else default_out(model, pol.name, f"zephyr-{zb.legacy}")
     target = zb.cpu if zb.cpu in ("cortex-m4", "cortex-m7", "cortex-m55", "cortex-m3") \
         else "cortex-m4"

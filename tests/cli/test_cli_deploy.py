@@ -65,3 +65,34 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, argv, msg):
     rc = main(["deploy", "--out", str(tmp_path / "o"), *argv])
     err = capsys.readouterr().err
     assert rc == 2 and msg in err, err
+
+
+def _policy_file(tmp_path, model="mbv2-fmnist", policy="int8"):
+    """A saved policy file (the shipped one: what `quantmcu search --out` writes)."""
+    from tvm_quantmcu.models.policies import policy_path
+    path = tmp_path / f"{model}.{policy}.json"
+    path.write_text(open(policy_path(model, policy)).read())
+    return str(path)
+
+
+def test_deploy_policy_file_on_host(tmp_path, capsys):
+    pf = _policy_file(tmp_path)
+    rc, res = _deploy(capsys, "--board", "host", "--images", "4", "--policy-file", pf,
+                      "--out", str(tmp_path / "o"))
+    assert rc == 0 and res["match_rate"] == 1.0 and res["policy"] == "int8"
+    assert res["sram_kb"] == 32.0 and res["plan"] == {"split_index": 6, "grid": [2, 2]}
+    # the same budget as the file's is no conflict
+    rc, res = _deploy(capsys, "--board", "host", "--images", "2", "--policy-file", pf,
+                      "--sram-kb", "32", "--out", str(tmp_path / "o2"))
+    assert rc == 0 and res["match_rate"] == 1.0
+
+
+def test_deploy_policy_file_budget_conflict_is_an_error(tmp_path, capsys):
+    pf = _policy_file(tmp_path)
+    out = tmp_path / "o"
+    rc = main(["deploy", "--board", "host", "--policy-file", pf, "--sram-kb", "64",
+               "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "32 KB" in err and "--sram-kb 64" in err
+    assert not out.exists()                       # no search, nothing written

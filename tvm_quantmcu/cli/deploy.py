@@ -27,6 +27,10 @@ def register(sub) -> None:
                         f"search (default {DEFAULT_POLICY})")
     p.add_argument("--policy-file", default=None, metavar="FILE",
                    help="use this saved policy (quantmcu search --out) instead")
+    p.add_argument("--sram-kb", type=float, default=None,
+                   help="SRAM budget for activations in KB: the shipped policy when it was made "
+                        "for it, else a fresh search for it. A --policy-file carries its own "
+                        "budget and plan; a different --sram-kb with it is an error")
     p.add_argument("--images", type=int, default=DEFAULT_IMAGES,
                    help=f"test images to run on the device (default {DEFAULT_IMAGES})")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -58,15 +62,18 @@ def run(args) -> int:
                                            if args.board in dep.BOARDS else "cortex-m4")
         except TuningDatabaseError as e:
             raise UserError(f"--tuning-db {args.tuning_db}: {e}") from e
+    if args.sram_kb is not None and args.sram_kb <= 0:
+        raise UserError("--sram-kb must be positive")
     show = not (args.json or args.no_progress)
     try:
         if args.board.startswith("zephyr:"):
             res = dep.zephyr_app(args.model, args.board.split(":", 1)[1], args.policy, args.out,
-                                 args.policy_file)
+                                 args.policy_file, sram_kb=args.sram_kb)
         else:
             res = dep.deploy(args.model, args.board, args.policy, args.images, args.out,
                              args.policy_file, kernel_lookup=lookup,
-                             bar_factory=lambda n, d: pipeline.progress(n, d, show))
+                             bar_factory=lambda n, d: pipeline.progress(n, d, show),
+                             sram_kb=args.sram_kb)
     except (dep.DeployError, UnsupportedModelError, ToolMissingError, FileExistsError) as e:
         raise UserError(str(e)) from e
     except ProjectError as e:

@@ -242,8 +242,8 @@ def rl_policy(ctx: SearchContext, episodes: int = 40, seconds: float = 120.0,
     res = run_agent(maps, state_of, evaluate_bits, budget_ok, episodes, seconds, seed,
                     progress=progress)
     pol = make({**{m: 8 for m in maps}, **res.bits})
-    pol.params = {"episodes": res.episodes, "reward": res.reward, "val_images": val_images,
-                  "history": res.history}
+    pol.params.update({"episodes": res.episodes, "reward": res.reward,
+                       "val_images": val_images, "history": res.history})
     return pol, {"search_seconds": res.seconds}
 
 
@@ -270,6 +270,7 @@ def make_policy(ctx: SearchContext, name: str, lam: float | str | None = None,
         ram = int((ram_kb if ram_kb is not None else ctx.params.sram_kb / 2) * 1024)
         flash = None if flash_kb is None else int(flash_kb * 1024)
         pol = memory_driven(ctx, ctx.base("int8"), ram, flash, ctx.params.range_method)
+        pol.params["sram_kb"] = ctx.params.sram_kb       # the plan's budget, as every policy
         return pol, {"search_seconds": round(time.time() - t0, 3)}
     pol, info = rl_policy(ctx, seconds=rl_seconds)
     return pol, info
