@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from tvm_quantmcu import search  # noqa: E402
-from tvm_quantmcu.cli.search import int8_bitops  # noqa: E402
+from tvm_quantmcu.search import int8_bitops  # noqa: E402
 from tvm_quantmcu.models.policies import SRAM_KB  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")

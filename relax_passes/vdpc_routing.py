@@ -27,7 +27,7 @@ import tvm
 from tvm import relax
 
 from tvm_quantmcu.quant import ActQuant
-from tvm_quantmcu.search.simulate import integer_thresholds
+from tvm_quantmcu.quant.policy import integer_thresholds
 
 from .common import (ATTR_BITS, ATTR_BITS8, ATTR_BITS_LOW, ATTR_COMPUTES, ATTR_PARAMS,
                      ATTR_QUANT, ATTR_ROLE, ATTR_ROUTING, INPUT_TENSOR, QUANT_8BIT, QUANT_LOW,

@@ -48,7 +48,7 @@ def resolve_policy(model: str, policy: str, policy_file: str | None = None, bar=
     policy is searched for `sram_kb`."""
     from . import pipeline, search
     from .models.policies import available, load_policy
-    from .search.policy import POLICIES, Policy
+    from .quant.policy import POLICIES, Policy
     if policy_file:
         pol = Policy.load(policy_file, model=model, model_hash=pipeline.load(model).model_hash)
         kb = policy_budget_kb(pol)

@@ -7,7 +7,9 @@ import warnings
 import numpy as np
 import torch
 
+from . import models
 from .graph import Graph, Layer
+from .models.blocks import fold_batchnorm
 
 
 class UnsupportedOpError(NotImplementedError):
@@ -23,7 +25,6 @@ def to_relax(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: bool
     import tvm  # noqa: F401  (heavy import kept local)
     from tvm.relax.frontend.torch import from_exported_program
 
-    from .models.blocks import fold_batchnorm
 
     model = copy.deepcopy(model).eval()
     if fold_bn:
@@ -241,7 +242,6 @@ def import_model(model: torch.nn.Module, input_shape: tuple[int, int, int]):
 
 def load_zoo(name: str, checkpoint: str | None = None):
     """(torch model, Relax module, layer graph) of a registered model."""
-    from . import models
     mi = models.info(name)
     model = models.get(name, checkpoint=checkpoint)
     mod, graph = import_model(model, mi.input_shape)

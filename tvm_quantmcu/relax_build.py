@@ -21,7 +21,7 @@ from . import pipeline
 from .patch import PatchPlan, analyze
 from .quant import quantize_input
 from .quant.packing import unpack
-from .search.policy import Policy, PolicyMismatchError
+from .quant.policy import Policy, PolicyMismatchError
 
 
 def _imported(model) -> pipeline.Imported:

@@ -10,7 +10,7 @@ from tvm_quantmcu.search import SearchParams
 
 
 def test_regeneration_command_has_a_help():
-    r = subprocess.run([sys.executable, "-m", "tvm_quantmcu.models.policies", "--help"],
+    r = subprocess.run([sys.executable, "-m", "tvm_quantmcu.search.shipped", "--help"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--models" in r.stdout, r.stderr
 
@@ -22,7 +22,7 @@ def test_shipped_policies_load_and_record_the_current_search_defaults(model):
     assert set(SHIPPED) <= set(available(model))
     pol = load_policy(model, "quantmcu")
     assert pol.model == model and pol.vdpc
-    # made with today's SearchParams: regenerate (python -m tvm_quantmcu.models.policies)
+    # made with today's SearchParams: regenerate (python -m tvm_quantmcu.search.shipped)
     # after changing a default
     defaults = SearchParams(sram_kb=SRAM_KB[model]).to_json()
     recorded = {k: pol.params.get(k) for k in defaults}

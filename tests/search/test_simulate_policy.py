@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from tvm_quantmcu import data, quant, search
-from tvm_quantmcu.cli import UserError
 from tvm_quantmcu.search.vdqs import conditional_entropy, entropy
 from helpers import have, trained
 
@@ -144,7 +143,7 @@ def test_c_engine_gives_the_simulators_predictions_and_routing(ctx):
 
 
 def test_unknown_engine_is_refused(ctx):
-    with pytest.raises(UserError, match="engine 'gpu'"):
+    with pytest.raises(search.SearchError, match="engine 'gpu'"):
         search.evaluate_policy(ctx, ctx.base("int8"), "test", 2, engine="gpu")
 
 

@@ -18,9 +18,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that are the user's to fix (bad name, missing file, bad budget)."""
     from ..data import DatasetCorruptError, DatasetMissingError
     from ..models import CheckpointError, UnknownModelError
-    from ..search.policy import PolicyMismatchError
+    from ..quant.policy import PolicyMismatchError
+    from ..search import SearchError
     return (UserError, UnknownModelError, CheckpointError, DatasetMissingError,
-            DatasetCorruptError, PolicyMismatchError)
+            DatasetCorruptError, PolicyMismatchError, SearchError)
 
 
 def build_parser() -> argparse.ArgumentParser:

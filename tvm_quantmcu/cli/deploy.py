@@ -8,7 +8,7 @@ from . import UserError
 
 def register(sub) -> None:
     from ..deploy import BOARDS, DEFAULT_BOARD, DEFAULT_IMAGES, DEFAULT_POLICY
-    from ..search.policy import POLICIES
+    from ..quant.policy import POLICIES
     p = sub.add_parser(
         "deploy", help="compile, build, boot and run the model on a board; check every output",
         description="Load (or search) the quantization policy, lower the model to a C library "

@@ -65,13 +65,6 @@ def _engine(choice: str) -> str:
     return choice
 
 
-def int8_bitops(ctx) -> tuple[float, float]:
-    """(patch-stage, total) BitOPs of the MCUNetV2 int8 baseline (no routing: fixed)."""
-    from ..search import Simulator
-    sim = Simulator(ctx.graph, ctx.base("int8"), ctx.plan)
-    return float(sim.bitops_stage8.sum()), float(sim.bitops_stage8.sum() + sim.bitops_rest)
-
-
 def run(args) -> int:
     from .. import pipeline, search
     from ..search.baselines import BudgetError
@@ -96,7 +89,7 @@ def run(args) -> int:
     bar = pipeline.progress(n, f"measure {args.policy}", show)
     res = search.evaluate_policy(ctx, pol, "test", args.limit, bar)
     bar.close()
-    s8, t8 = int8_bitops(ctx)
+    s8, t8 = search.int8_bitops(ctx)
     stage = res["bitops_patch_stage"]
     if pol.split_index is None:      # layer by layer: the same layers without patches
         stage = float(sum(ctx.graph.macs(l) * 64 for l in ctx.plan.stage_layers))

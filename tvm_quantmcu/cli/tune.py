@@ -8,7 +8,7 @@ from . import UserError
 
 def register(sub) -> None:
     from ..deploy import BOARDS, DEFAULT_BOARD, DEFAULT_POLICY
-    from ..search.policy import POLICIES
+    from ..quant.policy import POLICIES
     from ..tune.api import DEFAULT_DB, DEFAULT_TRIALS
     qemu = [b for b, s in BOARDS.items() if s.template == "qemu"]
     p = sub.add_parser(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..graph import Graph
-from ..search.policy import Policy
+from ..quant.policy import Policy
 from .emit import emit_model_c
 from .program import Program, build_program
 

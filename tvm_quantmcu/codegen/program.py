@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..graph import Graph
-from ..patch import PatchPlan, analyze
+from ..patch import PatchPlan, analyze, layerwise_peak
 from ..quant import ActQuant, QGraph
 from ..quant.fixedpoint import quantize_multiplier
 from ..quant.packing import packed_bytes, packed_channels
-from ..search.policy import Policy
-from ..search.simulate import Simulator
+from ..quant.policy import Policy
 from ..topi import KernelSpec, get_kernel
 from ..topi.compute import UnsupportedKernel
 from ..topi.params import KernelParams, params_for_layer, prepare, spec_for_layer
@@ -122,9 +121,12 @@ class _Builder:
         _check_supported(graph)
         self.g, self.pol, self.target, self.schedule = graph, policy, target, schedule
         self.knobs, self.kernel_lookup = knobs, kernel_lookup
-        self.sim = Simulator(graph, policy)          # validates the policy; thresholds
-        self.plan = self.sim.plan
-        self.qg8, self.qg_low = self.sim.qg8, self.sim.qg_low
+        self.plan = analyze(graph, policy.split_index, policy.grid) \
+            if policy.split_index is not None else None
+        self.qg8, self.qg_low = policy.qgraph8(graph), policy.qgraph_low(graph)
+        if self.plan is not None:
+            policy.check_branches(self.qg8, self.qg_low, self.plan.stage_output)
+        self.threshold_q, self.threshold_q_lo = policy.thresholds_q(self.qg8)
 
     def kernel(self, spec: KernelSpec) -> Kernel:
         if self.kernel_lookup is not None:       # e.g. the best schedule of a tuning database
@@ -256,7 +258,7 @@ def build_program(graph: Graph, policy: Policy, name: str, target: str = "cortex
                 rb = p.regions[cm].relative_to(h[cm])
                 boxes.append((rb.h0, rb.w0, rb.height, rb.width))
             vdpc = {"map": cm, "map_w": layout.sizes[cm][1], "channels": g.shapes[cm][0],
-                    "hi": int(b.sim.threshold_q), "lo": int(b.sim.threshold_q_lo),
+                    "hi": int(b.threshold_q), "lo": int(b.threshold_q_lo),
                     "boxes": boxes}
         so = plan.stage_output
         for p, h in zip(plan.all_patches(), layout.held):
@@ -303,8 +305,7 @@ def predicted_peak(graph: Graph, policy: Policy) -> int:
     when VDPC can route a patch to the all-8-bit branch), the rest at the policy's bits."""
     low = {t: policy.act_bits(t) for t in graph.shapes}
     if policy.split_index is None:
-        from ..patch import memory
-        return memory.layerwise_peak(graph, low)
+        return layerwise_peak(graph, low)
     stage_bits = {t: (8 if policy.vdpc else low[t]) for t in graph.shapes}
     stage_plan = analyze(graph, policy.split_index, policy.grid, bits=stage_bits)
     rest_plan = analyze(graph, policy.split_index, policy.grid, bits=low)

@@ -3,6 +3,7 @@ sub-byte packing, and the integer numpy reference executor (the golden model).""
 from .fixedpoint import quantize_multiplier, requantize, shared_shift_multipliers
 from .observers import TensorStats, observe, ranges
 from .packing import pack, packed_bytes, packed_channels, unpack
+from .policy import POLICIES, Policy, PolicyMismatchError, integer_thresholds
 from .qparams import ActQuant, quantize_weights
 from .reference import (INPUT_QUANT, QGraph, QLayer, add_int, avgpool_int, conv2d_int,
                         dense_int, quantize_graph, quantize_input, quantize_layer, requant_int,
@@ -13,5 +14,5 @@ __all__ = [
     "ranges", "pack", "unpack", "packed_bytes", "packed_channels", "ActQuant",
     "quantize_weights", "INPUT_QUANT", "QGraph", "QLayer", "add_int", "avgpool_int",
     "conv2d_int", "dense_int", "quantize_graph", "quantize_input", "quantize_layer",
-    "requant_int", "run_int",
+    "requant_int", "run_int", "POLICIES", "Policy", "PolicyMismatchError", "integer_thresholds",
 ]

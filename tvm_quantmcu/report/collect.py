@@ -146,14 +146,13 @@ def collect(name: str, sram_kb: float, images: int = DEFAULT_IMAGES,
     """Compute the report's numbers: plan and calibrate, make every policy (QuantMCU with the
     automatic λ chosen on `images` validation images), measure each on `images` test images."""
     from .. import search
-    from ..cli.search import int8_bitops
     from ..search.baselines import BudgetError
 
     params = search.SearchParams(sram_kb=sram_kb,
                                  val_images=min(images, search.api.VAL_IMAGES_AUTO))
     ctx = search.prepare(name, params)
     log(f"plan: split after {ctx.plan.split_layer}, grid {ctx.plan.grid[0]}x{ctx.plan.grid[1]}")
-    s8, t8 = int8_bitops(ctx)
+    s8, t8 = search.int8_bitops(ctx)
     rows, skipped = [], {}
 
     def add(pol, info=None):

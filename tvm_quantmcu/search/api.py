@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import data, pipeline, quant
-from ..patch import NoPlanFitsError, plan as make_plan
+from ..patch import NoPlanFitsError, analyze, layerwise_peak, plan as make_plan
 from .baselines import memory_driven, weight_bytes
 from .calibrate import StageCalibration, calibrate_stage
 from .engine import ENGINES, runner
-from .policy import POLICIES, Policy
+from ..quant.policy import POLICIES, Policy
 from .rl import run_agent
 from .simulate import Simulator, evaluate
 from .vdqs import DEFAULT_BITS, DEFAULT_W_BITS, VDQS
@@ -20,6 +20,11 @@ DEFAULT_SRAM_KB = 32
 DEFAULT_DROP_PT = 0.5
 VAL_IMAGES_AUTO = 2000
 LAMBDAS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7, 1.0)
+
+
+
+class SearchError(ValueError):
+    """A search that cannot be made as asked (unknown policy or engine, no plan fits)."""
 
 
 @dataclass
@@ -94,8 +99,7 @@ def prepare(name: str, params: SearchParams | None = None, engine: str = "sim") 
     try:
         chosen = make_plan(g, budget, allow_layerwise=False).chosen
     except NoPlanFitsError as e:
-        from ..cli import UserError
-        raise UserError(str(e)) from e
+        raise SearchError(str(e)) from e
     stats = pipeline.calibration_stats(name, p.calibration_images)
     ranges8 = quant.ranges(stats, pipeline.RANGE_METHOD, pipeline.RANGE_PCT)
     images = data.load("train").images(imp.input_size, 0, p.calibration_images)
@@ -106,8 +110,7 @@ def prepare(name: str, params: SearchParams | None = None, engine: str = "sim") 
 
 def check_engine(engine: str) -> None:
     if engine not in ENGINES:
-        from ..cli import UserError
-        raise UserError(f"unknown evaluation engine {engine!r}; one of {', '.join(ENGINES)}")
+        raise SearchError(f"unknown evaluation engine {engine!r}; one of {', '.join(ENGINES)}")
 
 
 def quantmcu_policy(ctx: SearchContext, lam: float, vdpc: bool = True,
@@ -151,8 +154,13 @@ def evaluate_policy(ctx: SearchContext, pol: Policy, split: str = "test",
     return res
 
 
+def int8_bitops(ctx: SearchContext) -> tuple[float, float]:
+    """(patch-stage, total) BitOPs of the MCUNetV2 int8 baseline (no routing: fixed)."""
+    sim = Simulator(ctx.graph, ctx.base("int8"), ctx.plan)
+    return float(sim.bitops_stage8.sum()), float(sim.bitops_stage8.sum() + sim.bitops_rest)
+
+
 def peak_sram(ctx: SearchContext, pol: Policy) -> int:
-    from ..patch import analyze, layerwise_peak
     if pol.split_index is None:
         return layerwise_peak(ctx.graph, 8)
     # VDPC: the buffers must hold the 8-bit branch; otherwise the tensors' own widths
@@ -252,8 +260,7 @@ def make_policy(ctx: SearchContext, name: str, lam: float | str | None = None,
                 rl_seconds: float = 120.0, bar=None) -> tuple[Policy, dict]:
     """Any policy by name; returns (policy, extra info incl. search_seconds)."""
     if name not in POLICIES:
-        from ..cli import UserError
-        raise UserError(f"unknown policy {name!r}; one of {', '.join(POLICIES)}")
+        raise SearchError(f"unknown policy {name!r}; one of {', '.join(POLICIES)}")
     t0 = time.time()
     if name in ("int8", "layerwise-int8"):
         return ctx.base(name), {"search_seconds": 0.0}

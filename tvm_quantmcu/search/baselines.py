@@ -6,7 +6,7 @@ import numpy as np
 
 from ..patch import analyze, tensor_bytes
 from .calibrate import best_range
-from .policy import Policy
+from ..quant.policy import Policy
 
 
 class BudgetError(ValueError):

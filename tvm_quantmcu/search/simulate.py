@@ -12,8 +12,8 @@ import numpy as np
 
 from ..graph import Graph
 from ..patch import PatchPlan, analyze, input_window, run_patch, run_rest
-from ..quant import INPUT_QUANT, ActQuant, QGraph, requant_int, run_int
-from .policy import Policy
+from ..quant import INPUT_QUANT, QGraph, requant_int, run_int
+from ..quant.policy import Policy, integer_thresholds  # noqa: F401  (integer_thresholds: compat)
 
 
 def layer_bitops(graph: Graph, macs: int, layer, in_bits: dict, w_bits: dict) -> int:
@@ -21,17 +21,6 @@ def layer_bitops(graph: Graph, macs: int, layer, in_bits: dict, w_bits: dict) ->
     if layer.op not in ("conv2d", "dense"):
         return 0
     return macs * w_bits.get(layer.name, 8) * in_bits.get(layer.inputs[0], 8)
-
-
-def integer_thresholds(q: ActQuant, threshold: float) -> tuple[int, int]:
-    """(hi, lo) of the integer VDPC check on an 8-bit map quantized by `q`: a patch is an
-    outlier when some value is ≥ hi or ≤ lo, i.e. T or more away from the zero point, with
-    T' = round(T / scale) ≥ 1. Inclusive, so a threshold at the top of the 8-bit range still
-    catches saturated values; a threshold beyond the range means "saturated"; a map without a
-    negative range (zero point 0) has no low-side check (lo = -1)."""
-    t_mag = max(1, int(np.floor(threshold / q.scale + 0.5)))
-    lo = q.zero_point - t_mag
-    return min(q.zero_point + t_mag, q.qmax), (lo if lo >= 0 else (0 if q.zero_point > 0 else -1))
 
 
 class Simulator:
@@ -43,15 +32,9 @@ class Simulator:
         self.qg8: QGraph = policy.qgraph8(graph)
         self.qg_low: QGraph = policy.qgraph_low(graph)
         if plan is not None:
-            so = plan.stage_output
-            if policy.vdpc and self.qg_low.acts[so] != self.qg8.acts[so]:
-                raise ValueError(f"VDPC policy {policy.name}: the stage output {so} must have "
-                                 "the same quantization in both branches")
+            policy.check_branches(self.qg8, self.qg_low, plan.stage_output)
         self.cmap = policy.classification_map
-        self.threshold_q = self.threshold_q_lo = None
-        if policy.vdpc:
-            self.threshold_q, self.threshold_q_lo = integer_thresholds(
-                self.qg8.acts[self.cmap], policy.threshold)
+        self.threshold_q, self.threshold_q_lo = policy.thresholds_q(self.qg8)
         self._bitops_tables()
 
     # ---- BitOPs

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import data
 from ..codegen.layout import Call
+from ..quant import quantize_input
+from ..search.simulate import Simulator
 from ..topi.compute import KernelSpec
 from ..topi.params import KernelParams
 from .space import task_key
@@ -73,9 +76,6 @@ def estimate_outlier_rate(graph, policy, images: int = OUTLIER_IMAGES) -> float:
     """Share of patches routed to the 8-bit branch on the first validation images."""
     if not policy.vdpc or policy.split_index is None:
         return 0.0
-    from .. import data
-    from ..quant import quantize_input
-    from ..search.simulate import Simulator
     val = data.load("val")
     x = quantize_input(val.images(graph.input_shape[-1], 0, images)).astype(np.uint8)
     _, flags = Simulator(graph, policy).run(x)

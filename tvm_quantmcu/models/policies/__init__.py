@@ -1,15 +1,15 @@
 """Shipped quantization policies of the zoo models, so deploying needs no search.
 
-Each ``<model>.<policy>.json`` was made by :func:`make` (``python -m
-tvm_quantmcu.models.policies``), which runs the same search as ``quantmcu search --model M
+Each ``<model>.<policy>.json`` was made by :func:`tvm_quantmcu.search.shipped.make` (``python -m
+tvm_quantmcu.search.shipped``), which runs the same search as ``quantmcu search --model M
 --policy P --sram-kb K`` (λ chosen automatically on the validation split for quantmcu). A
 policy records the checkpoint hash; loading it for retrained weights is refused.
 """
 from __future__ import annotations
 
-import argparse
 import os
 
+from ...quant.policy import Policy, PolicyMismatchError
 from .. import checkpoint_hash
 
 POLICY_DIR = os.path.dirname(__file__)
@@ -29,7 +29,6 @@ def available(model: str) -> list[str]:
 
 def load_policy(model: str, policy: str):
     """The shipped policy `policy` of zoo model `model` (checked against its checkpoint)."""
-    from ...search.policy import Policy, PolicyMismatchError
     path = policy_path(model, policy)
     if not os.path.exists(path):
         have = ", ".join(available(model)) or "none"
@@ -37,30 +36,3 @@ def load_policy(model: str, policy: str):
             f"no shipped {policy!r} policy for {model} (shipped: {have}); make one with "
             f"`quantmcu search --model {model} --policy {policy} --out FILE`")
     return Policy.load(path, model=model, model_hash=checkpoint_hash(model))
-
-
-def make(model: str, policy: str) -> str:
-    """Search `policy` for `model` at its shipped SRAM budget and save it; returns the path."""
-    from ... import search
-    ctx = search.prepare(model, search.SearchParams(sram_kb=SRAM_KB[model]),
-                         engine=search.fastest_engine())
-    lam = "auto" if policy == "quantmcu" else None
-    pol, _ = search.make_policy(ctx, policy, lam)
-    path = policy_path(model, policy)
-    pol.save(path)
-    return path
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Regenerate the shipped policies.")
-    p.add_argument("--models", nargs="+", default=sorted(SRAM_KB))
-    p.add_argument("--policies", nargs="+", default=list(SHIPPED))
-    a = p.parse_args(argv)
-    for m in a.models:
-        for pol in a.policies:
-            print(make(m, pol))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
