@@ -8,9 +8,16 @@ QEMU's exit status.
 Timing: QEMU runs with ``-icount shift=6`` (every guest instruction advances virtual time by
 64 ns), so Timer0 counts deterministically; ``Board.instructions(ticks)`` converts ticks to
 executed instructions with the factor measured for that board (tests/micro_project).
+
+Modelled cycles: with the plugin ``micro_project/qemu_plugin`` (built by ``.ci/setup`` into
+``build/qemu-plugin``), QEMU also counts instructions and Cortex-M4 cycles (the TRM's cost per
+instruction, see its README). Every call of ``hal_timer_read()`` is a mark: the plugin writes its
+counters to a file as the call starts, so the region between two timer reads of the firmware
+has exact counts as soon as the firmware has answered (``CountsFile``).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -21,6 +28,9 @@ BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 GCC = "arm-none-eabi-gcc"
 QEMU = "qemu-system-arm"
 ICOUNT_SHIFT = 6
+PLUGIN_ENV = "QMCU_QEMU_PLUGIN"           # path of libqmcu_cycles.so, if not the default
+PLUGIN_DEFAULT = BOARDS_DIR.parent.parent / "build" / "qemu-plugin" / "libqmcu_cycles.so"
+MARK_SYMBOL = "hal_timer_read"            # the firmware's timer read marks region borders
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,11 @@ class Board:
 
     def instructions(self, ticks: int) -> int:
         return int(round(ticks / self.ticks_per_instruction))
+
+    @property
+    def models_cycles(self) -> bool:
+        """The plugin's cost table is the Cortex-M4's: cycles are reported for M4 boards only."""
+        return self.cpu == "cortex-m4"
 
 
 BOARDS: dict[str, Board] = {
@@ -130,7 +145,73 @@ def build_elf(sources, board: str | Board = DEFAULT_BOARD, out_dir=".", include_
     return elf
 
 
-def qemu_command(elf, board: str | Board = DEFAULT_BOARD, icount: bool = True) -> list[str]:
+def cycle_plugin() -> Path | None:
+    """The built modelled-cycles plugin, or None (run .ci/setup to build it)."""
+    p = Path(os.environ.get(PLUGIN_ENV) or PLUGIN_DEFAULT)
+    return p if p.is_file() else None
+
+
+def plugin_args(elf, counts) -> list[str]:
+    """QEMU arguments loading the cycles plugin, writing marks and totals to `counts`."""
+    lib = cycle_plugin()
+    if lib is None:
+        raise ToolMissing(f"the QEMU cycles plugin is not built ({PLUGIN_DEFAULT}): run "
+                          "bash .ci/setup (or micro_project/qemu_plugin/build.sh)")
+    nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True,
+                        check=True).stdout
+    addr = [int(f[0], 16) for f in (line.split() for line in nm.splitlines())
+            if len(f) == 3 and f[2] == MARK_SYMBOL]
+    if not addr:
+        raise BuildError(f"{elf} has no {MARK_SYMBOL}(): the cycles plugin needs it as a mark")
+    return ["-plugin", f"{lib},out={counts},mark={addr[0] & ~1:#x}"]
+
+
+@dataclass(frozen=True)
+class Counts:
+    instructions: int
+    cycles: int
+
+    def __sub__(self, other: "Counts") -> "Counts":
+        return Counts(self.instructions - other.instructions, self.cycles - other.cycles)
+
+
+class CountsFile:
+    """Reads the plugin's output as it grows: ``marks()`` returns the marks written since the
+    previous call; ``regions()`` pairs them (start, end) into the counts of each region."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._pos = 0
+        self.total: Counts | None = None
+
+    def marks(self) -> list[Counts]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self._pos)
+            data = f.read()
+        end = data.rfind(b"\n") + 1            # complete lines only
+        self._pos += end
+        out = []
+        for line in data[:end].decode().splitlines():
+            kind, ins, cyc = line.split()
+            if kind == "mark":
+                out.append(Counts(int(ins), int(cyc)))
+            elif kind == "total":
+                self.total = Counts(int(ins), int(cyc))
+        return out
+
+    def regions(self) -> list[Counts]:
+        m = self.marks()
+        if len(m) % 2:
+            raise RuntimeError(f"{self.path}: {len(m)} marks since the last read, expected "
+                               "pairs (one timer read before and one after each region)")
+        return [m[i + 1] - m[i] for i in range(0, len(m), 2)]
+
+
+def qemu_command(elf, board: str | Board = DEFAULT_BOARD, icount: bool = True,
+                 counts=None) -> list[str]:
+    """counts: a file for the cycles plugin's marks (None: no plugin)."""
     b = get_board(board)
     # No -nodefaults: with it, UART input through the stdio chardev was intermittently lost
     # (seen in about 1 run in 7).
@@ -138,22 +219,25 @@ def qemu_command(elf, board: str | Board = DEFAULT_BOARD, icount: bool = True) -
            "-chardev", "stdio,id=s0,signal=off", "-serial", "chardev:s0", "-kernel", str(elf)]
     if icount:
         cmd[1:1] = ["-icount", f"shift={ICOUNT_SHIFT}"]
+    if counts is not None:
+        cmd += plugin_args(elf, counts)
     return cmd
 
 
 def run_elf(elf, board: str | Board = DEFAULT_BOARD, timeout: float = 60.0,
             stdin: bytes = b"", icount: bool = True,
-            stdin_after: bytes | None = None) -> RunResult:
+            stdin_after: bytes | None = None, counts=None) -> RunResult:
     """Run an ELF on QEMU; returns its exit status (semihosting) and UART output. On timeout
     the QEMU process (and only it) is killed and ``timed_out`` is set.
 
     The emulated UART drops bytes that arrive before the firmware has enabled its receiver
     (hal_init), and QEMU may deliver stdin before the first guest instruction runs: a program
     that reads input should print a marker once ready and pass it as `stdin_after`, so stdin is
-    written only after the marker appears on the UART."""
+    written only after the marker appears on the UART. `counts`: run with the cycles plugin,
+    its marks written to that file (read it with CountsFile)."""
     if shutil.which(QEMU) is None:
         raise ToolMissing(f"{QEMU} not found: apt-get install qemu-system-arm")
-    proc = subprocess.Popen(qemu_command(elf, board, icount), stdin=subprocess.PIPE,
+    proc = subprocess.Popen(qemu_command(elf, board, icount, counts), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # stdin stays open until QEMU exits: its stdio chardev may drop input still pending
     # when it sees end-of-file.

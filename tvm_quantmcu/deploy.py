@@ -118,13 +118,17 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     labels = test.labels[:n]
     ref, flags = reference(imp.graph, pol, x_q)
     bar = bar_factory(n, f"deploy {board}") if bar_factory else None
-    outs, ticks = [], []
+    outs, ticks, cycles = [], [], []
     with project.session(expected_hash=gen.hash) as client:
         counter = client.info().counter_name
         for i in range(n):
             o, timing = client.infer(x_q[i].tobytes())
             outs.append(np.frombuffer(o, np.uint8).astype(np.int32))
             ticks.append(timing.ticks_per_run)
+            if spec.template == "qemu":
+                runs = project.modelled_cycles()    # one per run (a resent RUN adds one)
+                if runs:
+                    cycles.append(float(np.mean(runs)))
             if bar is not None:
                 bar.update(1)
     if bar is not None:
@@ -142,6 +146,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
         "outlier_patch_rate": float(flags.mean()) if flags.size else 0.0,
         "counter": counter,
         "instructions_per_inference": None,
+        "cycles_per_inference": None,
         "arena_bytes": gen.arena_bytes,
         "predicted_peak_sram_bytes": gen.meta["predicted_peak_sram_bytes"],
         "flash_bytes": None,
@@ -151,6 +156,9 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
         instr = np.array([project.instructions(t) for t in ticks], np.float64)
         res["instructions_per_inference"] = int(round(instr.mean()))
         res["instructions_min_max"] = [int(instr.min()), int(instr.max())]
+        if len(cycles) == n:       # Cortex-M4 boards with the cycles plugin built
+            res["cycles_per_inference"] = int(round(float(np.mean(cycles))))
+            res["cycle_model"] = "cortex-m4 (micro_project/qemu_plugin)"
     else:
         res["host_ns_per_inference"] = float(np.mean(ticks))
     res["arena_bytes_linked"] = linked_symbol_size(

@@ -54,6 +54,8 @@ class QemuProject(ProjectAPIHandler):
                       optional=("flash",)),
         ProjectOption("icount", "deterministic instruction-count timing (-icount shift=6)",
                       "bool", True, optional=("flash",)),
+        ProjectOption("cycles", "modelled Cortex-M4 cycles of each run (QEMU plugin; M4 boards)",
+                      "bool", True, optional=("flash",)),
         ProjectOption("time_limit", "seconds after which QEMU is killed in any case", "int",
                       600, optional=("flash",)),
     )
@@ -108,7 +110,11 @@ class QemuProject(ProjectAPIHandler):
         if not self.elf.exists():
             raise ProjectError(f"{self.elf} does not exist: build() first")
         self.close_transport()
-        argv = board_layer.qemu_command(self.elf, self.board, icount=o["icount"])
+        self._counts = None
+        if o["cycles"] and self.board.models_cycles and board_layer.cycle_plugin() is not None:
+            self._counts = board_layer.CountsFile(self.elf.parent / "counts.txt")
+        argv = board_layer.qemu_command(self.elf, self.board, icount=o["icount"],
+                                        counts=self._counts and self._counts.path)
         self._port = None
         if o["serial"] == "socket":
             self._port = o["port"] or _free_port()
@@ -167,6 +173,12 @@ class QemuProject(ProjectAPIHandler):
     def instructions(self, ticks: float) -> int:
         """Board timer ticks → guest instructions (valid with icount on)."""
         return self.board.instructions(ticks)
+
+    def modelled_cycles(self) -> list[int]:
+        """Modelled Cortex-M4 cycles of each timed run (RUN / RUN_KERNEL repeat) answered
+        since the previous call; empty when QEMU runs without the cycles plugin."""
+        counts = getattr(self, "_counts", None)
+        return [r.cycles for r in counts.regions()] if counts is not None else []
 
     def timeouts(self) -> TransportTimeouts:
         return TransportTimeouts(1.0, 10.0, 30.0)

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from helpers import have, requires_dataset
+from micro_project import qemu
 from tvm_quantmcu.cli import main
 
 pytestmark = requires_dataset
@@ -41,6 +42,9 @@ def test_qemu_m4_deploy_counts_instructions(tmp_path, capsys):
     assert res["instructions_per_inference"] > 1_000_000
     lo, hi = res["instructions_min_max"]
     assert 0 < lo <= res["instructions_per_inference"] <= hi
+    if qemu.cycle_plugin() is not None:      # built by .ci/setup
+        assert res["instructions_per_inference"] < res["cycles_per_inference"] \
+            < 3 * res["instructions_per_inference"]
     assert res["flash_bytes"] > res["flash_sections"]["weights"] > 0
 
 

@@ -90,6 +90,8 @@ def run(args) -> int:
         instr = res["instructions_per_inference"]
         speed = f"{instr:,} instructions/inference" if instr else \
             f"{res.get('host_ns_per_inference', 0) / 1e6:.2f} ms/inference (host wall time)"
+        if res.get("cycles_per_inference"):
+            speed += f", {res['cycles_per_inference']:,} modelled Cortex-M4 cycles"
         flash = f"{res['flash_bytes']:,} B" if res["flash_bytes"] else "n/a"
         print(f"{res['model']} {res['policy']} on {res['board']}: device top-1 "
               f"{res['device_top1']:.4f} (reference {res['reference_top1']:.4f}) on "

@@ -123,11 +123,31 @@ def qemu_program(cases: list[Case], repeat: int = 1) -> str:
 @dataclass
 class QemuCaseResult:
     mismatches: int
-    instructions: int
+    instructions: int                      # from the board timer under -icount
+    cycles: int | None = None              # modelled Cortex-M4 cycles (cycles plugin)
+    counted_instructions: int | None = None  # the plugin's own instruction count
+
+
+def _plugin_counts(regions, n_cases: int, repeat: int) -> list[tuple[int, int]]:
+    """(cycles, instructions) per case from the plugin's regions: the first region is the
+    empty timed region (overhead), then `repeat` regions per case; the fastest repeat counts."""
+    if len(regions) != 1 + n_cases * repeat:
+        raise RuntimeError(f"cycles plugin saw {len(regions)} timed regions, expected "
+                           f"{1 + n_cases * repeat}")
+    over = regions[0]
+    out = []
+    for i in range(n_cases):
+        best = min((r - over for r in regions[1 + i * repeat:1 + (i + 1) * repeat]),
+                   key=lambda c: c.cycles)
+        out.append((best.cycles, best.instructions))
+    return out
 
 
 def run_qemu(cases: list[Case], out_dir, board: str = "mps2-an386", repeat: int = 1,
-             timeout: float = 120.0, opt: str = "-O2") -> list[QemuCaseResult]:
+             timeout: float = 120.0, opt: str = "-O2",
+             cycles: bool | None = None) -> list[QemuCaseResult]:
+    """Run `cases` in one QEMU program. cycles: also count modelled Cortex-M4 cycles with the
+    QEMU plugin (None: when the plugin is built and the board is a Cortex-M4; True: required)."""
     from micro_project import qemu
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +160,12 @@ def run_qemu(cases: list[Case], out_dir, board: str = "mps2-an386", repeat: int 
     b = qemu.get_board(board)
     elf = qemu.build_elf(srcs, b, out, opt=opt, defines=(),
                          extra_cflags=("-Wl,--defsym=STACK_SIZE=0x40000",))
-    r = qemu.run_elf(elf, b, timeout=timeout)
+    if cycles is None:
+        cycles = b.models_cycles and qemu.cycle_plugin() is not None
+    if cycles and not b.models_cycles:
+        raise ValueError(f"modelled cycles are Cortex-M4 cycles; board {b.name} is a {b.cpu}")
+    counts = out / "counts.txt" if cycles else None
+    r = qemu.run_elf(elf, b, timeout=timeout, counts=counts)
     if r.timed_out:
         raise RuntimeError(f"QEMU timed out after {timeout}s running {elf}")
     res = {}
@@ -151,4 +176,8 @@ def run_qemu(cases: list[Case], out_dir, board: str = "mps2-an386", repeat: int 
     if len(res) != len(cases):
         raise RuntimeError(f"QEMU run of {elf} reported {len(res)} of {len(cases)} cases "
                            f"(exit {r.exit_code}):\n{r.text[-2000:]}")
+    if counts is not None:
+        per_case = _plugin_counts(qemu.CountsFile(counts).regions(), len(cases), repeat)
+        for i, (cyc, ins) in enumerate(per_case):
+            res[i].cycles, res[i].counted_instructions = cyc, ins
     return [res[i] for i in range(len(cases))]
