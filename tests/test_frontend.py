@@ -43,9 +43,25 @@ def test_imagenet_mobilenetv2_imports():
     assert sum(g.macs(l) for l in g.layers) == 300_774_272   # 300.8 M MACs (the paper's 300 M)
 
 
-def test_unsupported_op_is_named():
-    class MaxNet(torch.nn.Module):
+def test_unsupported_op_names_the_torch_module_the_op_and_a_way_out():
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+            self.act = torch.nn.GELU()
+
         def forward(self, x):
-            return torch.nn.functional.max_pool2d(x, 2)
-    with pytest.raises(frontend.UnsupportedOpError, match="max_pool2d"):
-        frontend.import_model(MaxNet(), (1, 8, 8))
+            return self.act(self.conv(x))
+
+    class GeluNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Sequential(Block())
+
+        def forward(self, x):
+            return self.features(x).mean((2, 3))
+    with pytest.raises(frontend.UnsupportedOpError) as e:
+        frontend.import_model(GeluNet(), (1, 8, 8))
+    msg = str(e.value)
+    assert "features.0.act (GELU)" in msg and "'gelu'" in msg
+    assert "Supported:" in msg and "max/avg pooling" in msg and "Replace it" in msg

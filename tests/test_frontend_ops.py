@@ -3,6 +3,7 @@ stays close to it."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tvm_quantmcu import frontend, graph
@@ -62,3 +63,80 @@ def test_view_flatten_matches_torch():
     x = _images((1, 14, 14))
     _, g = frontend.import_model(model, (1, 14, 14))
     assert np.abs(graph.run_float(g, x) - _torch(model, x)).max() <= 1e-4
+
+
+def test_self_check_catches_a_wrong_flattening(monkeypatch):
+    torch.manual_seed(2)
+    model = FlattenNet()
+    monkeypatch.setattr(frontend, "torch_flatten_to_nhwc", lambda w, chw: w)   # the old bug
+    with pytest.raises(frontend.ImportCheckError, match=r"first diverging layer: l1 \(dense"):
+        frontend.import_model(model, (1, 14, 14))
+
+
+class CommonOpsNet(nn.Module):
+    """Normalisation in forward, an explicit pad, BatchNorm outside a Sequential, Hardtanh,
+    max pooling with padding, a concat, F.pad before an average pool, dropout, identity."""
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((1, 1, 1, 1))
+        self.c1 = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.act = nn.Hardtanh(0, 6)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.c3 = nn.Conv2d(8, 4, 1)
+        self.drop = nn.Dropout(0.2)
+        self.id = nn.Identity()
+        self.fc = nn.Linear(12 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = (x - torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1)) / 0.25
+        x = self.act(self.bn(self.c1(self.pad(x))))
+        x = F.max_pool2d(x, 3, 2, 1)
+        y = torch.cat([F.relu(self.c2(x)), self.c3(x)], 1)
+        y = F.avg_pool2d(F.pad(y, (0, 1, 0, 1)), 2)
+        return self.fc(torch.flatten(self.drop(self.id(y)), 1))
+
+
+def _with_statistics(model):
+    torch.manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 2)
+                m.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def test_common_mcu_ops_import_and_match_torch():
+    model = _with_statistics(CommonOpsNet())
+    x = _images((3, 16, 16), n=16)
+    _, g = frontend.import_model(model, (3, 16, 16))
+    assert [l.kind for l in g.layers] == ["conv", "maxpool", "conv", "pointwise", "concat",
+                                          "avgpool", "dense"]
+    first = g.layers[0]
+    assert first.padding == (1, 1, 1, 1) and first.act == "relu6"
+    assert g.layers[1].padding == (1, 1, 1, 1) and g.layers[5].padding == (0, 0, 1, 1)
+    np.testing.assert_allclose(g.input_offset, [0.4, 0.5, 0.6], atol=1e-6)
+    want = _torch(model, x)
+    assert np.abs(graph.run_float(g, x) - want).max() <= 1e-4
+    assert np.abs(_int8_float(g, x) - want).max() <= 0.05 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("why, forward", [
+    ("zero-padded map", lambda m, x: F.max_pool2d(F.pad(m.c(x), (1, 1, 1, 1)), 2)),
+    ("multiplying or dividing a feature map", lambda m, x: m.c(x).mean((2, 3)) * 2.0),
+    ("BatchNorm", lambda m, x: m.bn(torch.relu(m.c(x))).mean((2, 3))),
+])
+def test_unsupported_patterns_are_named(why, forward):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 4, 3)
+            self.bn = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return forward(self, x)
+    with pytest.raises(frontend.UnsupportedOpError, match=why):
+        frontend.import_model(Net().eval(), (1, 8, 8))

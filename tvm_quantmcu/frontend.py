@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ import torch
 from . import models
 from .graph import Graph, Layer
 from .models.blocks import fold_batchnorm
+from .import_check import ImportCheckError, check_graph, check_supported  # noqa: F401
 
 
 class UnsupportedOpError(NotImplementedError):
@@ -33,6 +35,7 @@ def to_relax(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: bool
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ep = torch.export.export(model, (x,))
+    check_supported(ep, UnsupportedOpError)
     return from_exported_program(ep, keep_params_as_input=False, unwrap_unit_return_tuple=True)
 
 
@@ -72,13 +75,308 @@ def torch_flatten_to_nhwc(w: np.ndarray, chw: tuple[int, int, int]) -> np.ndarra
         w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1))
 
 
-def from_relax(mod, func: str = "main") -> Graph:
-    """Read the layer graph off a Relax module produced by :func:`to_relax`.
+SUPPORTED = ("conv2d (+ bias, BatchNorm, ReLU/ReLU6/Hardtanh(0, 6)), linear after flatten, "
+             "residual add, channel concat, avg/max pooling, global average pooling, "
+             "zero padding before a conv/avg pool, input normalisation by constants before "
+             "the first conv, dropout/identity")
 
-    Recognised: conv2d (+ bias add) (+ clip 0..6 / relu), residual add, mean over H,W or
-    avg_pool2d, reshape/flatten, dense (permute_dims + matmul + bias add). Anything else raises
-    UnsupportedOpError naming the op.
-    """
+
+@dataclass
+class _Affine:
+    """a·image + b per input channel: an input normalisation not yet folded."""
+    a: np.ndarray
+    b: np.ndarray
+
+
+@dataclass
+class _Padded:
+    """A zero-padded value (top, left, bottom, right) waiting for its conv / avg pool."""
+    src: object
+    pad: tuple[int, int, int, int]
+
+
+class _Reader:
+    """Walks the bindings of one Relax function and builds the layer graph.
+
+    Values are tracked per Relax var: a graph tensor (its name), a constant, a pending input
+    normalisation, a pending zero pad, a tuple, or nothing the layers may read (the unused
+    indices of max pooling)."""
+
+    def __init__(self, f, fail):
+        from tvm import relax
+        self.relax, self.fail = relax, fail
+        self.values: dict = {}
+        self.layers: list[Layer] = []
+        self.by_output: dict[str, Layer] = {}
+        self.uses: dict = {}
+        self.input_offset = None
+        self.layer_var: dict[str, object] = {}       # layer name → var of its final value
+
+        def count_uses(e):
+            if isinstance(e, relax.Var):
+                self.uses[e] = self.uses.get(e, 0) + 1
+        self.bindings = [b for blk in f.body.blocks for b in blk.bindings]
+        for b in self.bindings:
+            relax.analysis.post_order_visit(b.value, count_uses)
+
+    # ---- values
+    def value(self, e):
+        c = _const(e)
+        if c is not None:
+            return c
+        if isinstance(e, self.relax.Var):
+            return self.values.get(e)
+        if hasattr(e, "value"):              # a PrimValue (the bounds of a clip)
+            return np.asarray(float(e.value))
+        return None
+
+    def tensor(self, e, v, what: str) -> str:
+        val = self.value(e)
+        if isinstance(val, str):
+            return val
+        if isinstance(val, _Affine):
+            self.fail(v, f"{what} reads the normalised input; only a convolution may")
+        if isinstance(val, _Padded):
+            self.fail(v, f"{what} reads a zero-padded map; only a convolution or an average "
+                         "pool may")
+        self.fail(v, f"{what} reads a value that is not a feature map")
+
+    def producer(self, e) -> Layer | None:
+        val = self.value(e)
+        return self.by_output.get(val) if isinstance(val, str) else None
+
+    def new_layer(self, v, **kw) -> Layer:
+        name = f"l{len(self.layers)}"
+        lay = Layer(name=name, output=name, **kw)
+        self.layers.append(lay)
+        self.by_output[name] = lay
+        self.values[v] = name
+        self.layer_var[name] = v
+        return lay
+
+    def extend(self, v, lay: Layer) -> None:
+        """v is `lay`'s output with a fused step (bias, BatchNorm, activation) applied."""
+        self.values[v] = lay.output
+        self.layer_var[lay.name] = v
+
+    def fusable(self, e, v, what: str, ops=("conv2d", "dense")) -> Layer:
+        lay = self.producer(e)
+        if lay is None or lay.op not in ops or lay.act or self.uses.get(e, 0) != 1:
+            self.fail(v, f"{what} must directly follow a {' or '.join(ops)} layer that "
+                         "nothing else reads")
+        return lay
+
+    # ---- ops
+    def read(self, v, e, op: str, args: list) -> None:
+        a = e.attrs
+        if op == "relax.nn.conv2d":
+            self.conv2d(v, e, args)
+        elif op == "relax.reshape":
+            src = self.value(args[0])
+            if isinstance(src, str):
+                src_shape, dst_shape = _ints(args[0].ty.shape), _ints(v.ty.shape)
+                if len(dst_shape) != 2 or dst_shape[0] != src_shape[0]:
+                    self.fail(v, f"reshape {src_shape} → {dst_shape}: only flattening a "
+                                 "feature map to (N, C·H·W) is supported")
+                self.values[v] = src
+                self.flattened[v] = src_shape[1:]
+            elif isinstance(src, np.ndarray):
+                self.values[v] = src.reshape(_ints(v.ty.shape))
+            else:
+                self.fail(v, "reshape of an unsupported value")
+        elif op == "relax.permute_dims":
+            c = self.value(args[0])
+            if not isinstance(c, np.ndarray):
+                self.fail(v, "transposing a feature map is not supported")
+            self.values[v] = np.transpose(c, None if a.axes is None else _ints(a.axes))
+        elif op == "relax.matmul":
+            w = self.value(args[1])
+            if not isinstance(w, np.ndarray):
+                self.fail(v, "the weight of a matmul must be a constant")
+            x = self.tensor(args[0], v, "linear")
+            w = w.T
+            if args[0] in self.flattened and len(self.flattened[args[0]]) == 3:
+                w = torch_flatten_to_nhwc(w, self.flattened[args[0]])
+            self.new_layer(v, op="dense", inputs=[x], weight=w.astype(np.float32))
+        elif op in ("relax.add", "relax.subtract", "relax.multiply", "relax.divide"):
+            self.arith(v, op, args)
+        elif op == "relax.nn.batch_norm":
+            self.batch_norm(v, e, args)
+        elif op in ("relax.clip", "relax.nn.relu", "relax.nn.relu6"):
+            if op == "relax.clip":
+                lo, hi = float(self.value(args[1])), float(self.value(args[2]))
+                act = "relu6" if (lo, hi) == (0.0, 6.0) else "relu" if lo == 0 and hi > 1e30 \
+                    else None
+                if act is None:
+                    self.fail(v, f"clamp to [{lo}, {hi}]: only ReLU and ReLU6 / Hardtanh(0, 6)")
+            else:
+                act = "relu6" if op.endswith("relu6") else "relu"
+            lay = self.producer(args[0])
+            if lay is None or lay.act or lay.op == "concat" or self.uses.get(args[0], 0) != 1:
+                self.fail(v, "an activation must directly follow one layer that nothing "
+                             "else reads")
+            lay.act = act
+            self.extend(v, lay)
+        elif op == "relax.nn.pad":
+            self.pad(v, e, args)
+        elif op == "relax.mean":
+            axes = sorted(int(x) % 4 for x in a.axis)
+            if axes != [2, 3]:
+                self.fail(v, f"mean over axes {axes}: only over H and W (global pooling)")
+            _, _, h, w = _ints(args[0].ty.shape)
+            self.new_layer(v, op="avgpool", inputs=[self.tensor(args[0], v, "mean")],
+                           kernel=(h, w), stride=(h, w))
+        elif op in ("relax.nn.avg_pool2d", "relax.nn.max_pool2d"):
+            self.pool(v, e, op, args)
+        elif op == "relax.nn.adaptive_avg_pool2d":
+            _, _, h, w = _ints(args[0].ty.shape)
+            if _ints(a.output_size) != (1, 1):
+                self.fail(v, "adaptive average pooling to more than 1×1")
+            self.new_layer(v, op="avgpool", inputs=[self.tensor(args[0], v, "pool")],
+                           kernel=(h, w), stride=(h, w))
+        elif op == "relax.concat":
+            parts = list(args[0].fields) if isinstance(args[0], self.relax.Tuple) \
+                else self.value(args[0])
+            if int(a.axis) % 4 != 1 or not isinstance(parts, list):
+                self.fail(v, f"concat along axis {a.axis}: only channels (axis 1)")
+            self.new_layer(v, op="concat", inputs=[self.tensor(p, v, "concat") for p in parts])
+        elif op == "relax.zeros_like":
+            self.values[v] = None            # max pooling's unused indices
+        else:
+            self.fail(v, "not supported")
+
+    def conv2d(self, v, e, args):
+        a = e.attrs
+        if a.data_layout != "NCHW" or a.kernel_layout != "OIHW":
+            self.fail(v, f"layout {a.data_layout}/{a.kernel_layout}")
+        w = self.value(args[1])
+        if not isinstance(w, np.ndarray):
+            self.fail(v, "the weight of a convolution must be a constant")
+        w = w.astype(np.float32)
+        p = _ints(a.padding)
+        pad = (p[0], p[1], p[2], p[3])
+        src = self.value(args[0])
+        if isinstance(src, _Padded):
+            pad = tuple(x + y for x, y in zip(pad, src.pad))
+            src = self.value(src.src)
+        if isinstance(src, _Affine):
+            # a·(x − m) with m = −b/a: a is folded into the weights (exact, it commutes with
+            # zero padding); m stays the graph's input offset.
+            if self.input_offset is not None or int(a.groups) != 1:
+                self.fail(v, "input normalisation can only be folded into one ordinary conv")
+            if np.any(src.a == 0):
+                self.fail(v, "input normalisation multiplies a channel by 0")
+            w = w * src.a.astype(np.float32)[None, :, None, None]
+            self.input_offset = (-src.b / src.a).astype(np.float32)
+            src = "input"
+        if not isinstance(src, str):
+            self.fail(v, "a convolution must read a feature map")
+        self.new_layer(v, op="conv2d", inputs=[src], weight=w, stride=_ints(a.strides),
+                       padding=pad, dilation=_ints(a.dilation), groups=int(a.groups))
+
+    def arith(self, v, op, args):
+        lhs, rhs = (self.value(x) for x in args)
+        if isinstance(lhs, str) and isinstance(rhs, str):
+            if op != "relax.add":
+                self.fail(v, "only addition of two feature maps")
+            self.new_layer(v, op="add", inputs=[lhs, rhs])
+            return
+        const_first = isinstance(lhs, np.ndarray)
+        act, c, act_e = (rhs, lhs, args[1]) if const_first else (lhs, rhs, args[0])
+        if not isinstance(c, np.ndarray):
+            self.fail(v, "arithmetic on unsupported values")
+        if act == "input" or isinstance(act, _Affine):
+            self.affine(v, op, act, np.asarray(c, np.float64), const_first)
+            return
+        if op != "relax.add":
+            self.fail(v, "only a constant bias may be added to a layer's output "
+                         "(multiplying or dividing a feature map by a constant is supported "
+                         "only on the input)")
+        lay = self.fusable(act_e, v, "a constant add (bias)")
+        if lay.bias is not None:
+            self.fail(v, "a second bias")
+        lay.bias = c.reshape(-1).astype(np.float32)
+        if lay.bias.size not in (1, lay.weight.shape[0]):
+            self.fail(v, f"bias of {lay.bias.size} values for {lay.weight.shape[0]} channels")
+        lay.bias = np.broadcast_to(lay.bias, (lay.weight.shape[0],)).copy()
+        self.extend(v, lay)
+
+    def affine(self, v, op, act, c, const_first):
+        chans = self.in_shape[0]
+        if c.size not in (1, chans):
+            self.fail(v, f"input normalisation by a constant of shape {c.shape}: only a "
+                         "scalar or one value per channel")
+        k = np.broadcast_to(c.reshape(-1), (chans,)).astype(np.float64)
+        cur = act if isinstance(act, _Affine) else _Affine(np.ones(chans), np.zeros(chans))
+        if op == "relax.add":
+            new = _Affine(cur.a, cur.b + k)
+        elif op == "relax.subtract":
+            new = _Affine(-cur.a, k - cur.b) if const_first else _Affine(cur.a, cur.b - k)
+        elif op == "relax.multiply":
+            new = _Affine(cur.a * k, cur.b * k)
+        elif const_first:
+            self.fail(v, "dividing a constant by the input")
+        else:
+            new = _Affine(cur.a / k, cur.b / k)
+        self.values[v] = new
+
+    def batch_norm(self, v, e, args):
+        lay = self.fusable(args[0], v, "BatchNorm", ops=("conv2d",))
+        gamma, beta, mean, var = (self.value(x) for x in args[1:5])
+        if int(e.attrs.axis) % 4 != 1 or any(not isinstance(x, np.ndarray)
+                                             for x in (gamma, beta, mean, var)):
+            self.fail(v, "BatchNorm over channels with constant statistics (eval mode)")
+        s = gamma.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(e.attrs.epsilon))
+        lay.weight = (lay.weight * s[:, None, None, None]).astype(np.float32)
+        b = np.zeros(len(s)) if lay.bias is None else lay.bias.astype(np.float64)
+        lay.bias = ((b - mean) * s + beta).astype(np.float32)
+        self.values[v] = [lay.output, None, None]
+        self.layer_var[lay.name] = v
+
+    def pad(self, v, e, args):
+        a = e.attrs
+        pw = _ints(a.pad_width)
+        if str(a.pad_mode) != "constant" or float(a.pad_value) != 0.0 or any(pw[:4]) \
+                or min(pw) < 0:
+            self.fail(v, "only zero padding of H and W")
+        src = self.value(args[0])
+        if isinstance(src, _Padded):
+            prev = src.pad
+            args0, src = src.src, None
+        else:
+            prev, args0 = (0, 0, 0, 0), args[0]
+        if src is not None and not isinstance(src, (str, _Affine)):
+            self.fail(v, "padding of an unsupported value")
+        t, b, le, r = pw[4:8]
+        self.values[v] = _Padded(args0, tuple(x + y for x, y in zip(prev, (t, le, b, r))))
+
+    def pool(self, v, e, op, args):
+        a = e.attrs
+        if a.ceil_mode or _ints(a.dilation) != (1, 1):
+            self.fail(v, "pooling with ceil_mode or dilation")
+        p = _ints(a.padding)
+        pad = (p[0], p[1], p[2], p[3])
+        src = self.value(args[0])
+        kind = "avgpool" if op.endswith("avg_pool2d") else "maxpool"
+        if isinstance(src, _Padded):
+            if kind == "maxpool":
+                self.fail(v, "max pooling of a zero-padded map (zero is not below every "
+                             "value); pad in the pooling instead")
+            pad = tuple(x + y for x, y in zip(pad, src.pad))
+            src = self.value(src.src)
+            if any(p) and not a.count_include_pad:
+                self.fail(v, "average pooling excluding its own padding after an explicit pad")
+        elif kind == "avgpool" and not a.count_include_pad and any(pad):
+            self.fail(v, "average pooling that excludes the padding (count_include_pad=False)")
+        if not isinstance(src, str):
+            self.fail(v, "pooling must read a feature map")
+        self.new_layer(v, op=kind, inputs=[src], kernel=_ints(a.pool_size),
+                       stride=_ints(a.strides), padding=pad)
+
+
+def read_layers(mod, func: str = "main") -> tuple[Graph, dict]:
+    """(layer graph, layer name → Relax var holding its output) of a Relax module made by
+    :func:`to_relax`. Raises UnsupportedOpError naming the Relax binding and op."""
     from tvm import relax
 
     f = mod[func]
@@ -88,156 +386,59 @@ def from_relax(mod, func: str = "main") -> Graph:
     in_shape = _ints(x.ty.shape)
     if len(in_shape) != 4:
         raise UnsupportedOpError(f"input {x.name} has shape {in_shape}; NCHW expected")
+    current = {}
 
-    tensors: dict = {x: "input"}       # Relax var → graph tensor name
-    consts: dict = {}                  # Relax var → numpy array (reshaped/transposed consts)
-    flattened: dict = {}               # Relax var → (C, H, W) of the map it flattens
-    layers: list[Layer] = []
-    by_output: dict[str, Layer] = {}
-    uses: dict = {}
-    out_var = None
+    def fail(v, why):
+        raise UnsupportedOpError(f"op {current.get('op')} (binding {v.name}): {why}. "
+                                 f"Supported: {SUPPORTED}")
 
-    bindings = [b for blk in f.body.blocks for b in blk.bindings]
-
-    def count_uses(e):
-        if isinstance(e, relax.Var):
-            uses[e] = uses.get(e, 0) + 1
-    for b in bindings:
-        relax.analysis.post_order_visit(b.value, count_uses)
-
-    def value_of(e):
-        c = _const(e)
-        if c is not None:
-            return c
-        return consts.get(e)
-
-    for b in bindings:
+    r = _Reader(f, fail)
+    r.in_shape = in_shape[1:]
+    r.flattened = {}
+    r.values[x] = "input"
+    for b in r.bindings:
         v, e = b.var, b.value
         if isinstance(e, relax.Var):
-            if e in tensors:
-                tensors[v] = tensors[e]
-            elif e in consts:
-                consts[v] = consts[e]
-            out_var = v
-            continue
-        if not isinstance(e, relax.Call):
-            raise UnsupportedOpError(f"binding {v.name}: {type(e).__name__} not supported")
-        op = e.op.name if hasattr(e.op, "name") else str(e.op)
-        args = list(e.args)
-        name = f"l{len(layers)}"
-
-        def new_layer(**kw) -> None:
-            lay = Layer(name=name, output=name, **kw)
-            layers.append(lay)
-            by_output[lay.output] = lay
-            tensors[v] = lay.output
-
-        if op == "relax.nn.conv2d":
-            a = e.attrs
-            if a.data_layout != "NCHW" or a.kernel_layout != "OIHW":
-                raise UnsupportedOpError(f"conv2d {v.name}: layout {a.data_layout}")
-            w = value_of(args[1])
-            if w is None or args[0] not in tensors:
-                raise UnsupportedOpError(f"conv2d {v.name}: weight must be a constant")
-            p = _ints(a.padding)
-            new_layer(op="conv2d", inputs=[tensors[args[0]]], weight=w.astype(np.float32),
-                      stride=_ints(a.strides), padding=(p[0], p[1], p[2], p[3]),
-                      dilation=_ints(a.dilation), groups=int(a.groups))
-        elif op == "relax.reshape":
-            if args[0] in tensors:
-                src_shape = _ints(args[0].ty.shape)
-                dst_shape = _ints(v.ty.shape)
-                if len(src_shape) == 4 and (len(dst_shape) != 2 or dst_shape[0] != src_shape[0]):
-                    raise UnsupportedOpError(
-                        f"reshape {v.name} {src_shape} → {dst_shape}: only flattening "
-                        "a feature map to (N, C·H·W) is supported")
-                tensors[v] = tensors[args[0]]
-                if len(src_shape) == 4:
-                    flattened[v] = src_shape[1:]
-            else:
-                c = value_of(args[0])
-                if c is None:
-                    raise UnsupportedOpError(f"reshape {v.name} of unknown value")
-                consts[v] = c.reshape(-1)
-        elif op == "relax.permute_dims":
-            c = value_of(args[0])
-            if c is None:
-                raise UnsupportedOpError(f"permute_dims {v.name} of an activation")
-            axes = None if e.attrs.axes is None else _ints(e.attrs.axes)
-            consts[v] = np.transpose(c, axes)
-        elif op == "relax.matmul":
-            w = value_of(args[1])
-            if w is None or args[0] not in tensors:
-                raise UnsupportedOpError(f"matmul {v.name}: weight must be a constant")
-            w = w.T
-            if args[0] in flattened:
-                w = torch_flatten_to_nhwc(w, flattened[args[0]])
-            new_layer(op="dense", inputs=[tensors[args[0]]], weight=w.astype(np.float32))
-        elif op == "relax.add":
-            lhs, rhs = args
-            if lhs in tensors and rhs in tensors:
-                new_layer(op="add", inputs=[tensors[lhs], tensors[rhs]])
-            else:
-                act_side, c = (lhs, value_of(rhs)) if lhs in tensors else (rhs, value_of(lhs))
-                prod = by_output.get(tensors.get(act_side))
-                if c is None or prod is None or prod.op not in ("conv2d", "dense") \
-                        or prod.bias is not None or prod.act or uses.get(act_side, 0) != 1:
-                    raise UnsupportedOpError(f"add {v.name}: only a bias after conv/dense")
-                prod.bias = c.reshape(-1).astype(np.float32)
-                tensors[v] = prod.output
-        elif op in ("relax.clip", "relax.nn.relu", "relax.nn.relu6"):
-            src = args[0]
-            prod = by_output.get(tensors.get(src))
-            if op == "relax.clip":
-                lo, hi = float(args[1].value), float(args[2].value)
-                act = "relu6" if (lo, hi) == (0.0, 6.0) else "relu" if lo == 0 and hi > 1e30 \
-                    else None
-                if act is None:
-                    raise UnsupportedOpError(f"clip {v.name} to [{lo}, {hi}]")
-            else:
-                act = "relu6" if op.endswith("relu6") else "relu"
-            if prod is None or prod.act or uses.get(src, 0) != 1:
-                raise UnsupportedOpError(f"{op} {v.name}: activation must follow one layer")
-            prod.act = act
-            tensors[v] = prod.output
-        elif op == "relax.mean":
-            axes = sorted(int(a) % 4 for a in e.attrs.axis)
-            if axes != [2, 3]:
-                raise UnsupportedOpError(f"mean {v.name} over axes {axes}")
-            _, _, h, w = _ints(args[0].ty.shape)
-            new_layer(op="avgpool", inputs=[tensors[args[0]]], kernel=(h, w), stride=(h, w))
-        elif op == "relax.nn.avg_pool2d":
-            a = e.attrs
-            p = _ints(a.padding)
-            if a.ceil_mode or not a.count_include_pad and any(p):
-                raise UnsupportedOpError(f"avg_pool2d {v.name}: ceil_mode/exclude-pad")
-            new_layer(op="avgpool", inputs=[tensors[args[0]]], kernel=_ints(a.pool_size),
-                      stride=_ints(a.strides), padding=(p[0], p[1], p[2], p[3]))
-        elif op == "relax.nn.adaptive_avg_pool2d":
-            _, _, h, w = _ints(args[0].ty.shape)
-            if _ints(e.attrs.output_size) != (1, 1):
-                raise UnsupportedOpError(f"adaptive_avg_pool2d {v.name}: only 1×1 output")
-            new_layer(op="avgpool", inputs=[tensors[args[0]]], kernel=(h, w), stride=(h, w))
+            r.values[v] = r.values.get(e)
+            if e in r.flattened:
+                r.flattened[v] = r.flattened[e]
+        elif isinstance(e, relax.Tuple):
+            r.values[v] = [r.value(x) for x in e.fields]
+        elif isinstance(e, relax.TupleGetItem):
+            tup = r.value(e.tuple_value)
+            if not isinstance(tup, list):
+                fail(v, "indexing a value that is not a tuple")
+            r.values[v] = tup[int(e.index)]
+        elif isinstance(e, relax.Call):
+            current["op"] = e.op.name if hasattr(e.op, "name") else str(e.op)
+            r.read(v, e, current["op"], list(e.args))
         else:
-            raise UnsupportedOpError(
-                f"op {op} (binding {v.name}) is not supported by the layer graph; "
-                "supported: conv2d, add, clip/relu/relu6, mean/avg_pool2d, matmul (dense)")
-        out_var = v
-
+            fail(v, f"{type(e).__name__} bindings")
     out = f.body.body
-    if isinstance(out, relax.Var) and out in tensors:
-        out_tensor = tensors[out]
-    elif out_var is not None and out_var in tensors:
-        out_tensor = tensors[out_var]
-    else:
+    out_tensor = r.values.get(out)
+    if not isinstance(out_tensor, str) or out_tensor == "input":
         raise UnsupportedOpError("the function's result is not a layer output")
-    return Graph("input", tuple(in_shape[1:]), layers, out_tensor)
+    g = Graph("input", tuple(in_shape[1:]), r.layers, out_tensor,
+              input_offset=r.input_offset)
+    return g, r.layer_var
 
 
-def import_model(model: torch.nn.Module, input_shape: tuple[int, int, int]):
-    """(Relax IRModule, layer graph) of a torch model."""
+def from_relax(mod, func: str = "main") -> Graph:
+    """Read the layer graph off a Relax module produced by :func:`to_relax` (see
+    :data:`SUPPORTED`). Anything else raises UnsupportedOpError naming the op."""
+    return read_layers(mod, func)[0]
+
+
+def import_model(model: torch.nn.Module, input_shape: tuple[int, int, int],
+                 check: bool = True):
+    """(Relax IRModule, layer graph) of a torch model. With `check`, the float layer graph is
+    run against the torch model on a few random inputs (ImportCheckError names the first
+    diverging layer)."""
     mod = to_relax(model, input_shape)
-    return mod, from_relax(mod)
+    graph = from_relax(mod)
+    if check:
+        check_graph(model, mod, graph, input_shape)
+    return mod, graph
 
 
 def load_zoo(name: str, checkpoint: str | None = None):

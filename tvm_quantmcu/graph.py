@@ -2,8 +2,9 @@
 
 Every stage after import (calibration, patch planning, search, the integer reference, code
 generation) works on this one small IR. A layer is a fused op: conv2d (incl. depthwise and
-pointwise) or dense with bias and optional ReLU/ReLU6, residual add, or average pooling.
-Tensors are named; shapes are (C, H, W) without the batch axis.
+pointwise) or dense with bias and optional ReLU/ReLU6, residual add, average or max pooling,
+or channel concatenation. Tensors are named; shapes are (C, H, W) without the batch axis.
+Maps are NHWC in memory, so a dense layer reads a flattened map in H, W, C order.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ ACTS = (None, "relu", "relu6")
 @dataclass
 class Layer:
     name: str
-    op: str                      # "conv2d" | "dense" | "add" | "avgpool"
+    op: str                      # conv2d | dense | add | avgpool | maxpool | concat
     inputs: list[str]
     output: str
     weight: np.ndarray | None = None   # conv: OIHW; dense: (out, in)
@@ -26,7 +27,7 @@ class Layer:
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)   # top, left, bottom, right
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
-    kernel: tuple[int, int] = (1, 1)   # avgpool window (conv: from the weight)
+    kernel: tuple[int, int] = (1, 1)   # pooling window (conv: from the weight)
     act: str | None = None
 
     @property
@@ -36,7 +37,7 @@ class Layer:
 
     @property
     def kind(self) -> str:
-        """conv / depthwise / pointwise / dense / add / avgpool (for reports and kernels)."""
+        """conv / depthwise / pointwise / dense / add / avgpool / maxpool / concat."""
         if self.op != "conv2d":
             return self.op
         if self.is_depthwise:
@@ -59,6 +60,9 @@ class Graph:
     layers: list[Layer]
     output: str
     shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # Per input channel, subtracted from the [0, 1] image before the first layer: what is left
+    # of an input normalisation in `forward` once its scale is folded into the first layer.
+    input_offset: np.ndarray | None = None
 
     def __post_init__(self):
         if not self.shapes:
@@ -103,6 +107,10 @@ def out_shape(l: Layer, in_shapes: list[tuple[int, int, int]]) -> tuple[int, int
         return in_shapes[0]
     if l.op == "dense":
         return (int(l.weight.shape[0]), 1, 1)
+    if l.op == "concat":
+        if len({s[1:] for s in in_shapes}) != 1:
+            raise ValueError(f"{l.name}: concat of maps of different sizes {in_shapes}")
+        return (sum(s[0] for s in in_shapes), h, w)
     kh, kw = l.ksize()
     t, le, b, r = l.padding
     dh, dw = l.dilation if l.op == "conv2d" else (1, 1)
@@ -163,6 +171,22 @@ def avgpool_sum_nhwc(x: np.ndarray, kernel, stride, padding) -> np.ndarray:
     return conv2d_nhwc(x, w, stride, padding, (1, 1), c, dtype=x.dtype)
 
 
+def maxpool_nhwc(x: np.ndarray, kernel, stride, padding, pad_value) -> np.ndarray:
+    """Window maxima; the padding holds `pad_value` (below every value: torch pads with -inf)."""
+    n, h, wd, c = x.shape
+    t, le, b, r = padding
+    xp = np.pad(x, ((0, 0), (t, b), (le, r), (0, 0)), constant_values=pad_value)
+    oh = (h + t + b - kernel[0]) // stride[0] + 1
+    ow = (wd + le + r - kernel[1]) // stride[1] + 1
+    out = None
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            v = xp[:, i:i + stride[0] * (oh - 1) + 1:stride[0],
+                   j:j + stride[1] * (ow - 1) + 1:stride[1], :]
+            out = v if out is None else np.maximum(out, v)
+    return out
+
+
 def apply_act(y: np.ndarray, act: str | None) -> np.ndarray:
     if act == "relu":
         return np.maximum(y, 0)
@@ -185,15 +209,25 @@ def run_layer_float(l: Layer, xs: list[np.ndarray]) -> np.ndarray:
         y = xs[0] + xs[1]
     elif l.op == "avgpool":
         y = avgpool_sum_nhwc(xs[0], l.kernel, l.stride, l.padding) / float(np.prod(l.kernel))
+    elif l.op == "maxpool":
+        y = maxpool_nhwc(xs[0], l.kernel, l.stride, l.padding, -np.inf)
+    elif l.op == "concat":
+        y = np.concatenate(xs, axis=3)
     else:
         raise NotImplementedError(f"{l.name}: op {l.op}")
     return apply_act(y, l.act).astype(np.float32)
 
 
+def input_nhwc(g: Graph, x_nchw: np.ndarray) -> np.ndarray:
+    """The graph's float input: the NHWC image less the input offset."""
+    x = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)).astype(np.float32)
+    return x if g.input_offset is None else x - g.input_offset.astype(np.float32)
+
+
 def run_float(g: Graph, x_nchw: np.ndarray, keep: bool = False):
     """Run the float graph on N×C×H×W input. Returns the N×classes output, or with keep=True
     the dict of every tensor (NHWC)."""
-    env = {g.input: np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)).astype(np.float32)}
+    env = {g.input: input_nhwc(g, x_nchw)}
     uses = {t: sum(t in l.inputs for l in g.layers) for t in env}
     for l in g.layers:
         env[l.output] = run_layer_float(l, [env[i] for i in l.inputs])

@@ -35,7 +35,7 @@ def chains(draw):
         cur = l.output
 
     for _ in range(draw(st.integers(1, 5))):
-        kind = draw(st.sampled_from(["conv", "dw", "pool", "res"]))
+        kind = draw(st.sampled_from(["conv", "dw", "pool", "maxpool", "res", "cat"]))
         name = f"l{len(layers)}"
         ci, hi, wi = shape
         k = draw(st.integers(1, 7))
@@ -52,12 +52,19 @@ def chains(draw):
         elif kind == "dw":
             add(Layer(name, "conv2d", [cur], name, rng.normal(0, 0.5, (ci, 1, k, k)),
                       rng.normal(0, 0.1, ci), (s, s), pads, (d, d), ci, act=act))
-        elif kind == "pool":
+        elif kind in ("pool", "maxpool"):
             kp = min(k, 3)
             pp = tuple(min(p, kp // 2) for p in pads)
             if min(hi + pp[0] + pp[2], wi + pp[1] + pp[3]) < kp:
                 continue
-            add(Layer(name, "avgpool", [cur], name, stride=(s, s), padding=pp, kernel=(kp, kp)))
+            add(Layer(name, "avgpool" if kind == "pool" else "maxpool", [cur], name,
+                      stride=(s, s), padding=pp, kernel=(kp, kp)))
+        elif kind == "cat":                        # a 3×3 "same" conv beside its input
+            skip = cur
+            add(Layer(name, "conv2d", [cur], name, rng.normal(0, 0.5, (2, ci, 3, 3)),
+                      rng.normal(0, 0.1, 2), (1, 1), (1, 1, 1, 1), act=act))
+            n2 = f"l{len(layers)}"
+            add(Layer(n2, "concat", [skip, cur], n2))
         else:                                      # residual: "same" k×k conv, then add
             kr = draw(st.sampled_from([1, 3, 5, 7]))
             skip = cur

@@ -17,11 +17,12 @@ class UserError(Exception):
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that are the user's to fix (bad name, missing file, bad budget)."""
     from ..data import DatasetCorruptError, DatasetMissingError
+    from ..frontend import UnsupportedOpError
     from ..models import CheckpointError, UnknownModelError
     from ..quant.policy import PolicyMismatchError
     from ..search import SearchError
     return (UserError, UnknownModelError, CheckpointError, DatasetMissingError,
-            DatasetCorruptError, PolicyMismatchError, SearchError)
+            DatasetCorruptError, PolicyMismatchError, SearchError, UnsupportedOpError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from ..graph import Graph, Layer
 from . import memory
 from .geometry import Box, grid_boxes, layer_window
 
-PATCHABLE_OPS = ("conv2d", "add", "avgpool")
+PATCHABLE_OPS = ("conv2d", "add", "avgpool", "maxpool", "concat")
 
 
 class SplitError(ValueError):

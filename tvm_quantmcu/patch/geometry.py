@@ -80,10 +80,10 @@ def window_1d(o0: int, o1: int, kernel: int, stride: int, pad_before: int, dilat
 
 def layer_window(layer: Layer, out: Box, in_hw: tuple[int, int]) -> tuple[Box, tuple]:
     """(input box, border padding (top, left, bottom, right)) that computing `out` of a
-    conv2d / avgpool layer needs. Adds read their inputs on the output box itself."""
-    if layer.op == "add":
+    conv2d / pooling layer needs. Adds and concats read their inputs on the output box."""
+    if layer.op in ("add", "concat"):
         return out, (0, 0, 0, 0)
-    if layer.op not in ("conv2d", "avgpool"):
+    if layer.op not in ("conv2d", "avgpool", "maxpool"):
         raise ValueError(f"layer {layer.name} ({layer.op}) cannot run per patch")
     kh, kw = layer.ksize()
     dh, dw = layer.dilation if layer.op == "conv2d" else (1, 1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..graph import Graph, Layer, avgpool_sum_nhwc, conv2d_nhwc
+from ..graph import Graph, Layer, avgpool_sum_nhwc, conv2d_nhwc, maxpool_nhwc
 from .fixedpoint import quantize_multiplier, quantize_multipliers, requantize, \
     round_shift, shared_shift_multipliers
 from .qparams import ActQuant, quantize_weights
@@ -58,6 +58,21 @@ def avgpool_int(x, zp_in: int, kernel, stride, padding, M: int, n: int, zp_out: 
     return np.clip(requantize(acc, M, n) + zp_out, lo, hi).astype(np.int32)
 
 
+def maxpool_int(x, zp_in: int, kernel, stride, padding, M: int, n: int, zp_out: int,
+                lo: int, hi: int) -> np.ndarray:
+    """Window maximum, requantized like an average pool of one tap (M·2^-n = s_in / s_out).
+    The padding holds 0, the smallest value: torch's -inf, since every window holds at least
+    one real value. Requantization is monotone, so this is the maximum of the requantized
+    values too."""
+    m = maxpool_nhwc(np.asarray(x, np.int64), kernel, stride, padding, 0) - zp_in
+    return np.clip(requantize(m, M, n) + zp_out, lo, hi).astype(np.int32)
+
+
+def concat_int(xs, in_qs: list[ActQuant], out_q: ActQuant) -> np.ndarray:
+    """Channel concatenation, each input re-expressed in the output quantization."""
+    return np.concatenate([requant_int(x, q, out_q) for x, q in zip(xs, in_qs)], axis=3)
+
+
 # ---------------------------------------------------------------------------------------------
 # Quantized layer graph
 
@@ -90,10 +105,12 @@ class QLayer:
         if l.op == "add":
             return add_int(xs[0], self.in_q[0].zero_point, xs[1], self.in_q[1].zero_point,
                            self.M_add[0], self.M_add[1], int(self.n), zo, lo, hi)
-        if l.op == "avgpool":
-            return avgpool_int(xs[0], self.in_q[0].zero_point, l.kernel, l.stride,
-                               geom.get("padding", l.padding), int(self.M), int(self.n), zo,
-                               lo, hi)
+        if l.op in ("avgpool", "maxpool"):
+            pool = avgpool_int if l.op == "avgpool" else maxpool_int
+            return pool(xs[0], self.in_q[0].zero_point, l.kernel, l.stride,
+                        geom.get("padding", l.padding), int(self.M), int(self.n), zo, lo, hi)
+        if l.op == "concat":
+            return np.clip(concat_int(xs, self.in_q, self.out_q), lo, hi)
         raise NotImplementedError(f"{l.name}: op {l.op}")
 
 
@@ -125,6 +142,9 @@ def quantize_layer(l: Layer, in_q: list[ActQuant], out_q: ActQuant, w_bits: int 
     elif l.op == "avgpool":
         M, n = quantize_multiplier(in_q[0].scale / (out_q.scale * float(np.prod(l.kernel))))
         q.M, q.n = np.int64(M), np.int64(n)
+    elif l.op == "maxpool":
+        M, n = quantize_multiplier(in_q[0].scale / out_q.scale)
+        q.M, q.n = np.int64(M), np.int64(n)
     return q
 
 
@@ -135,15 +155,42 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]],
     def tbits(t):
         return bits if isinstance(bits, int) else bits.get(t, 8)
 
-    acts = {graph.input: INPUT_QUANT}
+    acts = {graph.input: input_quant(graph)}
     for l in graph.layers:
         lo, hi = ranges[l.output]
         acts[l.output] = ActQuant.from_range(lo, hi, tbits(l.output))
     qg = QGraph(graph, acts)
     for l in graph.layers:
         wb = w_bits if isinstance(w_bits, int) else w_bits.get(l.name, 8)
+        if graph.input in l.inputs and graph.input_offset is not None:
+            l = _offset_folded(l, graph.input_offset, acts[graph.input])
         qg.layers.append(quantize_layer(l, [acts[i] for i in l.inputs], acts[l.output], wb))
     return qg
+
+
+def input_quant(graph: Graph) -> ActQuant:
+    """How the layers read the raw 8-bit pixels: real = (q - zp)/255 = image - input offset,
+    with zp the offset (its mean over channels) in pixel steps, so that the convolutions'
+    zero-point padding is the normalised zero."""
+    if graph.input_offset is None:
+        return INPUT_QUANT
+    zp = int(np.clip(np.floor(float(np.mean(graph.input_offset)) / INPUT_QUANT.scale + 0.5),
+                     0, INPUT_QUANT.qmax))
+    return ActQuant(INPUT_QUANT.scale, zp, 8)
+
+
+def _offset_folded(l: Layer, offset: np.ndarray, in_q: ActQuant) -> Layer:
+    """The first layer with the part of the input offset that the input zero point does not
+    carry (per channel: zp·scale − offset) folded into its bias."""
+    import dataclasses
+    delta = in_q.zero_point * in_q.scale - np.asarray(offset, np.float64).reshape(-1)
+    if not np.any(delta):
+        return l
+    if l.op != "conv2d" or l.groups != 1:
+        raise ValueError(f"{l.name}: a per-channel input offset needs a convolution first")
+    extra = (l.weight.astype(np.float64) * delta[None, :, None, None]).sum(axis=(1, 2, 3))
+    bias = (np.zeros(l.weight.shape[0]) if l.bias is None else l.bias) + extra
+    return dataclasses.replace(l, bias=bias.astype(np.float32))
 
 
 def quantize_input(x_nchw: np.ndarray) -> np.ndarray:
