@@ -50,21 +50,23 @@ def unsupported_nodes(ep) -> list[tuple[str, str]]:
     return bad
 
 
-def check_supported(ep, error_cls) -> None:
+def check_supported(ep, error_cls, supported: str) -> None:
+    """Raise error_cls naming the torch module and op of the first unsupported call."""
     bad = unsupported_nodes(ep)
     if bad:
-        from .frontend import SUPPORTED
         op, where = bad[0]
         more = f" (and {len(bad) - 1} more unsupported call(s))" if len(bad) > 1 else ""
         raise error_cls(f"{where} calls torch op '{op}', which tvm-quantmcu cannot compile"
-                        f"{more}. Supported: {SUPPORTED}. {WAY_OUT}")
+                        f"{more}. Supported: {supported}. {WAY_OUT}")
 
 
-def check_graph(model, mod, graph, input_shape, n: int = 4,
-                rtol: float = 1e-3, seed: int = 0) -> float:
+def check_graph(model, graph, input_shape, layer_values, n: int = 4, rtol: float = 1e-3,
+                seed: int = 0) -> float:
     """Run the float layer graph and the torch model on `n` random [0, 1] images; raise
     ImportCheckError naming the first diverging layer when they differ by more than
-    rtol × max |torch output| (+ 1e-5). Returns the max difference."""
+    rtol × max |torch output| (+ 1e-5). layer_values(x) gives the reference value (NCHW or
+    flat) of every layer's output on one input x, in layer order (the Relax module's, which
+    is torch's own translation). Returns the max difference."""
     import torch
 
     from .graph import run_float
@@ -75,7 +77,7 @@ def check_graph(model, mod, graph, input_shape, n: int = 4,
     diff = float(np.abs(got - want).max())
     if diff <= rtol * float(np.abs(want).max()) + 1e-5:
         return diff
-    first = _first_diverging(mod, graph, x, rtol)
+    first = _first_diverging(graph, layer_values, x, rtol)
     raise ImportCheckError(
         f"the imported layer graph does not compute what the torch model computes "
         f"(max |difference| {diff:.4g} on {n} random inputs, output magnitude "
@@ -83,11 +85,10 @@ def check_graph(model, mod, graph, input_shape, n: int = 4,
         "This is a frontend bug: please report it with the model.")
 
 
-def _first_diverging(mod, graph, x, rtol) -> str:
-    """Name of the first layer whose float output differs from the Relax module's value of
-    the same tensor (the Relax module is torch's own translation)."""
+def _first_diverging(graph, layer_values, x, rtol) -> str:
+    """The first layer whose float output differs from its reference value."""
     try:
-        want = _relax_values(mod, [l.name for l in graph.layers], x[:1])
+        want = layer_values(x[:1])
     except Exception as e:                       # noqa: BLE001  (report what we can)
         return f"unknown (the Relax module could not be run per layer: {e})"
     from .graph import run_float
@@ -99,23 +100,3 @@ def _first_diverging(mod, graph, x, rtol) -> str:
             return (f"{l.name} ({l.kind}, output {graph.shapes[l.output]}, "
                     f"reading {', '.join(l.inputs)})")
     return "none (the layers agree one by one; the output differs)"
-
-
-def _relax_values(mod, layers: list[str], x) -> list[np.ndarray]:
-    """The Relax module's values of the given layers' outputs on input x (Relax VM)."""
-    import tvm
-    from tvm import relax
-
-    from .frontend import read_layers
-    mod = relax.transform.ToNonDataflow()(mod)
-    _, layer_vars = read_layers(mod)
-    vars_ = [layer_vars[name] for name in layers]
-    f = mod["main"]
-    blocks = [relax.BindingBlock(list(b.bindings)) for b in f.body.blocks]
-    body = relax.SeqExpr(blocks, relax.Tuple(list(vars_)))
-    probe = relax.Function(f.params, body, relax.TupleType([v.ty for v in vars_]))
-    m = tvm.IRModule({"main": probe})
-    ex = tvm.compile(m, target=tvm.target.Target({"kind": "llvm"}))
-    vm = relax.VirtualMachine(ex, tvm.cpu())
-    out = vm["main"](tvm.runtime.tensor(np.ascontiguousarray(x)))
-    return [o.numpy() for o in out]
