@@ -3,10 +3,15 @@
 
     python benchmarks/deploy.py [--model mbv2-fmnist] [--images 200]
         [--boards qemu-m4 qemu-m7 qemu-m55 host] [--policies quantmcu int8]
+        [--anchor mbv1-vww] [--anchor-images 2]
 
 Writes benchmarks/results/deploy.json and deploy.md. Latency is guest instructions per
-inference (QEMU icount: deterministic), never QEMU wall time; every device output is compared
-with the integer reference (match rate).
+inference (QEMU icount: deterministic) and, on Cortex-M4, modelled cycles (QEMU plugin), never
+QEMU wall time; every device output is compared with the integer reference (match rate).
+
+The anchor is an external reference for absolute speed: MobileNetV1 0.25 on 96×96×3 (the MLPerf
+Tiny visual-wake-words shape, random weights) deployed int8 on qemu-m4, layer-wise and with the
+patch plan, against the fastest published Cortex-M4 result.
 """
 from __future__ import annotations
 
@@ -23,8 +28,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 from tvm_quantmcu.deploy import deploy  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
+ANCHOR_POLICIES = ("layerwise-int8", "int8")
+# MLPerf Tiny v1.0, visual wake words, fastest Cortex-M4 entry: 98.8 ms at 120 MHz
+ANCHOR_PUBLISHED_CYCLES = 11_856_000
+ANCHOR_PUBLISHED = "MLPerf Tiny v1.0 VWW, fastest Cortex-M4 result: 98.8 ms at 120 MHz"
 KEYS = ("board", "policy", "images", "device_top1", "reference_top1", "match_rate",
-        "instructions_per_inference", "instructions_min_max", "outlier_patch_rate",
+        "instructions_per_inference", "cycles_per_inference", "instructions_min_max",
+        "outlier_patch_rate",
         "arena_bytes", "predicted_peak_sram_bytes", "flash_bytes", "flash_sections",
         "model_hash")
 
@@ -36,13 +46,17 @@ def markdown(model: str, rows: list[dict], env: dict) -> str:
            "`-icount` (mean over the images; the quantmcu policy's count depends on how many "
            "patches take the 8-bit branch). `match` = share of images whose device output "
            "equals the integer reference bit for bit.", "",
+           "Modelled cycles: Cortex-M4 boards only (QEMU plugin `micro_project/qemu_plugin`, "
+           "the TRM's cost per instruction, zero-wait memory).", "",
            "| board | policy | device top-1 | reference top-1 | match | instructions/inference "
-           "| arena B | flash B | outlier patches |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "| modelled cycles/inference | arena B | flash B | outlier patches |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ins = f"{r['instructions_per_inference']:,}" if r["instructions_per_inference"] else \
             "– (host)"
+        cyc = f"{r['cycles_per_inference']:,}" if r.get("cycles_per_inference") else "–"
         out.append(f"| {r['board']} | {r['policy']} | {r['device_top1']:.4f} | "
-                   f"{r['reference_top1']:.4f} | {r['match_rate']:.4f} | {ins} | "
+                   f"{r['reference_top1']:.4f} | {r['match_rate']:.4f} | {ins} | {cyc} | "
                    f"{r['arena_bytes']:,} | {r['flash_bytes'] or 0:,} | "
                    f"{100 * r['outlier_patch_rate']:.1f}% |")
     by = {(r["board"], r["policy"]): r for r in rows}
@@ -58,6 +72,23 @@ def markdown(model: str, rows: list[dict], env: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def anchor_markdown(model: str, rows: list[dict]) -> str:
+    out = ["", f"## Latency anchor: {model} on qemu-m4", "",
+           f"MobileNetV1 width 0.25, 96×96×3, 2 classes (the MLPerf Tiny visual-wake-words "
+           f"shape; random weights, so only latency and bit-exactness mean anything), int8, "
+           f"{rows[0]['images'] if rows else 0} images per row. Reference: {ANCHOR_PUBLISHED} "
+           f"≈ {ANCHOR_PUBLISHED_CYCLES:,} cycles (real silicon, flash wait states included).",
+           "", "| policy | match | instructions/inference | modelled cycles/inference | "
+           "cycles ÷ published | arena B | flash B |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cyc = r.get("cycles_per_inference")
+        out.append(f"| {r['policy']} | {r['match_rate']:.4f} | "
+                   f"{r['instructions_per_inference']:,} | {cyc:,} | "
+                   f"{cyc / ANCHOR_PUBLISHED_CYCLES:.2f} | {r['arena_bytes']:,} | "
+                   f"{r['flash_bytes'] or 0:,} |" if cyc else f"| {r['policy']} | – |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mbv2-fmnist")
@@ -65,9 +96,20 @@ def main(argv=None) -> int:
     ap.add_argument("--boards", nargs="+", default=["qemu-m4", "qemu-m7", "qemu-m55", "host"])
     ap.add_argument("--policies", nargs="+", default=["quantmcu", "int8"])
     ap.add_argument("--out", default=os.path.join(RESULTS, "deploy"), help="output path stem")
+    ap.add_argument("--anchor", default="mbv1-vww",
+                    help="latency-anchor model run on qemu-m4 ('none' to skip)")
+    ap.add_argument("--anchor-images", type=int, default=2)
     a = ap.parse_args(argv)
-    rows = []
+    rows, anchor = [], []
     with tempfile.TemporaryDirectory() as work:
+        for p in ANCHOR_POLICIES if a.anchor != "none" else ():
+            t = time.time()
+            r = deploy(a.anchor, "qemu-m4", p, a.anchor_images,
+                       os.path.join(work, f"anchor.{p}"))
+            anchor.append({k: r.get(k) for k in KEYS})
+            print(f"anchor {a.anchor} {p}: match {r['match_rate']}, instructions "
+                  f"{r['instructions_per_inference']}, cycles {r['cycles_per_inference']}, "
+                  f"{time.time() - t:.0f} s", flush=True)
         for b in a.boards:
             for p in a.policies:
                 t = time.time()
@@ -77,12 +119,18 @@ def main(argv=None) -> int:
                       f"{r['instructions_per_inference']}, {time.time() - t:.0f} s", flush=True)
     env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     res = {"benchmark": "deploy", "model": a.model, "env": env, "rows": rows}
+    if anchor:
+        res["anchor"] = {"model": a.anchor, "board": "qemu-m4", "rows": anchor,
+                         "published": ANCHOR_PUBLISHED,
+                         "published_cycles": ANCHOR_PUBLISHED_CYCLES}
     with open(a.out + ".json.tmp", "w") as f:
         json.dump(res, f, indent=1)
     os.replace(a.out + ".json.tmp", a.out + ".json")
     with open(a.out + ".md", "w") as f:
         f.write(markdown(a.model, rows, env))
-    return 0 if all(r["match_rate"] == 1.0 for r in rows) else 1
+        if anchor:
+            f.write(anchor_markdown(a.anchor, anchor))
+    return 0 if all(r["match_rate"] == 1.0 for r in rows + anchor) else 1
 
 
 if __name__ == "__main__":

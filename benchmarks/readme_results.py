@@ -197,13 +197,14 @@ def search_section(name: str, doc: dict) -> list[str]:
 
 # ---------------------------------------------------------------- kernel benchmark
 
-def instructions_of(layer: dict) -> dict[tuple[str, int], float]:
-    """(schedule, input bits) → instructions, for the 8-bit-output runs."""
+def instructions_of(layer: dict, what: str = "instructions") -> dict[tuple[str, int], float]:
+    """(schedule, input bits) → instructions (or modelled cycles: what="cycles"), for the
+    8-bit-output runs."""
     out = {}
     for run in layer["runs"]:
         if not isinstance(run, dict) or run.get("out_bits", 8) != 8:
             continue
-        n = run.get("instructions")
+        n = run.get(what)
         if isinstance(n, (int, float)) and n > 0:
             out[(run.get("schedule"), run.get("in_bits"))] = float(n)
     return out
@@ -217,7 +218,9 @@ def kernel_section(name: str, doc: dict) -> list[str]:
     mismatches = sum(int(r.get("mismatches") or 0) for l in layers for r in l["runs"]
                      if isinstance(r, dict))
     out = prose(f"Kernels (`benchmarks/results/{name}`, `python benchmarks/kernels.py`): "
-                f"instructions per MAC on QEMU {board} (Cortex-M4, `-icount`), arm-none-eabi-gcc "
+                f"instructions per MAC on QEMU {board} (Cortex-M4, `-icount`) and, in the `c` "
+                "columns, modelled Cortex-M4 cycles per MAC (QEMU plugin, TRM costs; *rank*: "
+                "do instructions and cycles order the row's variants alike?), arm-none-eabi-gcc "
                 f"{opt}, 8-bit outputs; `default` = TVM's lowering without a schedule, `dsp` = "
                 f"our tensorized schedule at 8/4/2-bit inputs; {mismatches} output values "
                 "differ from the integer reference.") + [""]
@@ -237,15 +240,20 @@ def kernel_section(name: str, doc: dict) -> list[str]:
         if not isinstance(cmsis, (int, float)) or isinstance(cmsis, bool):
             continue
         dsp8 = per_mac.get(("dsp", 8))
+        cyc = {k: v / macs for k, v in instructions_of(l, "cycles").items()} if per_mac else {}
+        rank = {True: "agree", False: "differ"}.get(l.get("ranking_agrees"), "–")
         rows.append([str(l.get("layer", "?")), num(macs, ","),
                      num(per_mac.get(("default", 8)), ".2f"), num(dsp8, ".2f"),
                      num(per_mac.get(("dsp", 4)), ".2f"), num(per_mac.get(("dsp", 2)), ".2f"),
+                     num(cyc.get(("default", 8)), ".2f"), num(cyc.get(("dsp", 8)), ".2f"),
+                     num(cyc.get(("dsp", 4)), ".2f"), num(cyc.get(("dsp", 2)), ".2f"), rank,
                      num(d8 / s8 if d8 and s8 else None, ".2f", "×"), num(cmsis, ".1f"),
                      num(dsp8 / cmsis if dsp8 and cmsis else None, ".2f")])
     if rows:
         out += table(["layer (CMSIS-NN shapes)", "MACs", "default", "dsp 8b", "dsp 4b",
-                      "dsp 2b", "default÷dsp", "CMSIS-NN", "dsp 8b÷CMSIS-NN"],
-                     ["l"] + ["r"] * 8, rows) + [""]
+                      "dsp 2b", "default c", "dsp 8b c", "dsp 4b c", "dsp 2b c", "rank",
+                      "default÷dsp", "CMSIS-NN", "dsp 8b÷CMSIS-NN"],
+                     ["l"] + ["r"] * 9 + ["c"] + ["r"] * 3, rows) + [""]
     out += prose(f"Over all {len(layers)} layers (CMSIS-NN shapes and patch-stage tiles): "
                  f"default÷dsp {span(speedup, '.2f', '×')}; dsp 4-bit÷8-bit instructions "
                  f"{span(r4, '.2f')}; 2-bit÷8-bit {span(r2, '.2f')} (below 1 = fewer "
@@ -266,10 +274,12 @@ def deploy_section(name: str, doc: dict) -> list[str]:
         body.append([str(r.get("board")), str(r.get("policy")), num(r.get("device_top1"), ".4f"),
                      num(r.get("match_rate"), ".4f"),
                      num(r.get("instructions_per_inference"), ",d"),
+                     num(r.get("cycles_per_inference"), ",d"),
                      num(r.get("arena_bytes"), ",d"), num(r.get("flash_bytes"), ",d"),
                      pct(r.get("outlier_patch_rate"))])
     out += table(["board", "policy", "device top-1", "match rate", "instructions/inference",
-                  "arena B", "flash B", "outlier patches %"], ["l", "l"] + ["r"] * 6, body)
+                  "modelled M4 cycles/inference", "arena B", "flash B", "outlier patches %"],
+                 ["l", "l"] + ["r"] * 7, body)
     by = {(r.get("board"), r.get("policy")): r for r in rows}
     ratios = []
     for b in sorted({str(r.get("board")) for r in rows}):
@@ -280,6 +290,22 @@ def deploy_section(name: str, doc: dict) -> list[str]:
     if ratios:
         out += [""] + prose("Latency ratio int8 ÷ quantmcu in instructions (above 1: quantmcu "
                             "is faster): " + "; ".join(ratios) + ".")
+    anchor = doc.get("anchor") or {}
+    if anchor.get("rows"):
+        pub = anchor.get("published_cycles")
+        out += [""] + prose(f"Latency anchor {anchor.get('model', '?')} (MobileNetV1 0.25, "
+                            "96×96×3, the MLPerf Tiny visual-wake-words shape, random weights, "
+                            f"int8) on {anchor.get('board', '?')}; reference: "
+                            f"{anchor.get('published', '?')} ≈ {num(pub, ',d')} cycles.") + [""]
+        out += table(["policy", "match rate", "instructions/inference",
+                      "modelled M4 cycles/inference", "cycles ÷ published"],
+                     ["l"] + ["r"] * 4,
+                     [[str(r.get("policy")), num(r.get("match_rate"), ".4f"),
+                       num(r.get("instructions_per_inference"), ",d"),
+                       num(r.get("cycles_per_inference"), ",d"),
+                       num(r["cycles_per_inference"] / pub
+                           if r.get("cycles_per_inference") and pub else None, ".2f")]
+                      for r in anchor["rows"]])
     return out + [""]
 
 

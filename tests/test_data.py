@@ -68,3 +68,11 @@ def test_real_splits_are_fixed_and_disjoint():
 def test_unknown_split():
     with pytest.raises(ValueError, match="unknown split"):
         data.load("dev")
+
+
+def test_resize_fills_every_channel_with_the_grey_image():
+    imgs = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    grey = data.resize(imgs, 96)
+    rgb = data.resize(imgs, 96, channels=3)
+    assert grey.shape == (2, 1, 96, 96) and rgb.shape == (2, 3, 96, 96)
+    assert all(np.array_equal(rgb[:, c], grey[:, 0]) for c in range(3))

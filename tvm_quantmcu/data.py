@@ -90,14 +90,17 @@ def split_indices() -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[N_VALIDATION:]), np.sort(perm[:N_VALIDATION])
 
 
-def resize(images_u8: np.ndarray, size: int) -> np.ndarray:
-    """uint8 N×28×28 → float32 N×1×size×size in [0,1] (bilinear, align_corners=False)."""
+def resize(images_u8: np.ndarray, size: int, channels: int = 1) -> np.ndarray:
+    """uint8 N×28×28 → float32 N×channels×size×size in [0,1] (bilinear, align_corners=False;
+    the grey image in every channel)."""
     import torch
     import torch.nn.functional as F
 
     x = torch.from_numpy(np.array(images_u8, copy=True)).float().div_(255.0).unsqueeze(1)
     if size != x.shape[-1]:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    if channels != 1:
+        x = x.expand(-1, channels, -1, -1).contiguous()
     return x.numpy()
 
 
@@ -109,8 +112,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def images(self, size: int, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return resize(self.images_u8[start:stop], size)
+    def images(self, size: int, start: int = 0, stop: int | None = None,
+               channels: int = 1) -> np.ndarray:
+        return resize(self.images_u8[start:stop], size, channels)
 
     def batches(self, size: int, batch: int = 256, limit: int | None = None):
         n = len(self) if limit is None else min(limit, len(self))

@@ -114,7 +114,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     test = data.load("test")
     n = min(images, len(test))
     size = imp.input_size
-    x_q = quantize_input(test.images(size, 0, n)).astype(np.uint8)
+    x_q = quantize_input(test.images(size, 0, n, imp.input_channels)).astype(np.uint8)
     labels = test.labels[:n]
     ref, flags = reference(imp.graph, pol, x_q)
     bar = bar_factory(n, f"deploy {board}") if bar_factory else None

@@ -23,6 +23,10 @@ class Imported:
     input_size: int
 
     @property
+    def input_channels(self) -> int:
+        return self.graph.input_shape[0]
+
+    @property
     def model_hash(self) -> str:
         return models.checkpoint_hash(self.name)
 
@@ -38,7 +42,7 @@ def calibration_stats(name: str, n_images: int = CALIBRATION_IMAGES,
                       checkpoint: str | None = None):
     """fp32 statistics of every tensor over the first n training-split images."""
     imp = load(name, checkpoint)
-    cal = data.load("train").images(imp.input_size, 0, n_images)
+    cal = data.load("train").images(imp.input_size, 0, n_images, imp.input_channels)
     return quant.observe(imp.graph, cal)
 
 

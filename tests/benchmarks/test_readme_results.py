@@ -154,7 +154,7 @@ def test_missing_fields_render_as_dashes(tmp_path):
                      "runs": [{"schedule": "dsp", "in_bits": 8, "instructions": 300}]}]}))
     out = rr.render(tmp_path)
     assert "| int8 | – | 50.00 | – | – | – | – | – |" in out
-    assert "| pw | 100 | – | 3.00 | – | – | – | 2.0 | 1.50 |" in out
+    assert "| pw | 100 | – | 3.00 | – | – | – | – | – | – | – | – | 2.0 | 1.50 |" in out
 
 
 def test_readme_without_markers_is_an_error(tmp_path):

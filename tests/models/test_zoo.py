@@ -42,6 +42,27 @@ def test_imagenet_mobilenetv2_is_the_reference_architecture():
     assert params == 3504872         # torchvision's mobilenet_v2() has 3,504,872
 
 
+def test_mbv1_vww_is_the_mlperf_tiny_vww_shape():
+    """MobileNetV1 0.25 on 96×96×3: 27 convolutions (stem + 13 depthwise-separable blocks),
+    a 3×3×256 last map, 2 classes, 7.49 M MACs per inference."""
+    m = models.get("mbv1-vww", pretrained=False)
+    macs = []
+
+    def count(mod, _, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            macs.append(out.numel() * k)
+        elif isinstance(mod, torch.nn.Linear):
+            macs.append(mod.in_features * mod.out_features)
+    for mod in m.modules():
+        mod.register_forward_hook(count)
+    x = torch.zeros(1, 3, 96, 96)
+    assert m.features(x).shape == (1, 256, 3, 3)
+    macs.clear()
+    assert m(x).shape == (1, 2)
+    assert len(macs) == 28 and sum(macs) == 7_489_408
+
+
 def test_batchnorm_folding_preserves_outputs():
     m = models.get("mbv2-fmnist", pretrained=False)
     for mod in m.modules():   # non-trivial BN statistics

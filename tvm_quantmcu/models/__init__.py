@@ -1,8 +1,9 @@
 """Model zoo: torch CNNs registered by name.
 
 Trained entries (``mbv2-fmnist``, ``mcunet-fmnist``) load their committed checkpoints;
-architecture-only entries (``mbv2-imagenet``, ``mcunet-320kb``) have seeded random weights and
-serve analysis that needs no accuracy.
+architecture-only entries (``mbv2-imagenet``, ``mcunet-320kb``, ``mbv1-vww``) have seeded random
+weights and serve analysis that needs no accuracy (3-channel inputs are fed the grey
+Fashion-MNIST images in every channel).
 """
 from __future__ import annotations
 
@@ -85,6 +86,39 @@ def _mcunet_320kb() -> nn.Module:
     ], head=0, num_classes=1000)
 
 
+class MobileNetV1(nn.Module):
+    """MobileNetV1 (Howard et al.): stem conv → depthwise-separable blocks (depthwise 3×3 +
+    pointwise 1×1, each with BN and ReLU6) → global average pool → linear."""
+
+    def __init__(self, in_ch: int, stem: int, blocks: list[tuple[int, int]], num_classes: int):
+        super().__init__()
+        layers: list[nn.Module] = [ConvBNAct(in_ch, stem, 3, 2)]
+        cin = stem
+        for cout, stride in blocks:
+            layers += [ConvBNAct(cin, cin, 3, stride, groups=cin), ConvBNAct(cin, cout, 1)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def _mbv1_vww(width: float = 0.25) -> nn.Module:
+    """MobileNetV1 at width 0.25 for 96×96×3, 2 classes: the MLPerf Tiny visual-wake-words
+    model's shape."""
+    cfg = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *[(512, 1)] * 5,
+           (1024, 2), (1024, 1)]
+    return MobileNetV1(3, int(32 * width), [(int(c * width), s) for c, s in cfg], 2)
+
+
 REGISTRY: dict[str, ModelInfo] = {m.name: m for m in [
     ModelInfo("mbv2-fmnist", _mbv2_fmnist, (1, 64, 64), 10, True,
               "MobileNetV2-style inverted residuals, Fashion-MNIST upsampled to 64×64",
@@ -96,6 +130,9 @@ REGISTRY: dict[str, ModelInfo] = {m.name: m for m in [
               "MobileNetV2 width 1.0, 224×224 (architecture only, random weights)"),
     ModelInfo("mcunet-320kb", _mcunet_320kb, (3, 160, 160), 1000, False,
               "MCUNet-like net for 320 KB SRAM, 160×160 (architecture only, random weights)"),
+    ModelInfo("mbv1-vww", _mbv1_vww, (3, 96, 96), 2, False,
+              "MobileNetV1 width 0.25, 96×96×3, 2 classes: MLPerf Tiny visual wake words shape "
+              "(architecture only, random weights; a latency anchor)"),
 ]}
 
 DEFAULT_MODEL = "mbv2-fmnist"

@@ -102,7 +102,8 @@ def prepare(name: str, params: SearchParams | None = None, engine: str = "sim") 
         raise SearchError(str(e)) from e
     stats = pipeline.calibration_stats(name, p.calibration_images)
     ranges8 = quant.ranges(stats, pipeline.RANGE_METHOD, pipeline.RANGE_PCT)
-    images = data.load("train").images(imp.input_size, 0, p.calibration_images)
+    images = data.load("train").images(imp.input_size, 0, p.calibration_images,
+                                       imp.input_channels)
     cal = calibrate_stage(chosen, images, p.threshold, p.threshold_pct, p.threshold_k)
     return SearchContext(name, p, g, chosen, cal, ranges8, images, imp.model_hash, stats,
                          engine)

@@ -77,6 +77,7 @@ def estimate_outlier_rate(graph, policy, images: int = OUTLIER_IMAGES) -> float:
     if not policy.vdpc or policy.split_index is None:
         return 0.0
     val = data.load("val")
-    x = quantize_input(val.images(graph.input_shape[-1], 0, images)).astype(np.uint8)
+    x = quantize_input(val.images(graph.input_shape[-1], 0, images,
+                                  graph.input_shape[0])).astype(np.uint8)
     _, flags = Simulator(graph, policy).run(x)
     return float(flags.mean()) if flags.size else 0.0
