@@ -23,7 +23,7 @@ CASES_PER_KERNEL = 5
 @st.composite
 def specs(draw):
     op = draw(st.sampled_from(["conv2d", "conv2d", "pointwise", "depthwise", "depthwise",
-                               "dense", "avgpool", "add"]))
+                               "dense", "avgpool", "maxpool", "add"]))
     c = draw(st.integers(1, 13))
     oc = draw(st.integers(1, 13))
     h, w = draw(st.integers(1, 7)), draw(st.integers(1, 7))
@@ -39,7 +39,7 @@ def specs(draw):
     pad = tuple(draw(st.integers(0, k - 1)) for k in (kh, kw, kh, kw))
     pad = (pad[0], pad[1], pad[2], pad[3])
     h, w = max(h, kh), max(w, kw)
-    return KernelSpec("avgpool" if op == "avgpool" else op, (h, w, c),
+    return KernelSpec(op, (h, w, c),
                       oc if op == "conv2d" else c, (kh, kw), s, pad, ib, ob)
 
 
@@ -49,7 +49,7 @@ def _windows(spec, rng):
     h, w, _ = spec.in_shape
     pt, pl = spec.padding[:2]
     wins = [(h, w, pt, pl)]
-    if spec.op in ("conv2d", "depthwise", "avgpool") and (pt or pl):
+    if spec.op in ("conv2d", "depthwise", "avgpool", "maxpool") and (pt or pl):
         dt, dl = int(rng.integers(0, pt + 1)), int(rng.integers(0, pl + 1))
         wins.append((h + dt, w + dl, pt - dt, pl - dl))
     return wins
@@ -152,7 +152,7 @@ def test_low_bit_weights_small_shifts_match_reference(op, w_bits):
     (KernelSpec("depthwise", (4, 4, 3), 6, (3, 3)), "channel multiplier"),
     (KernelSpec("conv2d", (2, 2, 3), 8, (5, 5)), "larger than the padded input"),
     (KernelSpec("conv2d", (4, 4, 3), 8, (3, 3), padding=(3, 0, 0, 0)), "padding"),
-    (KernelSpec("maxpool", (4, 4, 3), 3), "unknown op"),
+    (KernelSpec("softmax", (4, 4, 3), 3), "unknown op"),
 ])
 def test_unsupported_raises_with_op_shapes_bits(spec, match):
     with pytest.raises(UnsupportedKernel, match=match) as e:

@@ -24,7 +24,7 @@ from ..topi.registry import Kernel
 from .arena import Buffer, check_arena, plan_arena
 from .layout import Call, PatchLayout, patch_layout
 
-SUPPORTED_OPS = ("conv2d", "add", "avgpool", "dense")
+SUPPORTED_OPS = ("conv2d", "add", "avgpool", "maxpool", "dense")
 
 
 class UnsupportedModelError(ValueError):
@@ -189,7 +189,7 @@ class _Builder:
         bits_in = [qg.acts[t].bits for t in layer.inputs]
         spec = _spec(q, (h, w, c), bits_in[0], q.out_q.bits,
                      in2_bits=bits_in[1] if len(bits_in) > 1 else 8)
-        pad = layer.padding if layer.op in ("conv2d", "avgpool") else (0, 0, 0, 0)
+        pad = layer.padding if layer.op in ("conv2d", "avgpool", "maxpool") else (0, 0, 0, 0)
         return KernelCall(layer.name, "", self.kernel(spec), params_for_layer(q, spec),
                           layer.inputs[0], layer.output, x2=(layer.inputs[1] if layer.op ==
                                                                  "add" else None),

@@ -67,10 +67,10 @@ def random_case(spec: KernelSpec, rng: np.random.Generator, small_shift: bool = 
     # With stride > 1 the last rows/columns may be unused (negative padding): crop them.
     xr = x[:, :in_h + min(pb, 0), :in_w + min(pr, 0)]
     padding = (pt, pl, max(pb, 0), max(pr, 0))
-    if spec.op == "avgpool":
-        M, n = mult_shift(1, float(qin * kh * kw))
-        y = ref.avgpool_int(xr, zp_in, (kh, kw), (sh, sw), padding, int(M[0]), int(n[0]),
-                            zp_out, lo, hi)
+    if spec.op in ("avgpool", "maxpool"):
+        M, n = mult_shift(1, float(qin * (kh * kw if spec.op == "avgpool" else 1)))
+        pool = ref.avgpool_int if spec.op == "avgpool" else ref.maxpool_int
+        y = pool(xr, zp_in, (kh, kw), (sh, sw), padding, int(M[0]), int(n[0]), zp_out, lo, hi)
         p = prepare(spec, M=int(M[0]), n=int(n[0]), zp_in=zp_in, zp_out=zp_out, lo=lo, hi=hi)
         return RefCase(spec, pack(x[0], spec.in_bits), p, pack(y[0], spec.out_bits).reshape(-1),
                        (in_h, in_w, pt, pl))

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from tvm import te, tirx
 
 from ..quant.packing import packed_channels
+from . import maxpool
 
 ACT_BITS = (8, 4, 2)
 QP_LEN = 5
 QP_ZP_IN, QP_ZP_OUT, QP_LO, QP_HI, QP_ZP_IN2 = range(QP_LEN)
-OPS = ("conv2d", "depthwise", "dense", "add", "avgpool")
+OPS = ("conv2d", "depthwise", "dense", "add", "avgpool", "maxpool")
+POOL_OPS = ("avgpool", "maxpool")
 
 
 class UnsupportedKernel(ValueError):
@@ -38,7 +40,7 @@ class UnsupportedKernel(ValueError):
 @dataclass(frozen=True)
 class KernelSpec:
     """Everything that determines one compiled kernel (compile-time)."""
-    op: str                       # conv2d | depthwise | dense | add | avgpool
+    op: str                       # conv2d | depthwise | dense | add | avgpool | maxpool
     in_shape: tuple[int, int, int]   # (H, W, C) of the largest input window (NHWC)
     out_channels: int
     kernel: tuple[int, int] = (1, 1)
@@ -92,10 +94,10 @@ class KernelSpec:
         h, w, c = self.in_shape
         if min(h, w, c, self.out_channels) < 1:
             bad("empty tensor")
-        if self.op == "depthwise" or self.op == "add" or self.op == "avgpool":
+        if self.op in ("depthwise", "add", *POOL_OPS):
             if self.out_channels != c:
                 bad("output channels must equal input channels (no channel multiplier)")
-        if self.op in ("conv2d", "depthwise", "avgpool"):
+        if self.op in ("conv2d", "depthwise", *POOL_OPS):
             if min(self.kernel) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
                 bad("kernel and stride must be ≥ 1 and padding ≥ 0")
             if max(self.padding[0], self.padding[2]) >= self.kernel[0] or \
@@ -234,7 +236,8 @@ def _xpad(X, qp, spec, ph, pw, in_h, in_w, pad_t, pad_l, bits):
     if never_pads(spec):
         return te.compute((ph, pw, cb), lambda h, w, b: X[h - pad_t, w - pad_l, b],
                           name="xpad")
-    zp_byte = (qp[QP_ZP_IN] * ZP_REPEAT[bits]).astype("uint8")
+    zp_byte = (qp[QP_ZP_IN] * ZP_REPEAT[bits]).astype("uint8") if maxpool.pad_byte(spec) \
+        is None else tirx.const(maxpool.pad_byte(spec), "uint8")
 
     def f(h, w, b):
         hi, wi = h - pad_t, w - pad_l
@@ -291,6 +294,9 @@ def make_compute(spec: KernelSpec) -> Compute:
         acc = te.compute((oh, ow, oc), lambda i, j, ch: te.sum(
             _unpack(xpad, i * sh + rkh, j * sw + rkw, ch, bits)
             * W[rkh, rkw, weight_pos(ch, spec)].astype("int32"), axis=[rkh, rkw]), name="acc")
+    elif spec.op == "maxpool":  # weights unused (the ABI keeps the slot)
+        W = te.placeholder((1,), "int8", name="w")
+        acc = maxpool.window_max(xpad, spec, _unpack, oh, ow)
     else:  # avgpool: weights unused (the ABI keeps the slot)
         W = te.placeholder((1,), "int8", name="w")
         acc = te.compute((oh, ow, oc), lambda i, j, ch: te.sum(

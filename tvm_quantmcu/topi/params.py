@@ -4,12 +4,12 @@ From the integer reference's parameters (OIHW int8 weights, int32 bias, per-chan
 points, clamp) to the arrays a kernel takes:
 
 * weights: conv2d OHWI ``(OC, KH, KW, C')``; dense ``(OC, H, W, C')`` (the NHWC flattening of
-  the reference); depthwise HWC ``(KH, KW, C')``; avgpool none; add: the second input's slot.
+  the reference); depthwise HWC ``(KH, KW, C')``; avgpool/maxpool none; add: the second input's slot.
   Along the channel axis the weights sit in the lane order of the micro-kernels
   (:func:`.compute.weight_pos`): the identity at 8-bit inputs and for gathered windows;
   otherwise C' is C rounded up to 8/16 channels (4/2 bits) and the padding is zero.
 * bias: ``bias - zp_in·Σw`` per output channel (the zero-point correction, exact because the
-  kernels pad with zp_in); avgpool ``-zp_in·KH·KW``.
+  kernels pad with zp_in); avgpool ``-zp_in·KH·KW``; maxpool ``-zp_in`` (it pads with 0).
 * mult/shift: int32 per output channel (add: ``[M1, M2]`` and ``[n]``).
 * qp: ``[zp_in, zp_out, lo, hi, zp_in2]``.
 """
@@ -79,8 +79,8 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
     shift = _per_channel(n, oc, "shift", spec)
     h, wd, c = spec.in_shape
     kh, kw = spec.kernel
-    if spec.op == "avgpool":
-        b = np.full(oc, -zp_in * kh * kw, np.int64)
+    if spec.op in ("avgpool", "maxpool"):
+        b = np.full(oc, -zp_in * (kh * kw if spec.op == "avgpool" else 1), np.int64)
         return KernelParams(np.zeros(1, np.int8), b.astype(np.int32), mult, shift, qp)
     w = np.asarray(w)
     want = {"conv2d": (oc, c, kh, kw), "dense": (oc, h * wd * c),
@@ -154,8 +154,8 @@ def spec_for_layer(qlayer, in_shape_hwc, in_bits: int, out_bits: int,
     if l.op == "dense":
         return KernelSpec("dense", tuple(in_shape_hwc), int(l.weight.shape[0]),
                           in_bits=in_bits, out_bits=out_bits)
-    if l.op == "avgpool":
-        return KernelSpec("avgpool", tuple(in_shape_hwc), in_shape_hwc[2], tuple(l.kernel),
+    if l.op in ("avgpool", "maxpool"):
+        return KernelSpec(l.op, tuple(in_shape_hwc), in_shape_hwc[2], tuple(l.kernel),
                           tuple(l.stride), tuple(padding or l.padding), in_bits, out_bits)
     if l.op == "add":
         return KernelSpec("add", tuple(in_shape_hwc), in_shape_hwc[2], in_bits=in_bits,
@@ -171,7 +171,7 @@ def params_for_layer(qlayer, spec: KernelSpec) -> KernelParams:
     if spec.op == "add":
         return prepare(spec, M=qlayer.M_add[0], M2=qlayer.M_add[1], n=int(qlayer.n), zp_in=zi,
                        zp_out=zo, lo=lo, hi=hi, zp_in2=qlayer.in_q[1].zero_point)
-    if spec.op == "avgpool":
+    if spec.op in ("avgpool", "maxpool"):
         return prepare(spec, M=int(qlayer.M), n=int(qlayer.n), zp_in=zi, zp_out=zo, lo=lo,
                        hi=hi)
     return prepare(spec, w=qlayer.w, bias=qlayer.bias, M=qlayer.M, n=qlayer.n, zp_in=zi,

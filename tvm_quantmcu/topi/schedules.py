@@ -69,7 +69,7 @@ def schedule(comp: Compute, name: str, knobs: dict | None = None) -> tirx.PrimFu
         sch.compute_inline(xpad)
     else:
         sch.compute_at(xpad, yh if knobs["xpad_at"] == "row" else yw)
-    if name == "dsp" and spec.op != "avgpool":
+    if name == "dsp" and spec.op not in ("avgpool", "maxpool"):
         _tensorize(sch, comp, acc, y, yw, npx)
     if knobs["unroll_pixels"] > 1:
         _, inner = sch.split(yw, [None, knobs["unroll_pixels"]])
