@@ -177,11 +177,13 @@ class Counts:
 
 class CountsFile:
     """Reads the plugin's output as it grows: ``marks()`` returns the marks written since the
-    previous call; ``regions()`` pairs them (start, end) into the counts of each region."""
+    previous call; ``regions()`` pairs them (start, end) into the counts of each region ended
+    since its previous call (a region still open keeps its start for the next call)."""
 
     def __init__(self, path):
         self.path = Path(path)
         self._pos = 0
+        self._open: list[Counts] = []
         self.total: Counts | None = None
 
     def marks(self) -> list[Counts]:
@@ -202,11 +204,9 @@ class CountsFile:
         return out
 
     def regions(self) -> list[Counts]:
-        m = self.marks()
-        if len(m) % 2:
-            raise RuntimeError(f"{self.path}: {len(m)} marks since the last read, expected "
-                               "pairs (one timer read before and one after each region)")
-        return [m[i + 1] - m[i] for i in range(0, len(m), 2)]
+        m = self._open + self.marks()
+        self._open = m[len(m) // 2 * 2:]
+        return [m[i + 1] - m[i] for i in range(0, len(m) - 1, 2)]
 
 
 def qemu_command(elf, board: str | Board = DEFAULT_BOARD, icount: bool = True,

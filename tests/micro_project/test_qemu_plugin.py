@@ -89,3 +89,16 @@ def test_cycles_need_a_cortex_m4(tmp_path):
     case = runner.Case(get_kernel(spec, "dsp", "cortex-m7"), c.x, c.params, c.expected)
     with pytest.raises(ValueError, match="Cortex-M4"):
         runner.run_qemu([case], tmp_path, board="mps2-an500", cycles=True)
+
+
+def test_counts_file_pairs_marks_as_they_arrive(tmp_path):
+    f = tmp_path / "counts.txt"
+    f.write_text("mark 10 20\nmark 15 31\nmark 40 90\n")
+    counts = qemu.CountsFile(f)
+    assert counts.regions() == [qemu.Counts(5, 11)]
+    with open(f, "a") as out:
+        out.write("mark 47 10")                # a line still being written is left for later
+    assert counts.regions() == []
+    with open(f, "a") as out:
+        out.write("4\ntotal 50 110\n")
+    assert counts.regions() == [qemu.Counts(7, 14)] and counts.total == qemu.Counts(50, 110)
