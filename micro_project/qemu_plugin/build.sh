@@ -22,7 +22,8 @@ if [ ! -s "$header" ]; then
         -o "Dir::State::Lists=$src/lists" -o "Dir::Cache=$src/cache")
   echo "qemu plugin: fetching qemu-plugin.h from Debian's qemu $version source package" >&2
   apt-get -qq "${opts[@]}" update
-  (cd "$src" && apt-get -qq "${opts[@]}" source --download-only "qemu=$version" 2>/dev/null)
+  (cd "$src" && apt-get -qq "${opts[@]}" source --download-only "qemu=$version" 2>&1 | grep -v "unsandboxed" || true)
+  ls "$src"/qemu_*.orig.tar.* >/dev/null 2>&1 || { echo "qemu plugin: could not download the qemu $version source package (deb-src)" >&2; exit 1; }
   orig="$(ls "$src"/qemu_*.orig.tar.* | head -n1)"
   tar -xf "$orig" -C "$src" --wildcards '*/include/qemu/qemu-plugin.h'
   cp "$(find "$src" -name qemu-plugin.h | head -n1)" "$header"
