@@ -29,6 +29,17 @@ class LinkError(RpcError):
     """No intact answer: the device hangs, is gone, or the link is too noisy."""
 
 
+class DeviceReset(RpcError):
+    """An answer came from another boot of the device than the earlier ones: the device reset
+    in between and lost what the host had written (its input and output)."""
+
+    def __init__(self, command: str, old: int, new: int):
+        self.command, self.old_boot_id, self.new_boot_id = command, old, new
+        super().__init__(f"device rebooted before answering {command} (boot id {old:#010x}, "
+                         f"now {new:#010x}): its input and output were lost; upload the input "
+                         f"again and rerun")
+
+
 class ModelMismatch(RpcError):
     """The device runs a different model than the host expects."""
 
@@ -90,21 +101,48 @@ class LinkStats:
     timeouts: int = 0
     bad_frames: int = 0       # damaged frames seen by the host (header or CRC)
     naks: int = 0             # damaged requests reported by the device
+    truncated: int = 0        # of those: frames the device dropped after a lost byte
     stale: int = 0            # answers to earlier requests, discarded
+    reboots: int = 0          # answers from a new boot of the device
+    reuploads: int = 0        # inferences redone after a reboot
+    shrinks: int = 0          # payload size halved after damaged exchanges
+    grows: int = 0            # payload size doubled on a clean link
+    payload_sizes: dict = field(default_factory=dict)   # chunk payload bytes → exchanges
     log: list = field(default_factory=list)   # per attempt, with keep_log
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{k} B×{v}" for k, v in sorted(self.payload_sizes.items()))
+        return (f"{self.exchanges} exchanges, {self.resends} resends ({self.naks} NAKs of which "
+                f"{self.truncated} truncated frames, {self.bad_frames} damaged answers, "
+                f"{self.timeouts} timeouts), {self.reboots} reboots seen, payload sizes used: "
+                f"{sizes or 'none'}")
 
 
 class Client:
-    """RPC client. `timeout` bounds one attempt of a quick command, `run_timeout` one attempt of
-    a run; a damaged exchange is resent up to `retries` times, an unanswered one
-    `timeout_retries` times (a hung device is declared after (1+timeout_retries)·timeout).
-    Bytes that form no frame and are followed by `settle` seconds of silence count as a
-    damaged answer; after a damaged exchange the link is drained until `drain_quiet` seconds
-    of silence before the resend."""
+    """RPC client.
 
-    def __init__(self, transport: Transport, timeout: float = 2.0, run_timeout: float = 30.0,
-                 retries: int = 10, timeout_retries: int = 1, drain_quiet: float = 0.02,
-                 settle: float = 0.1, keep_log: bool = False):
+    `timeout` bounds the wait for the answer of a quick command, `run_timeout` of a run; the
+    device is declared hung when no intact answer came within (1 + timeout_retries) times that.
+    Within that time an unanswered request is resent sooner, once its answer is well overdue
+    against the link's measured round trips (a request whose sync byte was lost is never
+    answered). A damaged exchange (NAK, damaged answer, bytes that form no frame followed by
+    `settle` seconds of silence) is resent at once, up to `retries` times in a row, after the
+    link was quiet for `drain_quiet` seconds.
+
+    Uploads and downloads are cut into chunks of `payload` bytes at most (default: what the
+    device allows): the size halves when most exchanges at the current size were damaged and
+    doubles again after `grow_after` clean exchanges in a row, so a noisy link moves short
+    frames that get through and a clean one long frames.
+
+    Every answer carries the device's boot id; an answer from another boot than the earlier ones
+    raises :class:`DeviceReset` (`infer` uploads again and reruns instead)."""
+
+    MIN_PAYLOAD = 16
+
+    def __init__(self, transport: Transport, timeout: float = 2.0, run_timeout: float = 5.0,
+                 retries: int = 40, timeout_retries: int = 1, drain_quiet: float = 0.01,
+                 settle: float = 0.03, keep_log: bool = False, payload: int | None = None,
+                 grow_after: int = 8):
         self.transport = transport
         self.timeout = timeout
         self.run_timeout = run_timeout
@@ -113,7 +151,14 @@ class Client:
         self.drain_quiet = drain_quiet
         self.settle = settle
         self.keep_log = keep_log
+        self.grow_after = grow_after
         self.stats = LinkStats()
+        self.boot_id: int | None = None
+        self._payload_limit = payload
+        self._payload: int | None = payload
+        self._window = [0, 0]         # attempts, damaged ones at the current payload size
+        self._clean_streak = 0
+        self._rtt: dict[int, float] = {}    # command → smoothed seconds of a clean exchange
         self._seq = 0
         self._parser = P.Parser()
         self._pending: list[P.Event] = []
@@ -176,11 +221,14 @@ class Client:
                         self.stats.stale += 1
                         continue
                     if f.type == P.TYPE_NAK:
-                        if f.seq == seq or (f.payload[:1] == bytes([P.Nak.BAD_HEADER])):
-                            if f.payload[:1] == bytes([P.Nak.TOO_LONG]):
+                        reason = f.payload[:1]
+                        if f.seq == seq or reason == bytes([P.Nak.BAD_HEADER]) or \
+                                (reason == bytes([P.Nak.TRUNCATED]) and f.seq == 0):
+                            if reason == bytes([P.Nak.TOO_LONG]):
                                 raise ProtocolMismatch(
                                     f"device refused a frame as too long (its maximum payload "
                                     f"is below what the host sent)")
+                            self.stats.truncated += reason == bytes([P.Nak.TRUNCATED])
                             self._pending = events[i + 1:]
                             return "nak"
                         self.stats.stale += 1
@@ -197,28 +245,61 @@ class Client:
                 self._pending = events[i + 1:]
                 return "bad_frame"
 
+    def _overdue(self, cmd: int, limit: float) -> float:
+        """How long to wait for an answer before resending: well past the usual round trip
+        of this command once one is known, else the whole limit."""
+        rtt = self._rtt.get(cmd)
+        return limit if rtt is None else min(limit, max(0.05, 6.0 * rtt + 0.02))
+
+    def _note_outcome(self, damaged: bool) -> None:
+        """Adapt the chunk payload size to how often exchanges arrive damaged."""
+        if self._payload is None or self._info is None:
+            return
+        self._window[0] += 1
+        self._window[1] += damaged
+        self._clean_streak = 0 if damaged else self._clean_streak + 1
+        attempts, bad = self._window
+        if bad >= 2 and 2 * bad > attempts and self._payload > self.MIN_PAYLOAD:
+            self._payload = max(self.MIN_PAYLOAD, self._payload // 2)
+            self.stats.shrinks += 1
+            self._window, self._clean_streak = [0, 0], 0
+        elif self._clean_streak >= self.grow_after and self._payload < self._max_chunk():
+            self._payload = min(self._max_chunk(), self._payload * 2)
+            self.stats.grows += 1
+            self._window, self._clean_streak = [0, 0], 0
+
     def call(self, cmd: int, payload: bytes = b"", timeout: float | None = None,
              timeout_retries: int | None = None) -> bytes:
-        """One request/answer exchange; returns the answer payload after the status byte."""
+        """One request/answer exchange; returns the answer payload after the status and boot
+        id."""
         cmd = int(cmd)
         name = P.Cmd(cmd).name.lower() if cmd in P.Cmd._value2member_map_ \
             else f"command {cmd:#04x}"
         timeout = self.timeout if timeout is None else timeout
         timeout_retries = self.timeout_retries if timeout_retries is None else timeout_retries
+        hang_after = timeout * (1 + timeout_retries)
         self._seq = (self._seq + 1) & 0xFF
         seq = self._seq
         frame = P.encode(cmd, seq, payload)
         self.stats.exchanges += 1
         damaged = unanswered = 0
+        started = silent_since = time.monotonic()
         while True:
             self.stats.attempts += 1
+            t0 = time.monotonic()
             self.transport.write(frame, timeout)
-            outcome = self._attempt(cmd, seq, time.monotonic() + timeout)
+            wait = min(self._overdue(cmd, timeout), max(0.0, silent_since + hang_after - t0))
+            outcome = self._attempt(cmd, seq, t0 + wait)
             if self.keep_log:     # (exchange, command, outcome, stream range of the answer)
                 n = self.stats.exchanges
                 self.stats.log.append((n, name, outcome, None) if isinstance(outcome, str)
                                       else (n, name, "ok", (outcome.start, outcome.end)))
             if not isinstance(outcome, str):
+                if not damaged and not unanswered:
+                    dt = time.monotonic() - t0
+                    old = self._rtt.get(cmd)
+                    self._rtt[cmd] = dt if old is None else 0.8 * old + 0.2 * dt
+                self._note_outcome(False)
                 break
             if outcome == "timeout":
                 self.stats.timeouts += 1
@@ -227,21 +308,30 @@ class Client:
                 self.stats.naks += outcome == "nak"
                 self.stats.bad_frames += outcome == "bad_frame"
                 damaged += 1
-            if unanswered > timeout_retries:
+                silent_since = time.monotonic()      # the device is alive
+                self._note_outcome(True)
+            if time.monotonic() - silent_since >= hang_after - 1e-3:
                 raise LinkError(
-                    f"device did not answer {name} within {timeout:g} s "
+                    f"device did not answer {name} within {hang_after:g} s "
                     f"({unanswered} attempts): the firmware hangs or is not running")
             if damaged > self.retries:
                 raise LinkError(f"{name}: {damaged} damaged exchanges in a row "
                                 f"(last: {outcome}); the link is too noisy")
             self.stats.resends += 1
             self._drain()
-        body = outcome.payload
-        if not body:
-            raise ProtocolMismatch(f"{name}: empty answer (no status byte)")
-        if body[0] != P.Status.OK:
-            raise DeviceError(name, body[0], body[1:].decode("utf-8", "replace"))
-        return body[1:]
+        try:
+            status, boot_id, body = P.unpack_answer(outcome.payload)
+        except ValueError as e:
+            raise ProtocolMismatch(f"{name}: {e}") from None
+        if self.boot_id is None:
+            self.boot_id = boot_id
+        elif boot_id != self.boot_id:
+            old, self.boot_id = self.boot_id, boot_id
+            self.stats.reboots += 1
+            raise DeviceReset(name, old, boot_id)
+        if status != P.Status.OK:
+            raise DeviceError(name, status, body.decode("utf-8", "replace"))
+        return body
 
     # -- commands -------------------------------------------------------------------------
 
@@ -249,11 +339,12 @@ class Client:
         """Wait until the device answers (a freshly booted board may miss the first bytes while
         its UART is still off), then read its info."""
         deadline = time.monotonic() + total_timeout
+        self.boot_id = None
         while True:
             try:
                 self.call(P.Cmd.PING, b"qmcu", timeout=retry_timeout, timeout_retries=0)
                 break
-            except LinkError:
+            except (LinkError, DeviceReset):
                 if time.monotonic() + retry_timeout > deadline:
                     raise LinkError(f"device did not answer within {total_timeout:g} s after "
                                     "the link opened: the firmware is not running or the link "
@@ -283,22 +374,33 @@ class Client:
                 f"firmware built for this model")
         return info
 
+    def _max_chunk(self) -> int:
+        """Data bytes of the largest chunk a frame holds (answer head or offset+length)."""
+        most = self.info().max_payload - 8
+        return most if self._payload_limit is None else min(most, self._payload_limit)
+
     def _chunk(self) -> int:
-        return self.info().max_payload - 8
+        if self._payload is None or self._payload > self._max_chunk():
+            self._payload = self._max_chunk()
+        n = self._payload
+        self.stats.payload_sizes[n] = self.stats.payload_sizes.get(n, 0) + 1
+        return n
 
     def write_input(self, data: bytes, offset: int = 0) -> None:
         data = bytes(data)
-        n = self._chunk()
-        for pos in range(0, len(data), n):
+        pos = 0
+        while pos < len(data):
+            n = self._chunk()
             self.call(P.Cmd.WRITE_INPUT, P.pack_write_input(offset + pos, data[pos:pos + n]))
+            pos += n
 
     def read_output(self, length: int | None = None, offset: int = 0) -> bytes:
         length = self.info().output_bytes - offset if length is None else length
-        n = self._chunk()
-        parts = []
-        for pos in range(0, length, n):
-            k = min(n, length - pos)
+        parts, pos = [], 0
+        while pos < length:
+            k = min(self._chunk(), length - pos)
             parts.append(self.call(P.Cmd.READ_OUTPUT, P.pack_read_output(offset + pos, k)))
+            pos += k
         return b"".join(parts)
 
     def run(self, repeat: int = 1) -> Timing:
@@ -315,12 +417,21 @@ class Client:
     def reset(self) -> None:
         self.call(P.Cmd.RESET)
 
-    def infer(self, data: bytes, repeat: int = 1) -> tuple[bytes, Timing]:
-        """Upload an input, run, read the output back."""
+    def infer(self, data: bytes, repeat: int = 1, reboots: int = 2) -> tuple[bytes, Timing]:
+        """Upload an input, run, read the output back. A device that reboots on the way (up
+        to `reboots` times) gets the input again: an output is only ever taken from a run
+        of this input within one boot."""
         info = self.info()
         if len(data) != info.input_bytes:
             raise ValueError(f"input of {len(data)} bytes, model {info.model_name!r} takes "
                              f"{info.input_bytes}")
-        self.write_input(data)
-        timing = self.run(repeat)
-        return self.read_output(), timing
+        for attempt in range(reboots + 1):
+            try:
+                self.write_input(data)
+                timing = self.run(repeat)
+                return self.read_output(), timing
+            except DeviceReset:
+                if attempt == reboots:
+                    raise
+                self.stats.reuploads += 1
+        raise AssertionError("unreachable")

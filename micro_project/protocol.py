@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 SYNC = 0xA5
-VERSION = 1
+VERSION = 2
 HEADER_BYTES = 7
 TRAILER_BYTES = 4
 RESPONSE_FLAG = 0x80
@@ -42,6 +42,10 @@ class Nak(IntEnum):
     BAD_CRC = 1
     TOO_LONG = 2
     BAD_HEADER = 3
+    TRUNCATED = 4      # the frame stopped short (the device's inter-byte timeout)
+
+
+ANSWER_HEAD = struct.Struct("<BI")        # status, boot id: the start of every answer payload
 
 
 def crc8(data: bytes) -> int:
@@ -182,6 +186,14 @@ def unpack_timing(body: bytes) -> tuple[int, int]:
     return struct.unpack("<IQ", body)
 
 
+def unpack_answer(payload: bytes) -> tuple[int, int, bytes]:
+    """An answer payload → (status, boot id, the rest)."""
+    if len(payload) < ANSWER_HEAD.size:
+        raise ValueError(f"answer of {len(payload)} bytes, shorter than its status and boot id")
+    status, boot_id = ANSWER_HEAD.unpack_from(payload)
+    return status, boot_id, bytes(payload[ANSWER_HEAD.size:])
+
+
 def unpack_info(body: bytes) -> dict:
     if len(body) < INFO_FIXED.size:
         raise ValueError(f"info answer of {len(body)} bytes, expected at least {INFO_FIXED.size}")
@@ -191,8 +203,9 @@ def unpack_info(body: bytes) -> dict:
     info = dict(zip(keys, fields))
     pos = INFO_FIXED.size
     for key in ("model_hash", "model_name", "board", "counter_name"):
-        if pos >= len(body):
-            raise ValueError(f"info answer truncated before {key}")
+        if pos >= len(body):          # a small max_payload leaves the last strings out
+            info[key] = ""
+            continue
         n = body[pos]
         info[key] = body[pos + 1:pos + 1 + n].decode("utf-8", "replace")
         pos += 1 + n

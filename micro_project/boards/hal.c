@@ -47,6 +47,10 @@ int hal_uart_getc(void) {
     return (int)(UART_DATA & 0xFFu);
 }
 
+int hal_uart_poll(void) {
+    return (UART_STATE & 2u) ? (int)(UART_DATA & 0xFFu) : -1;
+}
+
 void hal_puts(const char *s) {
     while (*s) hal_uart_putc(*s++);
 }

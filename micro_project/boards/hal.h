@@ -15,6 +15,7 @@ extern "C" {
 void hal_init(void);                 /* UART0 on (TX+RX), Timer0 free-running from 0 */
 void hal_uart_putc(char c);
 int hal_uart_getc(void);             /* blocking; returns 0..255 */
+int hal_uart_poll(void);             /* a received byte 0..255, or -1 if none is waiting */
 void hal_puts(const char *s);        /* no newline added */
 void hal_put_u32(uint32_t v);        /* decimal */
 uint32_t hal_timer_read(void);       /* Timer0 ticks since hal_init (counts up, wraps at 2^32) */

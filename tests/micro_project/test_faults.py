@@ -130,7 +130,7 @@ def test_hanging_firmware_is_given_up_on(model_dirs, tmp_path):
         client = project.client(run_timeout=2.0)
         client.write_input(bytes(model_dirs["hang"].input_bytes))
         t0 = time.monotonic()
-        with pytest.raises(LinkError, match="did not answer run within 2 s .*hangs"):
+        with pytest.raises(LinkError, match="did not answer run within 4 s .*hangs"):
             client.run()
         assert time.monotonic() - t0 < 10
     finally:
@@ -166,7 +166,7 @@ def test_hanging_firmware_on_qemu_is_given_up_on_and_qemu_ends(model_dirs, tmp_p
         client.check_model(model_dirs["hang"].hash)
         client.write_input(bytes(model_dirs["hang"].input_bytes))
         t_run = time.monotonic()
-        with pytest.raises(LinkError, match="did not answer run within 3 s"):
+        with pytest.raises(LinkError, match="did not answer run within 6 s"):
             client.run()
     finally:
         project.close_transport()

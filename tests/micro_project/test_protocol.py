@@ -14,7 +14,7 @@ def test_checksums_match_their_definitions():
 
 def test_frame_layout():
     f = P.encode(P.Cmd.PING, 7, b"abc")
-    assert f[:4] == bytes([0xA5, 1, 0x01, 7])
+    assert f[:4] == bytes([0xA5, 2, 0x01, 7])
     assert struct.unpack("<H", f[4:6])[0] == 3
     assert f[6] == P.crc8(f[:6])
     assert f[7:10] == b"abc"
@@ -57,8 +57,8 @@ def test_parser_resyncs_on_a_sync_byte_inside_a_bad_header():
 def test_too_long_and_bad_version_are_reported():
     ev = P.Parser(max_payload=16).feed(P.encode(1, 1, bytes(17)))
     assert ev[0].kind == "too_long"
-    ev = P.Parser().feed(P.encode(1, 1, b"x", version=2))
-    assert ev[0].kind == "bad_version" and ev[0].frame.version == 2
+    ev = P.Parser().feed(P.encode(1, 1, b"x", version=3))
+    assert ev[0].kind == "bad_version" and ev[0].frame.version == 3
 
 
 def test_info_roundtrip():

@@ -41,6 +41,8 @@ int qmcu_run_kernel(uint32_t id, const uint8_t *input, uint8_t *output) {
     return 0;
 }
 
+static qmcu_server_t server;
+
 /* ---- HAL: the link is in memory; responses are checked as they leave ---- */
 static qmcu_parser_t reply_parser;
 static unsigned long replies, reply_bytes;
@@ -58,6 +60,12 @@ void qmcu_hal_write(const uint8_t *data, size_t len) {
     }
     CHECK(f.len + QMCU_HEADER_BYTES + QMCU_TRAILER_BYTES == len);
     CHECK(f.type & 0x80u);
+    if (f.type != QMCU_TYPE_NAK) {            /* status, then this boot's id */
+        uint32_t boot;
+        CHECK(f.len >= QMCU_ANSWER_HEAD_BYTES);
+        memcpy(&boot, f.payload + 1, 4);
+        CHECK(boot == server.boot_id && boot != 0);
+    }
     replies++;
     reply_bytes += len;
 }
@@ -68,7 +76,6 @@ const char *qmcu_hal_board(void) { return "fuzz-host"; }
 void qmcu_hal_exit(int code) { exit(code); }
 
 /* ---- driving ---- */
-static qmcu_server_t server;
 static qmcu_parser_t probe;        /* a second parser fed the same bytes, for its invariants */
 static unsigned long frames_seen, events_seen;
 
@@ -82,7 +89,7 @@ static void feed(const uint8_t *data, size_t len) {
                                   probe.need <= QMCU_FRAME_MAX && probe.n < probe.need));
         CHECK(probe.n == 0 || probe.buf[0] == QMCU_SYNC);
         if (ev == QMCU_EV_FRAME) {
-            CHECK(f.len <= QMCU_MAX_PAYLOAD);
+            CHECK(f.len + QMCU_HEADER_BYTES + QMCU_TRAILER_BYTES <= QMCU_FRAME_MAX);
             frames_seen++;
         }
         if (ev != QMCU_EV_NONE) events_seen++;
@@ -212,6 +219,13 @@ int main(int argc, char **argv) {
             break;
         }
         feed(buf, len);
+        if (below(8) == 0) {                      /* the link goes quiet mid-frame */
+            qmcu_frame_t f;
+            size_t held = probe.n;
+            qmcu_server_link_quiet(&server);
+            CHECK(qmcu_parser_abandon(&probe, &f) == (held ? QMCU_EV_TRUNCATED : QMCU_EV_NONE));
+            CHECK(probe.n == 0 && probe.need == 0 && server.parser.n == 0);
+        }
         if (below(1000) == 0) {                   /* let a pending partial frame complete */
             memset(buf, 0, sizeof buf);
             feed(buf, QMCU_FRAME_MAX);

@@ -20,7 +20,8 @@ typedef enum {
     QMCU_EV_BAD_CRC,       /* header valid, payload CRC wrong: frame.type/seq are known */
     QMCU_EV_TOO_LONG,      /* header valid, length above QMCU_MAX_PAYLOAD */
     QMCU_EV_BAD_VERSION,   /* header valid, protocol version not ours */
-    QMCU_EV_BAD_HEADER     /* header CRC wrong: resynchronising on the next sync byte */
+    QMCU_EV_BAD_HEADER,    /* header CRC wrong: resynchronising on the next sync byte */
+    QMCU_EV_TRUNCATED      /* a partial frame was dropped (qmcu_parser_abandon) */
 } qmcu_event_t;
 
 typedef struct {
@@ -41,6 +42,10 @@ void qmcu_parser_reset(qmcu_parser_t *p);
 
 /* Feed one byte; on an event other than NONE, `frame` describes what was seen. */
 qmcu_event_t qmcu_parser_feed(qmcu_parser_t *p, uint8_t byte, qmcu_frame_t *frame);
+
+/* The link went quiet: drop any partial frame. Returns QMCU_EV_TRUNCATED when bytes were held
+ * (frame->seq is the frame's if its header was complete and valid, else 0), else NONE. */
+qmcu_event_t qmcu_parser_abandon(qmcu_parser_t *p, qmcu_frame_t *frame);
 
 /* Encode a frame into out (capacity cap). Returns the frame length, or 0 if it does not fit. */
 size_t qmcu_frame_encode(uint8_t *out, size_t cap, uint8_t type, uint8_t seq,

@@ -16,6 +16,16 @@ void qmcu_hal_init(void);
 /* Blocking read of one byte from the host link; -1 when the link is closed for good. */
 int qmcu_hal_getc(void);
 
+/* Read one byte, waiting at most `ms` milliseconds: the byte, QMCU_HAL_CLOSED or
+ * QMCU_HAL_TIMEOUT. Optional: the core links a default that waits for ever (qmcu_hal_getc). */
+#define QMCU_HAL_CLOSED (-1)
+#define QMCU_HAL_TIMEOUT (-2)
+int qmcu_hal_getc_timeout(uint32_t ms);
+
+/* Something that differs between boots (a seed for the boot id). Optional: the core's default
+ * is the counter, read at reset and again when the first byte arrives. */
+uint32_t qmcu_hal_entropy(void);
+
 /* Write bytes to the host link (blocking until queued). */
 void qmcu_hal_write(const uint8_t *data, size_t len);
 

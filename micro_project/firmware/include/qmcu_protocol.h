@@ -15,7 +15,7 @@
 #define QMCU_PROTOCOL_H
 
 #define QMCU_SYNC 0xA5u
-#define QMCU_PROTO_VERSION 1u
+#define QMCU_PROTO_VERSION 2u
 #define QMCU_HEADER_BYTES 7u
 #define QMCU_TRAILER_BYTES 4u
 
@@ -25,9 +25,19 @@
 #if QMCU_MAX_PAYLOAD < 64 || QMCU_MAX_PAYLOAD > 65535
 #error "QMCU_MAX_PAYLOAD must be within 64..65535"
 #endif
-/* Upper bound of `repeat` in RUN / RUN_KERNEL, so no request can occupy the device for hours. */
+/* Upper bound of `repeat` in RUN / RUN_KERNEL. */
 #ifndef QMCU_MAX_REPEAT
 #define QMCU_MAX_REPEAT 100000u
+#endif
+/* No request occupies the device for long: a repeated run stops once this much counter time
+ * has passed (after at least one run) and answers the number of runs it did. */
+#ifndef QMCU_MAX_RUN_MS
+#define QMCU_MAX_RUN_MS 2000u
+#endif
+/* A partial frame is dropped (and NAKed as TRUNCATED) when its next byte does not come within
+ * this many milliseconds of counter time, so one lost byte costs milliseconds, not a timeout. */
+#ifndef QMCU_BYTE_TIMEOUT_MS
+#define QMCU_BYTE_TIMEOUT_MS 20u
 #endif
 
 #define QMCU_FRAME_MAX (QMCU_HEADER_BYTES + QMCU_MAX_PAYLOAD + QMCU_TRAILER_BYTES)
@@ -49,8 +59,13 @@
 #define QMCU_NAK_BAD_CRC 1u
 #define QMCU_NAK_TOO_LONG 2u
 #define QMCU_NAK_BAD_HEADER 3u     /* sent with seq 0: a header failed its CRC-8 */
+#define QMCU_NAK_TRUNCATED 4u      /* a frame stopped short (inter-byte timeout); seq 0 if
+                                      its header was not complete */
 
-/* Status (first payload byte of every response); non-zero is followed by a message. */
+/* Every answer payload: u8 status, u32 boot id (drawn at reset: an answer from another boot
+ * tells the host that the device lost its input and output), then the result, or for a
+ * non-zero status a message. */
+#define QMCU_ANSWER_HEAD_BYTES 5u
 #define QMCU_OK 0u
 #define QMCU_ERR_UNKNOWN_COMMAND 1u
 #define QMCU_ERR_BAD_ARGUMENTS 2u

@@ -16,7 +16,9 @@ typedef struct {
     uint8_t tx[QMCU_FRAME_MAX];
     const qmcu_model_desc_t *model;
     uint32_t frames_ok;       /* frames executed */
-    uint32_t frames_bad;      /* frames refused (CRC, length, version) */
+    uint32_t frames_bad;      /* frames refused (CRC, length, version, truncated) */
+    uint32_t boot_id;         /* in every answer: differs from one boot to the next */
+    int seeded;               /* boot_id has taken in the first byte's arrival time */
 } qmcu_server_t;
 
 void qmcu_server_init(qmcu_server_t *s, const qmcu_model_desc_t *model);
@@ -27,6 +29,12 @@ void qmcu_server_announce(qmcu_server_t *s);
 
 /* Feed one received byte; a complete frame is executed and answered through qmcu_hal_write. */
 void qmcu_server_feed(qmcu_server_t *s, uint8_t byte);
+
+/* Whether a frame is partly received (the caller then reads with a timeout). */
+int qmcu_server_receiving(const qmcu_server_t *s);
+
+/* No byte came within QMCU_BYTE_TIMEOUT_MS: drop the partial frame and NAK it (TRUNCATED). */
+void qmcu_server_link_quiet(qmcu_server_t *s);
 
 /* Serve the host link until it closes (qmcu_hal_getc() < 0). Returns 0. */
 int qmcu_serve_forever(void);

@@ -48,6 +48,9 @@ static void resync(qmcu_parser_t *p) {
     p->need = 0;
 }
 
+/* (a function, so that QMCU_MAX_PAYLOAD 65535 draws no "comparison always false" warning) */
+static int too_long(uint32_t len) { return len > QMCU_MAX_PAYLOAD; }
+
 static void describe(const qmcu_parser_t *p, qmcu_frame_t *f) {
     f->version = p->buf[1];
     f->type = p->buf[2];
@@ -70,7 +73,7 @@ qmcu_event_t qmcu_parser_feed(qmcu_parser_t *p, uint8_t byte, qmcu_frame_t *fram
             qmcu_parser_reset(p);
             return QMCU_EV_BAD_VERSION;
         }
-        if (frame->len > QMCU_MAX_PAYLOAD) {
+        if (too_long(frame->len)) {
             qmcu_parser_reset(p);
             return QMCU_EV_TOO_LONG;
         }
@@ -85,6 +88,15 @@ qmcu_event_t qmcu_parser_feed(qmcu_parser_t *p, uint8_t byte, qmcu_frame_t *fram
                    ((uint32_t)t[3] << 24);
     qmcu_parser_reset(p);     /* the buffer stays intact until the next feed */
     return qmcu_crc32(0, p->buf, body) == got ? QMCU_EV_FRAME : QMCU_EV_BAD_CRC;
+}
+
+qmcu_event_t qmcu_parser_abandon(qmcu_parser_t *p, qmcu_frame_t *frame) {
+    if (p->n == 0) return QMCU_EV_NONE;
+    frame->seq = 0;
+    frame->len = 0;
+    if (p->need) describe(p, frame);    /* header complete and valid: its seq is known */
+    qmcu_parser_reset(p);
+    return QMCU_EV_TRUNCATED;
 }
 
 size_t qmcu_frame_encode(uint8_t *out, size_t cap, uint8_t type, uint8_t seq,

@@ -6,6 +6,15 @@
 
 #include "qmcu_hal.h"
 
+/* Optional HAL calls (qmcu_hal.h): a link without a timed read waits for ever, and the counter
+ * is the only source of boot-to-boot variation. */
+__attribute__((weak)) int qmcu_hal_getc_timeout(uint32_t ms) {
+    (void)ms;
+    return qmcu_hal_getc();
+}
+
+__attribute__((weak)) uint32_t qmcu_hal_entropy(void) { return qmcu_hal_cycles(); }
+
 __attribute__((weak)) int qmcu_run_kernel(uint32_t kernel_id, const uint8_t *input,
                                           uint8_t *output) {
     (void)kernel_id;
@@ -56,14 +65,18 @@ static void put_hex8(out_t *o, uint8_t v) {
     put_u8(o, (uint8_t)hex[v >> 4]);
     put_u8(o, (uint8_t)hex[v & 0xFu]);
 }
-/* Length-prefixed string, at most 63 bytes. */
+/* Length-prefixed string, at most 63 bytes, cut to the room left; with no room even for the
+ * length byte it is left out (the host reads a missing string as empty). */
 static void put_lstr(out_t *o, const char *s) {
     size_t len = s ? strlen(s) : 0;
+    if (o->n >= o->cap) return;
     if (len > 63) len = 63;
-    if (o->n + 1 + len > o->cap) len = o->n + 1 < o->cap ? o->cap - o->n - 1 : 0;
+    if (o->n + 1 + len > o->cap) len = o->cap - o->n - 1;
     put_u8(o, (uint8_t)len);
     for (size_t i = 0; i < len; i++) put_u8(o, (uint8_t)s[i]);
 }
+
+static int payload_too_long(uint32_t len) { return len > QMCU_MAX_PAYLOAD; }
 
 static uint32_t get_u32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
@@ -78,7 +91,18 @@ static out_t empty(qmcu_server_t *s) {
 static out_t begin(qmcu_server_t *s, uint8_t status) {
     out_t o = empty(s);
     put_u8(&o, status);
+    put_u32(&o, s->boot_id);
     return o;
+}
+
+/* Murmur3's finaliser: every input bit flips about half the output bits. */
+static uint32_t mix32(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
 }
 
 static void reply(qmcu_server_t *s, uint8_t type, uint8_t seq, const out_t *o) {
@@ -103,11 +127,14 @@ static void cmd_info(qmcu_server_t *s, out_t *o) {
     put_lstr(o, qmcu_hal_counter_name());
 }
 
-/* Runs `repeat` times, summing the counter ticks of each run. Returns the status byte. */
+/* Runs `repeat` times, summing the counter ticks of each run, but stops after QMCU_MAX_RUN_MS
+ * of counter time (the answer says how many runs were done). Returns the status byte. */
 static uint8_t timed_runs(qmcu_server_t *s, out_t *o, int kernel, uint32_t id, uint32_t repeat) {
     const qmcu_model_desc_t *m = s->model;
+    const uint64_t limit = (uint64_t)QMCU_MAX_RUN_MS * qmcu_hal_counter_hz() / 1000u;
     uint64_t ticks = 0;
-    for (uint32_t r = 0; r < repeat; r++) {
+    uint32_t r;
+    for (r = 0; r < repeat && (r == 0 || ticks < limit); r++) {
         uint32_t t0 = qmcu_hal_cycles();
         int rc = kernel ? qmcu_run_kernel(id, m->input, m->output) : qmcu_run(m->input, m->output);
         ticks += (uint32_t)(qmcu_hal_cycles() - t0);
@@ -128,7 +155,7 @@ static uint8_t timed_runs(qmcu_server_t *s, out_t *o, int kernel, uint32_t id, u
             return QMCU_ERR_MODEL;
         }
     }
-    put_u32(o, repeat);
+    put_u32(o, r);
     put_u64(o, ticks);
     return QMCU_OK;
 }
@@ -145,7 +172,7 @@ static void execute(qmcu_server_t *s, const qmcu_frame_t *f) {
     out_t o = begin(s, QMCU_OK);
     switch (f->type) {
     case QMCU_CMD_PING:
-        for (size_t i = 0; i < f->len && i + 1 < QMCU_MAX_PAYLOAD; i++) put_u8(&o, p[i]);
+        for (size_t i = 0; i < f->len; i++) put_u8(&o, p[i]);   /* cut to the frame size */
         break;
     case QMCU_CMD_INFO:
         cmd_info(s, &o);
@@ -171,7 +198,7 @@ static void execute(qmcu_server_t *s, const qmcu_frame_t *f) {
             break;
         }
         uint32_t off = get_u32(p), n = (uint32_t)(p[4] | (p[5] << 8));
-        if ((uint64_t)off + n > m->output_bytes || n + 1u > QMCU_MAX_PAYLOAD) {
+        if ((uint64_t)off + n > m->output_bytes || payload_too_long(n + QMCU_ANSWER_HEAD_BYTES)) {
             o = fail(s, QMCU_ERR_OUT_OF_RANGE, "read_output past the end of the output (");
             put_dec(&o, (int32_t)m->output_bytes);
             put_text(&o, " bytes) or above the frame size");
@@ -224,12 +251,41 @@ void qmcu_server_init(qmcu_server_t *s, const qmcu_model_desc_t *model) {
     s->model = model;
     s->frames_ok = 0;
     s->frames_bad = 0;
+    s->boot_id = qmcu_hal_entropy();
+    s->seeded = 0;
 }
+
+static void nak(qmcu_server_t *s, uint8_t seq, uint8_t reason) {
+    out_t o = empty(s);
+    put_u8(&o, reason);
+    reply(s, QMCU_TYPE_NAK, seq, &o);
+}
+
+static void answer_event(qmcu_server_t *s, qmcu_event_t ev, const qmcu_frame_t *fp);
 
 void qmcu_server_feed(qmcu_server_t *s, uint8_t byte) {
     qmcu_frame_t f;
+    if (!s->seeded) {
+        /* when the host's first byte arrives depends on the host: under a deterministic
+         * emulator this is what makes two boots' ids differ */
+        s->boot_id = mix32(s->boot_id ^ mix32(qmcu_hal_entropy()));
+        if (s->boot_id == 0) s->boot_id = 1;
+        s->seeded = 1;
+    }
+    answer_event(s, qmcu_parser_feed(&s->parser, byte, &f), &f);
+}
+
+int qmcu_server_receiving(const qmcu_server_t *s) { return s->parser.n != 0; }
+
+void qmcu_server_link_quiet(qmcu_server_t *s) {
+    qmcu_frame_t f;
+    answer_event(s, qmcu_parser_abandon(&s->parser, &f), &f);
+}
+
+static void answer_event(qmcu_server_t *s, qmcu_event_t ev, const qmcu_frame_t *fp) {
+    const qmcu_frame_t f = *fp;
     out_t o;
-    switch (qmcu_parser_feed(&s->parser, byte, &f)) {
+    switch (ev) {
     case QMCU_EV_FRAME:
         s->frames_ok++;
         execute(s, &f);
@@ -237,9 +293,11 @@ void qmcu_server_feed(qmcu_server_t *s, uint8_t byte) {
     case QMCU_EV_BAD_CRC:
     case QMCU_EV_TOO_LONG:
         s->frames_bad++;
-        o = empty(s);
-        put_u8(&o, f.len > QMCU_MAX_PAYLOAD ? QMCU_NAK_TOO_LONG : QMCU_NAK_BAD_CRC);
-        reply(s, QMCU_TYPE_NAK, f.seq, &o);
+        nak(s, f.seq, payload_too_long(f.len) ? QMCU_NAK_TOO_LONG : QMCU_NAK_BAD_CRC);
+        break;
+    case QMCU_EV_TRUNCATED:
+        s->frames_bad++;
+        nak(s, f.seq, QMCU_NAK_TRUNCATED);
         break;
     case QMCU_EV_BAD_VERSION:
         s->frames_bad++;
@@ -253,9 +311,7 @@ void qmcu_server_feed(qmcu_server_t *s, uint8_t byte) {
         /* Tell the host at once that something arrived damaged, so it resends without
          * waiting for its timeout. */
         s->frames_bad++;
-        o = empty(s);
-        put_u8(&o, QMCU_NAK_BAD_HEADER);
-        reply(s, QMCU_TYPE_NAK, 0, &o);
+        nak(s, 0, QMCU_NAK_BAD_HEADER);
         break;
     default:
         break;
@@ -275,7 +331,12 @@ int qmcu_serve_forever(void) {
     qmcu_server_init(&server, qmcu_model_describe());
     qmcu_server_announce(&server);
     for (;;) {
-        int c = qmcu_hal_getc();
+        int c = qmcu_server_receiving(&server) ? qmcu_hal_getc_timeout(QMCU_BYTE_TIMEOUT_MS)
+                                                : qmcu_hal_getc();
+        if (c == QMCU_HAL_TIMEOUT) {
+            qmcu_server_link_quiet(&server);
+            continue;
+        }
         if (c < 0) return 0;
         qmcu_server_feed(&server, (uint8_t)c);
     }

@@ -2,6 +2,7 @@
  * the counter is CLOCK_MONOTONIC in nanoseconds (wall time; for tests, not for benchmarks). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,24 @@ int qmcu_hal_getc(void) {
         rx_pos = 0;
     }
     return rx[rx_pos++];
+}
+
+int qmcu_hal_getc_timeout(uint32_t ms) {
+    if (rx_pos == rx_len) {
+        struct pollfd pfd = {0, POLLIN, 0};
+        int r;
+        do {
+            r = poll(&pfd, 1, (int)ms);
+        } while (r < 0 && errno == EINTR);
+        if (r == 0) return QMCU_HAL_TIMEOUT;
+    }
+    return qmcu_hal_getc();
+}
+
+uint32_t qmcu_hal_entropy(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint32_t)ts.tv_nsec ^ ((uint32_t)getpid() << 16) ^ (uint32_t)ts.tv_sec;
 }
 
 void qmcu_hal_write(const uint8_t *data, size_t len) {

@@ -22,6 +22,17 @@ void qmcu_hal_init(void) {
 
 int qmcu_hal_getc(void) { return hal_uart_getc(); }
 
+/* Timed on the board timer: under -icount that is guest time, so the timeout is a number of
+ * polling instructions (deterministic, independent of the host's load). */
+int qmcu_hal_getc_timeout(uint32_t ms) {
+    const uint32_t t0 = hal_timer_read(), limit = ms * (QMCU_TIMER_HZ / 1000u);
+    for (;;) {
+        int c = hal_uart_poll();
+        if (c >= 0) return c;
+        if (hal_timer_read() - t0 > limit) return QMCU_HAL_TIMEOUT;
+    }
+}
+
 void qmcu_hal_write(const uint8_t *data, size_t len) {
     for (size_t i = 0; i < len; i++) hal_uart_putc((char)data[i]);
 }
