@@ -40,6 +40,11 @@ class DeviceReset(RpcError):
                          f"again and rerun")
 
 
+class InputLost(RpcError):
+    """The device rebooted (DeviceReset) since the input was written: nothing is run on or
+    read from its zeroed input until the input is written again."""
+
+
 class ModelMismatch(RpcError):
     """The device runs a different model than the host expects."""
 
@@ -48,16 +53,28 @@ class ProtocolMismatch(RpcError):
     """The device speaks another protocol version or frame size than the host."""
 
 
+class _Rechunk(Exception):
+    """The payload size shrank below the chunk being sent: split the rest anew."""
+
+
 def wait_for_hello(transport: Transport, timeout: float, what: str = "device") -> None:
-    """Block until the firmware's boot announcement (HELLO frame) arrives."""
+    """Block until the firmware's boot announcement (HELLO frame) arrives. On a noisy link a
+    damaged announcement counts too: the firmware only speaks once it is up."""
     parser = P.Parser()
     deadline = time.monotonic() + timeout
+    heard = False
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
+            if heard:
+                return
             raise LinkError(f"{what} did not announce itself within {timeout:g} s of booting: "
                             "the firmware did not start (see the emulator log)")
-        for ev in parser.feed(transport.read(256, left)):
+        data = transport.read(256, min(left, 0.1) if heard else left)
+        if not data and heard:
+            return
+        heard = heard or bool(data)
+        for ev in parser.feed(data):
             if ev.kind == "frame" and ev.frame.type == P.TYPE_HELLO:
                 if ev.frame.payload != P.HELLO_PAYLOAD:
                     raise ProtocolMismatch(f"{what} announced {ev.frame.payload!r}, host "
@@ -124,20 +141,21 @@ class Client:
     `timeout` bounds the wait for the answer of a quick command, `run_timeout` of a run; the
     device is declared hung when no intact answer came within (1 + timeout_retries) times that.
     Within that time an unanswered request is resent sooner, once its answer is well overdue
-    against the link's measured round trips (a request whose sync byte was lost is never
-    answered). A damaged exchange (NAK, damaged answer, bytes that form no frame followed by
+    against the link's measured round trips (the device NAKs a frame it lost the start of, but
+    that NAK can be lost too). A damaged exchange (NAK, damaged answer, bytes that form no frame followed by
     `settle` seconds of silence) is resent at once, up to `retries` times in a row, after the
     link was quiet for `drain_quiet` seconds.
 
     Uploads and downloads are cut into chunks of `payload` bytes at most (default: what the
-    device allows): the size halves when most exchanges at the current size were damaged and
-    doubles again after `grow_after` clean exchanges in a row, so a noisy link moves short
+    device allows): the size halves when three in four exchanges at the current size were
+    damaged (the fixed cost of an exchange makes shorter frames not pay below that) and doubles
+    again after `grow_after` clean exchanges in a row, so a noisy link moves short
     frames that get through and a clean one long frames.
 
     Every answer carries the device's boot id; an answer from another boot than the earlier ones
     raises :class:`DeviceReset` (`infer` uploads again and reruns instead)."""
 
-    MIN_PAYLOAD = 16
+    MIN_PAYLOAD = 32
 
     def __init__(self, transport: Transport, timeout: float = 2.0, run_timeout: float = 5.0,
                  retries: int = 40, timeout_retries: int = 1, drain_quiet: float = 0.01,
@@ -159,6 +177,7 @@ class Client:
         self._window = [0, 0]         # attempts, damaged ones at the current payload size
         self._clean_streak = 0
         self._rtt: dict[int, float] = {}    # command → smoothed seconds of a clean exchange
+        self._input_lost = False      # the device rebooted since the input was written
         self._seq = 0
         self._parser = P.Parser()
         self._pending: list[P.Event] = []
@@ -249,7 +268,7 @@ class Client:
         """How long to wait for an answer before resending: well past the usual round trip
         of this command once one is known, else the whole limit."""
         rtt = self._rtt.get(cmd)
-        return limit if rtt is None else min(limit, max(0.05, 6.0 * rtt + 0.02))
+        return limit if rtt is None else min(limit, max(1.0, 8.0 * rtt))
 
     def _note_outcome(self, damaged: bool) -> None:
         """Adapt the chunk payload size to how often exchanges arrive damaged."""
@@ -259,7 +278,7 @@ class Client:
         self._window[1] += damaged
         self._clean_streak = 0 if damaged else self._clean_streak + 1
         attempts, bad = self._window
-        if bad >= 2 and 2 * bad > attempts and self._payload > self.MIN_PAYLOAD:
+        if bad >= 3 and 4 * bad > 3 * attempts and self._payload > self.MIN_PAYLOAD:
             self._payload = max(self.MIN_PAYLOAD, self._payload // 2)
             self.stats.shrinks += 1
             self._window, self._clean_streak = [0, 0], 0
@@ -269,9 +288,10 @@ class Client:
             self._window, self._clean_streak = [0, 0], 0
 
     def call(self, cmd: int, payload: bytes = b"", timeout: float | None = None,
-             timeout_retries: int | None = None) -> bytes:
+             timeout_retries: int | None = None, chunk: int | None = None) -> bytes:
         """One request/answer exchange; returns the answer payload after the status and boot
-        id."""
+        id. `chunk`: the data bytes the request moves, when a smaller size may be used (the
+        exchange is then given up, for a shorter one, once the payload size shrank below it)."""
         cmd = int(cmd)
         name = P.Cmd(cmd).name.lower() if cmd in P.Cmd._value2member_map_ \
             else f"command {cmd:#04x}"
@@ -310,6 +330,9 @@ class Client:
                 damaged += 1
                 silent_since = time.monotonic()      # the device is alive
                 self._note_outcome(True)
+                if chunk is not None and self._payload is not None and self._payload < chunk:
+                    self._drain()
+                    raise _Rechunk()
             if time.monotonic() - silent_since >= hang_after - 1e-3:
                 raise LinkError(
                     f"device did not answer {name} within {hang_after:g} s "
@@ -318,7 +341,8 @@ class Client:
                 raise LinkError(f"{name}: {damaged} damaged exchanges in a row "
                                 f"(last: {outcome}); the link is too noisy")
             self.stats.resends += 1
-            self._drain()
+            if outcome != "timeout":     # a late answer to an overdue request is still taken
+                self._drain()
         try:
             status, boot_id, body = P.unpack_answer(outcome.payload)
         except ValueError as e:
@@ -328,6 +352,7 @@ class Client:
         elif boot_id != self.boot_id:
             old, self.boot_id = self.boot_id, boot_id
             self.stats.reboots += 1
+            self._input_lost = True
             raise DeviceReset(name, old, boot_id)
         if status != P.Status.OK:
             raise DeviceError(name, status, body.decode("utf-8", "replace"))
@@ -386,29 +411,49 @@ class Client:
         self.stats.payload_sizes[n] = self.stats.payload_sizes.get(n, 0) + 1
         return n
 
+    def _check_input(self, name: str) -> None:
+        """After a reboot the device holds a zeroed input: refuse to run on it or read its
+        output until the input was written again (or zeroed on purpose with reset())."""
+        if self._input_lost:
+            raise InputLost(
+                f"{name}: the device rebooted after the input was written (boot id now "
+                f"{self.boot_id:#010x}); write the input again before running or reading")
+
     def write_input(self, data: bytes, offset: int = 0) -> None:
         data = bytes(data)
+        self._input_lost = False
         pos = 0
         while pos < len(data):
-            n = self._chunk()
-            self.call(P.Cmd.WRITE_INPUT, P.pack_write_input(offset + pos, data[pos:pos + n]))
-            pos += n
+            part = data[pos:pos + self._chunk()]
+            try:
+                self.call(P.Cmd.WRITE_INPUT, P.pack_write_input(offset + pos, part),
+                          chunk=len(part))
+            except _Rechunk:
+                continue
+            pos += len(part)
 
     def read_output(self, length: int | None = None, offset: int = 0) -> bytes:
+        self._check_input("read_output")
         length = self.info().output_bytes - offset if length is None else length
         parts, pos = [], 0
         while pos < length:
             k = min(self._chunk(), length - pos)
-            parts.append(self.call(P.Cmd.READ_OUTPUT, P.pack_read_output(offset + pos, k)))
+            try:
+                parts.append(self.call(P.Cmd.READ_OUTPUT, P.pack_read_output(offset + pos, k),
+                                       chunk=k))
+            except _Rechunk:
+                continue
             pos += k
         return b"".join(parts)
 
     def run(self, repeat: int = 1) -> Timing:
+        self._check_input("run")
         rep, ticks = P.unpack_timing(self.call(P.Cmd.RUN, P.pack_run(repeat),
                                                timeout=self.run_timeout))
         return Timing(rep, ticks, self.info().counter_hz)
 
     def run_kernel(self, kernel_id: int, repeat: int = 1) -> Timing:
+        self._check_input("run_kernel")
         rep, ticks = P.unpack_timing(self.call(P.Cmd.RUN_KERNEL,
                                                P.pack_run_kernel(kernel_id, repeat),
                                                timeout=self.run_timeout))
@@ -416,6 +461,7 @@ class Client:
 
     def reset(self) -> None:
         self.call(P.Cmd.RESET)
+        self._input_lost = False
 
     def infer(self, data: bytes, repeat: int = 1, reboots: int = 2) -> tuple[bytes, Timing]:
         """Upload an input, run, read the output back. A device that reboots on the way (up

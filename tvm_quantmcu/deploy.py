@@ -119,6 +119,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     ref, flags = reference(imp.graph, pol, x_q)
     bar = bar_factory(n, f"deploy {board}") if bar_factory else None
     outs, ticks, cycles = [], [], []
+    t_session = time.time()
     with project.session(expected_hash=gen.hash) as client:
         counter = client.info().counter_name
         for i in range(n):
@@ -131,6 +132,12 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
                     cycles.append(float(np.mean(runs)))
             if bar is not None:
                 bar.update(1)
+        st = client.stats
+        link = {"exchanges": st.exchanges, "resends": st.resends, "naks": st.naks,
+                "truncated": st.truncated, "damaged_answers": st.bad_frames,
+                "timeouts": st.timeouts, "reboots": st.reboots,
+                "payload_sizes": {str(k): v for k, v in sorted(st.payload_sizes.items())},
+                "summary": st.summary(), "session_seconds": round(time.time() - t_session, 1)}
     if bar is not None:
         bar.close()
     dev = np.stack(outs)
@@ -151,6 +158,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
         "predicted_peak_sram_bytes": gen.meta["predicted_peak_sram_bytes"],
         "flash_bytes": None,
         "model_hash": gen.hash, "out": str(out),
+        "link": link,
     }
     if spec.template == "qemu":
         instr = np.array([project.instructions(t) for t in ticks], np.float64)

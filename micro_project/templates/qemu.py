@@ -134,6 +134,7 @@ class QemuProject(ProjectAPIHandler):
         return q.pid if q is not None else None
 
     def _open(self, options: dict) -> Transport:
+        from ..client import LinkError, ProtocolMismatch, wait_for_hello
         if getattr(self, "_qemu", None) is None or not self._qemu.alive():
             self.flash()
         proc, self._qemu = self._qemu, None
@@ -142,15 +143,22 @@ class QemuProject(ProjectAPIHandler):
             return proc
         deadline = time.monotonic() + 10.0
         while True:          # QEMU listens a moment after it starts
+            link = None
             try:
                 link = _QemuSocketLink(proc, SerialTransport(f"socket://127.0.0.1:{self._port}"))
-                self._await_boot(link, proc)
+                wait_for_hello(link, max(0.1, deadline - time.monotonic()),
+                               f"QEMU {self.board.name}")
                 return link
-            except TransportError:
+            except TransportError:   # not listening yet (or a relay that could not reach it)
+                if link is not None:
+                    link.link.close()
                 if time.monotonic() > deadline or not proc.alive():
                     proc.close()
                     raise
                 time.sleep(0.05)
+            except (LinkError, ProtocolMismatch):
+                link.close()
+                raise
 
     def _await_boot(self, link: Transport, proc: ProcessTransport) -> None:
         """QEMU's UART model can stall for good on bytes that arrive before the guest turns

@@ -98,4 +98,5 @@ def run(args) -> int:
               f"{res['images']} images, match rate {res['match_rate']:.4f}; {speed}; arena "
               f"{res['arena_bytes']:,} B; flash {flash}; outlier patches "
               f"{100 * res['outlier_patch_rate']:.1f}%; files in {res['out']}")
+        print(f"link: {res['link']['summary']}")
     return 0 if res.get("match_rate", 1.0) == 1.0 else 1

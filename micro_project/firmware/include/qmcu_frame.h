@@ -36,6 +36,7 @@ typedef struct {
     uint8_t buf[QMCU_FRAME_MAX];
     size_t n;                 /* bytes held in buf */
     size_t need;              /* total frame bytes once the header is valid, else 0 */
+    size_t skipped;           /* bytes skipped outside frames since the last event */
 } qmcu_parser_t;
 
 void qmcu_parser_reset(qmcu_parser_t *p);
@@ -44,7 +45,8 @@ void qmcu_parser_reset(qmcu_parser_t *p);
 qmcu_event_t qmcu_parser_feed(qmcu_parser_t *p, uint8_t byte, qmcu_frame_t *frame);
 
 /* The link went quiet: drop any partial frame. Returns QMCU_EV_TRUNCATED when bytes were held
- * (frame->seq is the frame's if its header was complete and valid, else 0), else NONE. */
+ * or skipped since the last event (a frame whose sync byte was lost is all skipped bytes):
+ * frame->seq is the frame's if its header was complete and valid, else 0. Otherwise NONE. */
 qmcu_event_t qmcu_parser_abandon(qmcu_parser_t *p, qmcu_frame_t *frame);
 
 /* Encode a frame into out (capacity cap). Returns the frame length, or 0 if it does not fit. */

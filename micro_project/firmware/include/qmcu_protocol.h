@@ -37,7 +37,7 @@
 /* A partial frame is dropped (and NAKed as TRUNCATED) when its next byte does not come within
  * this many milliseconds of counter time, so one lost byte costs milliseconds, not a timeout. */
 #ifndef QMCU_BYTE_TIMEOUT_MS
-#define QMCU_BYTE_TIMEOUT_MS 20u
+#define QMCU_BYTE_TIMEOUT_MS 200u
 #endif
 
 #define QMCU_FRAME_MAX (QMCU_HEADER_BYTES + QMCU_MAX_PAYLOAD + QMCU_TRAILER_BYTES)

@@ -30,10 +30,12 @@ void qmcu_server_announce(qmcu_server_t *s);
 /* Feed one received byte; a complete frame is executed and answered through qmcu_hal_write. */
 void qmcu_server_feed(qmcu_server_t *s, uint8_t byte);
 
-/* Whether a frame is partly received (the caller then reads with a timeout). */
+/* Whether a frame is partly received, or bytes outside frames were skipped (the caller then
+ * reads with a timeout). */
 int qmcu_server_receiving(const qmcu_server_t *s);
 
-/* No byte came within QMCU_BYTE_TIMEOUT_MS: drop the partial frame and NAK it (TRUNCATED). */
+/* No byte came within QMCU_BYTE_TIMEOUT_MS: drop the partial frame (or the skipped bytes) and
+ * NAK it (TRUNCATED). */
 void qmcu_server_link_quiet(qmcu_server_t *s);
 
 /* Serve the host link until it closes (qmcu_hal_getc() < 0). Returns 0. */

@@ -36,6 +36,7 @@ uint32_t qmcu_crc32(uint32_t crc, const uint8_t *data, size_t len) {
 void qmcu_parser_reset(qmcu_parser_t *p) {
     p->n = 0;
     p->need = 0;
+    p->skipped = 0;
 }
 
 /* Drop the first held byte and restart at the next sync byte among those held, so a frame
@@ -46,6 +47,7 @@ static void resync(qmcu_parser_t *p) {
     memmove(p->buf, p->buf + i, p->n - i);
     p->n -= i;
     p->need = 0;
+    p->skipped = 0;           /* reported (BAD_HEADER) */
 }
 
 /* (a function, so that QMCU_MAX_PAYLOAD 65535 draws no "comparison always false" warning) */
@@ -60,7 +62,10 @@ static void describe(const qmcu_parser_t *p, qmcu_frame_t *f) {
 }
 
 qmcu_event_t qmcu_parser_feed(qmcu_parser_t *p, uint8_t byte, qmcu_frame_t *frame) {
-    if (p->n == 0 && byte != QMCU_SYNC) return QMCU_EV_NONE;
+    if (p->n == 0 && byte != QMCU_SYNC) {
+        p->skipped++;
+        return QMCU_EV_NONE;
+    }
     p->buf[p->n++] = byte;
     if (p->need == 0) {
         if (p->n < QMCU_HEADER_BYTES) return QMCU_EV_NONE;
@@ -91,7 +96,7 @@ qmcu_event_t qmcu_parser_feed(qmcu_parser_t *p, uint8_t byte, qmcu_frame_t *fram
 }
 
 qmcu_event_t qmcu_parser_abandon(qmcu_parser_t *p, qmcu_frame_t *frame) {
-    if (p->n == 0) return QMCU_EV_NONE;
+    if (p->n == 0 && p->skipped == 0) return QMCU_EV_NONE;
     frame->seq = 0;
     frame->len = 0;
     if (p->need) describe(p, frame);    /* header complete and valid: its seq is known */

@@ -275,7 +275,9 @@ void qmcu_server_feed(qmcu_server_t *s, uint8_t byte) {
     answer_event(s, qmcu_parser_feed(&s->parser, byte, &f), &f);
 }
 
-int qmcu_server_receiving(const qmcu_server_t *s) { return s->parser.n != 0; }
+int qmcu_server_receiving(const qmcu_server_t *s) {
+    return s->parser.n != 0 || s->parser.skipped != 0;
+}
 
 void qmcu_server_link_quiet(qmcu_server_t *s) {
     qmcu_frame_t f;
