@@ -55,19 +55,27 @@ class ActQuant:
         return {"scale": self.scale, "zero_point": self.zero_point, "bits": self.bits}
 
 
+def weight_range(bits: int) -> tuple[int, int]:
+    """Integer range of weights quantized to `bits`: symmetric, [-(2^(b-1) - 1), 2^(b-1) - 1]
+    (−127..127, −7..7, −1..1). The one definition: the quantizer, the reference, the search
+    and the packed low-bit-weight kernels (whose exactness bounds rely on it) read it here."""
+    if bits not in WEIGHT_BITS:
+        raise ValueError(f"weight bits must be one of {WEIGHT_BITS}, got {bits}")
+    qmax = (1 << (bits - 1)) - 1
+    return -qmax, qmax
+
+
 # Clipping ratios tried per output channel for sub-byte weights (max |w| × ratio).
 CLIP_RATIOS = tuple(np.round(np.arange(1.0, 0.49, -0.025), 3))
 
 
 def quantize_weights(w: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-output-channel (axis 0) quantization to [-(2**(b-1)-1), 2**(b-1)-1].
+    """Symmetric per-output-channel (axis 0) quantization to :func:`weight_range`.
 
     8 bits: scale = max |w| / qmax. Below 8 bits the few levels make the largest weight a poor
     scale: each channel's range is max |w| × r, r from CLIP_RATIOS minimising the squared
     error (ties keep the larger range). Returns (int8 weights, float64 scale per channel)."""
-    if bits not in WEIGHT_BITS:
-        raise ValueError(f"weight bits must be one of {WEIGHT_BITS}, got {bits}")
-    qmax = (1 << (bits - 1)) - 1
+    qmax = weight_range(bits)[1]
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
     amax = np.abs(flat).max(axis=1)
     ratios = (1.0,) if bits == 8 else CLIP_RATIOS

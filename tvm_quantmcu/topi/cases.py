@@ -8,6 +8,7 @@ import numpy as np
 
 from ..quant import reference as ref
 from ..quant.packing import pack
+from ..quant.qparams import weight_range
 from .compute import KernelSpec
 from .params import KernelParams, prepare
 
@@ -22,16 +23,24 @@ class RefCase:
 
 
 def random_case(spec: KernelSpec, rng: np.random.Generator, small_shift: bool = False,
-                window: tuple[int, int, int, int] | None = None, w_bits: int = 8) -> RefCase:
+                window: tuple[int, int, int, int] | None = None, w_bits: int = 8,
+                extreme: bool = False) -> RefCase:
     """Random input/weights/quantization for `spec`, expected output from the reference.
 
     window = (in_h, in_w, pad_t, pad_l) runs a patch: an input window smaller than the spec's
     maximum, with its own top/left padding (bottom/right follow from the output tile).
-    w_bits < 8 draws weights of that width (and the smaller shifts their scale brings)."""
+    Weights are drawn in the range of the spec's weight bits (or of w_bits < 8, for kernels
+    that store them as int8), with the smaller shifts their scale brings. extreme: the
+    exactness bound of packed kernels — every activation at its maximum against weights at
+    the extremes of their range (all maximum, or maximum and minimum alternating by output
+    channel)."""
     h, w, c = spec.in_shape
+    w_bits = spec.w_bits if spec.w_bits != 8 else w_bits
     in_h, in_w, pt, pl = window or (h, w, spec.padding[0], spec.padding[1])
     qin, qout = (1 << spec.in_bits) - 1, (1 << spec.out_bits) - 1
     x = rng.integers(0, qin + 1, (1, in_h, in_w, c))
+    if extreme:
+        x[:] = qin
     zp_in = int(rng.integers(0, qin + 1))
     zp_out = int(rng.integers(0, qout + 1))
     lo = int(rng.integers(0, zp_out + 1)) if rng.random() < 0.5 else 0
@@ -74,13 +83,14 @@ def random_case(spec: KernelSpec, rng: np.random.Generator, small_shift: bool = 
         p = prepare(spec, M=int(M[0]), n=int(n[0]), zp_in=zp_in, zp_out=zp_out, lo=lo, hi=hi)
         return RefCase(spec, pack(x[0], spec.in_bits), p, pack(y[0], spec.out_bits).reshape(-1),
                        (in_h, in_w, pt, pl))
-    wmax = (1 << (w_bits - 1)) - 1
-    if spec.op == "depthwise":
-        wt = rng.integers(-wmax - (w_bits < 8), wmax + 1, (oc, 1, kh, kw))
-        groups, k_per = c, kh * kw
-    else:
-        wt = rng.integers(-wmax - (w_bits < 8), wmax + 1, (oc, c, kh, kw))
-        groups, k_per = 1, kh * kw * c
+    wmin, wmax = weight_range(w_bits)
+    wshape = (oc, 1, kh, kw) if spec.op == "depthwise" else (oc, c, kh, kw)
+    wt = rng.integers(wmin, wmax + 1, wshape)
+    if extreme:
+        wt[:] = wmax
+        if rng.random() < 0.5:
+            wt[1::2] = wmin
+    groups, k_per = (c, kh * kw) if spec.op == "depthwise" else (1, kh * kw * c)
     bias = rng.integers(-(1 << 16), 1 << 16, oc) >> (8 - w_bits)
     M, n = mult_shift(oc, float(qin) * wmax * np.sqrt(k_per) + 1)
     if spec.op == "dense":

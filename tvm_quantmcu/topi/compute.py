@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from tvm import te, tirx
 
 from ..quant.packing import packed_channels
-from . import maxpool
+from ..quant.qparams import WEIGHT_BITS
+from . import maxpool, wpack
 
 ACT_BITS = (8, 4, 2)
 QP_LEN = 5
@@ -49,6 +50,7 @@ class KernelSpec:
     in_bits: int = 8
     out_bits: int = 8
     in2_bits: int = 8             # add: bits of the second input
+    w_bits: int = 8               # weight bits (quant.qparams.weight_range); 8 for add/avgpool
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -80,7 +82,8 @@ class KernelSpec:
         h, w, c = self.in_shape
         return (f"{self.op} {h}x{w}x{c}->{self.out_channels} k{self.kernel[0]}x{self.kernel[1]}"
                 f" s{self.stride[0]} pad{list(self.padding)} bits {self.in_bits}->"
-                f"{self.out_bits}" + (f" (+{self.in2_bits})" if self.op == "add" else ""))
+                f"{self.out_bits}" + (f" (+{self.in2_bits})" if self.op == "add" else "")
+                + (f" w{self.w_bits}" if self.w_bits != 8 else ""))
 
     def validate(self) -> None:
         def bad(why):
@@ -91,6 +94,8 @@ class KernelSpec:
                         ("second input", self.in2_bits)):
             if b not in ACT_BITS:
                 bad(f"{name} activation bits must be one of {ACT_BITS}")
+        if self.w_bits not in WEIGHT_BITS:
+            bad(f"weight bits must be one of {WEIGHT_BITS}")
         h, w, c = self.in_shape
         if min(h, w, c, self.out_channels) < 1:
             bad("empty tensor")
@@ -129,6 +134,17 @@ def lane_order(spec: "KernelSpec") -> bool:
     """Whether the weights are stored in lane order (:func:`lane_pos`): for 4/2-bit inputs
     read a word at a time, i.e. unless the window is gathered."""
     return spec.in_bits < 8 and not gathers(spec)
+
+
+def packs_weights(spec: "KernelSpec") -> bool:
+    """conv2d/dense with ≤ 4-bit weights and activations read a word at a time: the weights
+    are stored packed, two output channels per multiply lane (:mod:`.wpack`), when the
+    reduction stays within the packed accumulator's exact range."""
+    kh, kw = kernel_taps(spec)
+    return (spec.op in ("conv2d", "dense") and spec.w_bits in wpack.PACKED_W_BITS
+            and spec.in_bits in wpack.PACKED_IN_BITS and not gathers(spec)
+            and wpack.check(spec.out_channels, kh * kw, spec.in_channels, spec.in_bits,
+                            spec.w_bits) is None)
 
 
 def weight_channels(spec: "KernelSpec") -> int:
@@ -246,12 +262,17 @@ def _xpad(X, qp, spec, ph, pw, in_h, in_w, pad_t, pad_l, bits):
     return te.compute((ph, pw, cb), f, name="xpad")
 
 
-def _output(acc, spec, B, M, N, qp, oh, ow):
+def _output(acc, spec, B, M, N, qp, oh, ow, exponent=None):
+    """exponent(ch): packed weights scale channel ch's accumulator by 2^k (see wpack)."""
     oc = spec.out_channels
     cb = packed_channels(oc, spec.out_bits)
 
+    def a(h, w, ch):
+        return acc[h, w, ch] if exponent is None else \
+            tirx.shift_left(acc[h, w, ch], exponent(ch))
+
     def f(h, w, j):
-        return pack_expr(lambda ch: requant(acc[h, w, ch], B[ch], M[ch], N[ch], qp), j, oc,
+        return pack_expr(lambda ch: requant(a(h, w, ch), B[ch], M[ch], N[ch], qp), j, oc,
                          spec.out_bits)
     return te.compute((oh, ow, cb), f, name="y")
 
@@ -282,6 +303,17 @@ def make_compute(spec: KernelSpec) -> Compute:
     cw = weight_channels(spec)
     rkh = te.reduce_axis((0, kh), name="rkh")
     rkw = te.reduce_axis((0, kw), name="rkw")
+    if packs_weights(spec):
+        args = (kh * kw, c, bits, spec.w_bits)
+        W = te.placeholder((wpack.storage_bytes(oc, *args),), "int8", name="w")
+        rc = te.reduce_axis((0, c), name="rc")
+        acc = te.compute((oh, ow, oc), lambda i, j, o: te.sum(
+            _unpack(xpad, i * sh + rkh, j * sw + rkw, rc, bits)
+            * wpack.decode(W, o, rkh * kw + rkw, rc, *args), axis=[rkh, rkw, rc]), name="acc")
+        y = _output(acc, spec, B, M, N, qp, oh, ow,
+                    lambda ch: wpack.scale_exponent(W, ch, oc, *args))
+        return Compute(spec, [X, W, B, M, N, qp, y, in_h, in_w, pad_t, pad_l],
+                       {"xpad": xpad, "acc": acc, "y": y})
     if spec.op in ("conv2d", "dense"):
         W = te.placeholder((oc, kh, kw, cw), "int8", name="w")
         rc = te.reduce_axis((0, c), name="rc")

@@ -28,6 +28,7 @@ from tvm.sym.analyzer import Analyzer
 
 from ..quant.packing import packed_channels
 from . import compute as CP
+from . import wpack
 
 _REGISTERED: set[str] = set()
 
@@ -85,29 +86,31 @@ def block_regions(block) -> tuple:
     return one(block.reads), one(block.writes)
 
 
-def _name(kind, npx, kh, kw, c, oc, sw, in_bits, lane, out_bits, regions):
+def _name(kind, npx, kh, kw, c, oc, sw, in_bits, lane, out_bits, regions, w_bits):
     ob = "acc" if out_bits is None else f"o{out_bits}"
     sig = "_".join("".join(role for role, _ in rs) for rs in regions)
     return (f"qmcu_{kind}_{npx}px_{kh}x{kw}_c{c}_oc{oc}_s{sw}_i{in_bits}{'l' if lane else ''}"
-            f"_{ob}_{sig}")
+            f"_w{w_bits}_{ob}_{sig}")
 
 
 def product(kind: str, npx: int, kh: int, kw: int, c: int, oc: int, sw: int, in_bits: int,
-            lane: bool, out_bits: int | None, regions: tuple) -> str:
+            lane: bool, out_bits: int | None, regions: tuple, w_bits: int = 8) -> str:
     """Register (once) and return the name of the intrinsic: kind "conv" or "dw"; lane: the
     weights are in lane order (compute.lane_order); out_bits None for the product-only form;
-    regions from :func:`block_regions` of the block it is to replace."""
-    name = _name(kind, npx, kh, kw, c, oc, sw, in_bits, lane, out_bits, regions)
+    regions from :func:`block_regions` of the block it is to replace; w_bits < 8 (conv):
+    the weights are packed (compute.packs_weights), read through wpack.decode."""
+    name = _name(kind, npx, kh, kw, c, oc, sw, in_bits, lane, out_bits, regions, w_bits)
     if name in _REGISTERED:
         return name
     if kind not in ("conv", "dw"):
         raise ValueError(f"unknown intrinsic kind {kind!r}")
-    body = _update(kind, npx, kh, kw, c, oc, sw)
+    body = _update(kind, npx, kh, kw, c, oc, sw, w_bits < 8)
     if out_bits is not None:
-        body += _output(npx, oc, packed_channels(oc, out_bits))
-    env = _expressions(in_bits, lane, oc, out_bits)
+        body += _output(npx, oc, packed_channels(oc, out_bits),
+                        wpack.k_offset(oc, kh * kw, c, in_bits, w_bits) if w_bits < 8 else None)
+    env = _expressions(in_bits, lane, oc, out_bits, (kh, kw, c, w_bits))
     head = _header(regions, out_bits is not None)
-    call = _call(kind, npx, kh, kw, c, oc, sw, in_bits, out_bits)
+    call = _call(kind, npx, kh, kw, c, oc, sw, in_bits, out_bits, w_bits)
     desc = _parse(head + body, env)
     impl = _parse(head + f"        T.evaluate({call})\n", env)
     TensorIntrin.register(name, desc, impl, override=True)
@@ -149,7 +152,7 @@ def f({params}):
 """
 
 
-def _update(kind, npx, kh, kw, c, oc, sw) -> str:
+def _update(kind, npx, kh, kw, c, oc, sw, packed=False) -> str:
     """The accumulation block as the schedule leaves it."""
     if kind == "conv":
         dims = [("p", npx, "S"), ("o", oc, "S"), ("i", kh, "R"), ("j", kw, "R"),
@@ -163,26 +166,33 @@ def _update(kind, npx, kh, kw, c, oc, sw) -> str:
                                      else f"{sub['p']} * {sw}")
     a_ref = f"A[0, {sub['p']}, {sub[a_ch]}]"
     w_ref = f"W[{', '.join(sub[t] for t in w_idx)}, _wp({sub['c']})]"
+    if packed:
+        w_ref = f"_wv(W, {sub['o']}, {sub['i']}, {sub['j']}, {sub['c']})"
     return (txt + f"{ind}with T.sblock(\"update\"):\n" + _bind(live, ind + "    ")
             + f"{ind}    {a_ref} = {a_ref} + _x(X, {sub['i']}, {col}, {sub['c']}) * "
             f"T.Cast(\"int32\", {w_ref})\n")
 
 
-def _output(npx, oc, cbo) -> str:
-    """The requantize-and-pack block of the same pixels."""
+def _output(npx, oc, cbo, k_offset=None) -> str:
+    """The requantize-and-pack block of the same pixels (k_offset: packed weights, whose
+    tail scales the accumulators)."""
     txt, ind, live, sub = _loops([("p", npx, "S"), ("k", cbo, "S")], "        ")
     if cbo == 1:                       # the output-byte loop of the scheduled IR stays
         txt, ind = txt + f"{ind}for k in range(1):\n", ind + "    "
     txt += f"{ind}with T.sblock(\"y\"):\n" + _bind(live, ind + "    ")
     if not live:
-        txt += (f"{ind}    T.reads(A[0, 0, 0:{oc}], B[0:{oc}], M[0:{oc}], N[0:{oc}], Q[0:3])\n"
-                f"{ind}    T.writes(Y[0, 0, 0])\n")
+        wr = "" if k_offset is None else f", W[{k_offset}:{k_offset + oc}]"
+        txt += (f"{ind}    T.reads(A[0, 0, 0:{oc}], B[0:{oc}], M[0:{oc}], N[0:{oc}], Q[0:3]"
+                f"{wr})\n{ind}    T.writes(Y[0, 0, 0])\n")
     return txt + (f"{ind}    Y[0, {sub['p']}, {sub['k']}] = _y(A, B, M, N, Q, {sub['p']}, "
-                  f"{sub['k']})\n")
+                  f"{sub['k']}, W)\n")
 
 
-def _expressions(in_bits, lane, oc, out_bits) -> dict:
-    """The expressions of compute.py the description is built from."""
+def _expressions(in_bits, lane, oc, out_bits, window) -> dict:
+    """The expressions of compute.py the description is built from; window = (kh, kw, c,
+    w_bits)."""
+    kh, kw, c, w_bits = window
+    wargs = (kh * kw, c, in_bits, w_bits)
     def _x(X, i, j, ch):
         if in_bits == 8:
             return CP._unpack(X, i, j, ch, in_bits)
@@ -197,16 +207,28 @@ def _expressions(in_bits, lane, oc, out_bits) -> dict:
     def _wp(ch):
         return CP.lane_pos(ch, in_bits) if lane else ch
 
-    def _y(A, B, M, N, Q, p, k):
+    def _wv(W, o, i, j, ch):
+        return wpack.decode(W, o, i * kw + j, ch, *wargs)
+
+    def _y(A, B, M, N, Q, p, k, W=None):
         q = _QpView(Q)
-        return CP.pack_expr(lambda ch: CP.requant(A[0, p, ch], B[ch], M[ch], N[ch], q), k, oc,
+
+        def a(ch):
+            if w_bits == 8:
+                return A[0, p, ch]
+            return tirx.shift_left(A[0, p, ch], wpack.scale_exponent(W, ch, oc, *wargs))
+        return CP.pack_expr(lambda ch: CP.requant(a(ch), B[ch], M[ch], N[ch], q), k, oc,
                             out_bits)
-    return {"_x": _x, "_wp": _wp, "_y": _y}
+    return {"_x": _x, "_wp": _wp, "_y": _y, "_wv": _wv}
 
 
-def _call(kind, npx, kh, kw, c, oc, sw, in_bits, out_bits) -> str:
-    """The micro-kernel call (argument order of ukernels/qmcu_ukernels.h)."""
+def _call(kind, npx, kh, kw, c, oc, sw, in_bits, out_bits, w_bits=8) -> str:
+    """The micro-kernel call (argument order of ukernels/qmcu_ukernels.h; packed low-bit
+    weights: qmcu_conv_lw of ukernels/qmcu_ukernels_lowbit_w.h, with the drain period)."""
     shape = f"{npx}, {kh}, {kw}, {c}, {oc}, {sw}, {in_bits}"
+    if w_bits < 8:
+        kind = "conv_lw"
+        shape += f", {w_bits}, {wpack.drain_words(in_bits, w_bits)}"
     if out_bits is None:
         return (f"T.call_extern(\"int32\", \"qmcu_{kind}_acc\", A.access_ptr(\"rw\"), a1, "
                 f"X.access_ptr(\"r\"), x0, x1, W.access_ptr(\"r\"), {shape})")

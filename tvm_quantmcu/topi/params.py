@@ -19,7 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compute import QP_LEN, KernelSpec, UnsupportedKernel, weight_channels, weight_pos
+from ..quant.qparams import weight_range
+from . import wpack
+from .compute import (QP_LEN, KernelSpec, UnsupportedKernel, kernel_taps, packs_weights,
+                      weight_channels, weight_pos)
 
 
 @dataclass
@@ -89,8 +92,9 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
         raise UnsupportedKernel(f"{spec.describe()}: weights {w.shape}, expected "
                                 f"{'OIHW ' if spec.op == 'conv2d' else ''}{want}")
     w2 = w.reshape(oc, -1).astype(np.int64)
-    if w2.min() < -128 or w2.max() > 127:
-        raise UnsupportedKernel(f"{spec.describe()}: weights outside int8")
+    wlo, whi = (-128, 127) if spec.w_bits == 8 else weight_range(spec.w_bits)
+    if w2.size and (w2.min() < wlo or w2.max() > whi):
+        raise UnsupportedKernel(f"{spec.describe()}: weights outside {wlo}..{whi}")
     b = (np.zeros(oc, np.int64) if bias is None else np.asarray(bias, np.int64)) \
         - zp_in * w2.sum(axis=1)
     # The kernels accumulate raw values in int32: bound the worst case.
@@ -98,7 +102,14 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
     if worst.max() >= 1 << 31:
         raise UnsupportedKernel(f"{spec.describe()}: accumulator may overflow int32 "
                                 f"(|bias| + max|Σx·w| = {int(worst.max())})")
-    k = _fast_shift(w2, worst, shift.astype(np.int64))
+    packed = packs_weights(spec)
+    k = _fast_shift(w2, worst, shift.astype(np.int64), int8_weights=not packed)
+    if packed:   # the kernel scales the accumulator by 2^k, the weights stay as they are
+        kh_, kw_ = kernel_taps(spec)
+        wk = (w2.reshape(oc, c, kh_ * kw_).transpose(0, 2, 1) if spec.op == "conv2d"
+              else w2.reshape(oc, kh_ * kw_, c))
+        return KernelParams(wpack.pack(wk, k, c, spec.in_bits, spec.w_bits),
+                            (b << k).astype(np.int32), mult, (shift + k).astype(np.int32), qp)
     w = (w2 << k[:, None]).reshape(w.shape)
     if spec.op == "conv2d":
         wk = w.transpose(0, 2, 3, 1)
@@ -111,14 +122,18 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
                         (shift + k).astype(np.int32), qp)
 
 
-def _fast_shift(w: np.ndarray, worst: np.ndarray, n: np.ndarray) -> np.ndarray:
+def _fast_shift(w: np.ndarray, worst: np.ndarray, n: np.ndarray,
+                int8_weights: bool = True) -> np.ndarray:
     """Per output channel (rows of `w`), the k ≥ 0 by which weights and bias can be multiplied
     by 2^k and n raised by k without changing one output — floor((2^k·a·M + 2^(n+k−1)) /
     2^(n+k)) is floor((a·M + 2^(n−1)) / 2^n) — so that n + k reaches 33, where the DSP
     requantization is one SMMUL and shifts instead of a 64-bit product. n < 33 comes with
     low-bit weights (their larger scale); their small values leave int8 room for the 2^k.
-    Bounded by int8 weights, the int32 accumulator and n ≤ 62."""
+    Bounded by int8 weights (unless the kernel scales the accumulator instead: packed
+    weights), the int32 accumulator and n ≤ 62."""
     lo, hi = w.min(axis=1, initial=0), w.max(axis=1, initial=0)
+    if not int8_weights:
+        lo, hi = np.zeros_like(lo), np.zeros_like(hi)
     k = np.maximum(33 - n, 0)
     for _ in range(33):
         bad = (k > 0) & (((hi << k) > 127) | ((lo << k) < -128) | ((worst << k) >= 1 << 31)

@@ -49,6 +49,9 @@ def prelude(loop_pragma: bool, requant_at: str = "end") -> str:
             + '#include "qmcu_ukernels.h"\n')
 
 
+LOWBIT_W_HEADER = '#include "qmcu_ukernels_lowbit_w.h"\n'   # packed low-bit-weight kernels
+
+
 @dataclass
 class Kernel:
     spec: compute.KernelSpec
@@ -113,7 +116,9 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         # requant_at only concerns the fused micro-kernels: elsewhere it leaves the file as is
         fused = "qmcu_conv(" in body or "qmcu_dw(" in body
         src = _abi_params_used(prelude(knobs["loop_pragma"],
-                                       knobs["requant_at"] if fused else "end") + body, name)
+                                       knobs["requant_at"] if fused else "end")
+                               + (LOWBIT_W_HEADER if "qmcu_conv_lw" in body else "") + body,
+                               name)
         _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src,
                              _scratch(src, spec, schedule))
     return _CACHE[key]

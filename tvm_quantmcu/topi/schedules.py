@@ -29,7 +29,7 @@ from __future__ import annotations
 from tvm import s_tir, tirx
 
 from . import intrinsics
-from .compute import Compute, kernel_taps, lane_order, never_pads
+from .compute import Compute, kernel_taps, lane_order, never_pads, packs_weights
 
 SCHEDULES = ("default", "portable", "dsp")
 # loop_pragma: compile the kernel file with registry.PRAGMA (the registry turns it off for the
@@ -108,4 +108,4 @@ def _tensorize(sch, comp, acc, y, yw, npx):
     sch.tensorize(block, intrinsics.product(
         kind, npx, kh, kw, spec.in_channels, oc, spec.stride[1], spec.in_bits,
         lane_order(spec), spec.out_bits if fused else None,
-        intrinsics.block_regions(sch.get(block))))
+        intrinsics.block_regions(sch.get(block)), spec.w_bits if packs_weights(spec) else 8))

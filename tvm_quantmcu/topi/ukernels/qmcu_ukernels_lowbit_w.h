@@ -1,0 +1,227 @@
+/* Micro-kernels for conv2d / pointwise / dense with packed low-bit weights (4 or 2 bits) and
+ * low-bit activations (4 or 2 bits): two output channels share each 16-bit lane of an SMLAD
+ * operand, so one SMLAD does four MACs (layout and exactness bound: topi/wpack.py).
+ *
+ *   operand lane = u_A + 2^S * w_B,  S = 16 - wb,  u_A = w_A + 2^(wb-1) >= 0
+ *   P += x_lo * lane_lo + x_hi * lane_hi          (one SMLAD, channels A and B of a pixel)
+ *   low field of P: sum x*u_A, exact below 2^S: drained into A every `dwords` activation
+ *   words (at most topi.wpack.drain_period(ib, wb) SMLADs), the high field stays in P;
+ *   channel A = A - 2^(wb-1) * sum x,  channel B = P >> S (arithmetic).
+ *
+ * Weights (params.prepare): per output-channel pair, per tap, per activation word, wb*H/4
+ * words (H = 16/ib lane pairs per word), operand q of a word = ror(word, 2*wb*q) & mask;
+ * then one byte k per output channel: the kernel stores acc * 2^k (bias and shift are
+ * prepared for it). The same C runs on any host (SMLAD emulated), so the host tests exercise
+ * the packed arithmetic and its drains too.
+ *
+ * qmcu_conv_lw(y, y_pix, acc, acc_pix, x, x_row, x_pix, w, bias, mult, shift, q,
+ *              npx, kh, kw, c, oc, sw, ib, wb, dwords, ob): as qmcu_conv (qmcu_ukernels.h);
+ * qmcu_conv_lw_acc: the sums only, added into acc (no output stage, no 2^k).
+ */
+#ifndef QMCU_UKERNELS_LOWBIT_W_H
+#define QMCU_UKERNELS_LOWBIT_W_H
+#include "qmcu_ukernels.h"
+
+QMCU_INLINE int32_t lw_smlad(uint32_t x, uint32_t w, int32_t acc) {
+#ifdef QMCU_DSP
+    return __smlad(x, w, acc);
+#else
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)x * (int16_t)w)
+                     + (uint32_t)((int32_t)(int16_t)(x >> 16) * (int16_t)(w >> 16)));
+#endif
+}
+
+/* Operand q of a weight word: ror(v, 2*wb*q) & mask, one AND with a rotated register. */
+QMCU_INLINE uint32_t lw_operand(uint32_t v, int32_t q, int32_t wb) {
+    const uint32_t mask = wb == 4 ? 0xF00FF00Fu : 0xC003C003u;
+    const int32_t r = 2 * wb * q;
+    return mask & (r ? (v >> r) | (v << ((32 - r) & 31)) : v);
+}
+
+/* Lane pair m of a word of activations: values m and m + 16/ib as 16-bit lanes. */
+QMCU_INLINE uint32_t lw_xlane(uint32_t v, int32_t m, int32_t ib, uint32_t lm) {
+#ifdef QMCU_DSP
+    return (uint32_t)xlane(v, m, ib, lm);
+#else
+    return (v >> (m * ib)) & lm;
+#endif
+}
+
+/* Sum of the first n values of a word of activations. */
+QMCU_INLINE int32_t lw_word_sum(uint32_t v, int32_t n, int32_t ib) {
+    if (n * ib < 32) v &= (1u << (n * ib)) - 1u;
+#ifdef QMCU_DSP
+    if (ib == 2) v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);   /* nibble sums */
+    return (int32_t)__usada8(v & 0x0F0F0F0Fu, 0, __usad8((v >> 4) & 0x0F0F0F0Fu, 0));
+#else
+    int32_t s = 0;
+    for (int32_t i = 0; i < 32; i += ib) s += (int32_t)((v >> i) & ((1u << ib) - 1u));
+    return s;
+#endif
+}
+
+/* Word g of a pixel's packed channels at tap pointer xp: whole, or the partial last one. */
+QMCU_INLINE uint32_t lw_word(const uint8_t *xp, int32_t g, int32_t c, int32_t ib) {
+    const int32_t G = 32 / ib;
+    return g < c / G ? ld32(xp + 4 * g) : ldpart(xp + 4 * g, (c % G * ib + 7) / 8);
+}
+
+/* Sum of a pixel's window (all taps and channels). */
+QMCU_INLINE int32_t lw_window_sum(const uint8_t *x, int32_t x_row, int32_t x_pix, int32_t kh,
+                                  int32_t kw, int32_t c, int32_t ib) {
+    const int32_t G = 32 / ib, ng = (c + G - 1) / G;
+    int32_t s = 0;
+    for (int32_t i = 0; i < kh; i++)
+        for (int32_t j = 0; j < kw; j++)
+            for (int32_t g = 0; g < ng; g++)
+                s += lw_word_sum(lw_word(x + i * x_row + j * x_pix, g, c, ib),
+                                 g < c / G ? G : c % G, ib);
+    return s;
+}
+
+QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                              const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
+                              const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                              const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
+                              int32_t oc, int32_t sw, int32_t ib, int32_t wb, int32_t dwords,
+                              int32_t ob, int32_t fuse) {
+    const int32_t G = 32 / ib, H = G / 2, ng = (c + G - 1) / G, opw = 8 / wb;
+    const int32_t wpg = H / opw, S = 16 - wb, half = 1 << (wb - 1);
+    const int32_t fmask = (1 << S) - 1, dx = sw * x_pix;
+    const int8_t *kexp = w + 4 * ((oc + 1) / 2 * kh * kw * ng * wpg);
+    uint32_t lm = ib == 4 ? 0x000F000Fu : 0x00030003u;
+#ifdef QMCU_DSP
+    QMCU_OPAQUE(lm);
+#endif
+    const int32_t s0 = lw_window_sum(x0, x_row, x_pix, kh, kw, c, ib);
+    const int32_t s1 = npx == 2 ? lw_window_sum(x0 + dx, x_row, x_pix, kh, kw, c, ib) : 0;
+    const int8_t *pw = w;
+    for (int32_t o = 0; o < oc; o += 2) {
+        int32_t *ap = acc + o, *bp = acc + acc_pix + o;
+        const int32_t two = o + 1 < oc;
+        int32_t A0 = ap[0] - half * s0, A1 = npx == 2 ? bp[0] - half * s1 : 0;
+        int32_t P0 = 0, P1 = 0;
+        const uint8_t *x = x0;
+#ifdef QMCU_DSP
+        QMCU_OPAQUE(x);
+#endif
+        for (int32_t i = 0; i < kh; i++)
+            for (int32_t j = 0; j < kw; j++) {
+                const uint8_t *xp = x + i * x_row + j * x_pix;
+                for (int32_t g0 = 0; g0 < ng; g0 += dwords) {
+                    if (g0 > 0 || i > 0 || j > 0) {     /* drain the low fields */
+                        int32_t t = P0 & fmask;
+                        A0 += t;
+                        P0 -= t;
+                        if (npx == 2) {
+                            t = P1 & fmask;
+                            A1 += t;
+                            P1 -= t;
+                        }
+                    }
+                    const int32_t gend = g0 + dwords < ng ? g0 + dwords : ng;
+                    for (int32_t g = g0; g < gend; g++, pw += 4 * wpg) {
+                        const uint32_t v0 = lw_word(xp, g, c, ib);
+                        const uint32_t v1 = npx == 2 ? lw_word(xp + dx, g, c, ib) : 0;
+                        /* lane pairs holding channels (all but in a partial last word) */
+                        const int32_t mend = g < c / G ? H : (c % G < H ? c % G : H);
+#pragma GCC unroll 8
+                        for (int32_t m = 0; m < mend; m++) {
+                            const uint32_t wv = ld32(pw + 4 * (m / opw));
+                            const uint32_t op = lw_operand(wv, m % opw, wb);
+                            P0 = lw_smlad(lw_xlane(v0, m, ib, lm), op, P0);
+                            if (npx == 2) P1 = lw_smlad(lw_xlane(v1, m, ib, lm), op, P1);
+                        }
+                    }
+                }
+            }
+        A0 += P0 & fmask;
+        A1 += P1 & fmask;
+        const int32_t B0 = P0 >> S, B1 = P1 >> S;   /* arithmetic: exact multiples of 2^S */
+        if (fuse) {
+            const int32_t k0 = kexp[o], k1 = two ? kexp[o + 1] : 0;
+            ap[0] = (int32_t)((uint32_t)A0 << k0);
+            if (two) ap[1] = (int32_t)((uint32_t)(ap[1] + B0) << k1);
+            if (npx == 2) {
+                bp[0] = (int32_t)((uint32_t)A1 << k0);
+                if (two) bp[1] = (int32_t)((uint32_t)(bp[1] + B1) << k1);
+            }
+        } else {
+            ap[0] = A0;
+            if (two) ap[1] += B0;
+            if (npx == 2) {
+                bp[0] = A1;
+                if (two) bp[1] += B1;
+            }
+        }
+    }
+    if (!fuse) return;
+#ifdef QMCU_DSP
+    requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
+#else
+    for (int32_t p = 0; p < npx; p++)
+        for (int32_t o = 0; o < oc; o++)
+            out_one(y + p * y_pix, o, acc[p * acc_pix + o], bias, mult, shift, q, ob);
+#endif
+}
+
+/* npx = 1 or 2 per call (conv_lw), the last pixel of an odd row alone (conv_lw_tail): each
+ * keeps a literal npx, so gcc specialises both. */
+QMCU_LOOP void conv_lw(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                       const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
+                       const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                       const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
+                       int32_t oc, int32_t sw, int32_t ib, int32_t wb, int32_t dwords,
+                       int32_t ob, int32_t fuse) {
+    conv_lw_body(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, npx, kh,
+                 kw, c, oc, sw, ib, wb, dwords, ob, fuse);
+}
+
+QMCU_LOOP void conv_lw_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                            const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
+                            const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                            const qmcu_q *q, int32_t kh, int32_t kw, int32_t c, int32_t oc,
+                            int32_t sw, int32_t ib, int32_t wb, int32_t dwords, int32_t ob,
+                            int32_t fuse) {
+    conv_lw_body(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, 1, kh, kw,
+                 c, oc, sw, ib, wb, dwords, ob, fuse);
+}
+
+QMCU_INLINE void conv_lw_pixels(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                                const uint8_t *x, int32_t x_row, int32_t x_pix,
+                                const int8_t *w, const int32_t *bias, const int32_t *mult,
+                                const int32_t *shift, const qmcu_q *q, int32_t npx, int32_t kh,
+                                int32_t kw, int32_t c, int32_t oc, int32_t sw, int32_t ib,
+                                int32_t wb, int32_t dwords, int32_t ob, int32_t fuse) {
+    int32_t p = 0;
+    for (; p + 1 < npx; p += 2)
+        conv_lw(fuse ? y + p * y_pix : y, y_pix, acc + p * acc_pix, acc_pix,
+                x + p * sw * x_pix, x_row, x_pix, w, bias, mult, shift, q, 2, kh, kw, c, oc,
+                sw, ib, wb, dwords, ob, fuse);
+    if (p < npx)
+        conv_lw_tail(fuse ? y + p * y_pix : y, y_pix, acc + p * acc_pix, acc_pix,
+                     x + p * sw * x_pix, x_row, x_pix, w, bias, mult, shift, q, kh, kw, c, oc,
+                     sw, ib, wb, dwords, ob, fuse);
+}
+
+QMCU_INLINE int32_t qmcu_conv_lw(void *y, int32_t y_pix, void *acc, int32_t acc_pix, void *x,
+                                 int32_t x_row, int32_t x_pix, void *w, void *bias, void *mult,
+                                 void *shift, void *q, int32_t npx, int32_t kh, int32_t kw,
+                                 int32_t c, int32_t oc, int32_t sw, int32_t ib, int32_t wb,
+                                 int32_t dwords, int32_t ob) {
+    const qmcu_q qo = out_params((const int32_t *)q);
+    conv_lw_pixels((uint8_t *)y, y_pix, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row,
+                   x_pix, (const int8_t *)w, (const int32_t *)bias, (const int32_t *)mult,
+                   (const int32_t *)shift, &qo, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, 1);
+    return 0;
+}
+
+QMCU_INLINE int32_t qmcu_conv_lw_acc(void *acc, int32_t acc_pix, void *x, int32_t x_row,
+                                     int32_t x_pix, void *w, int32_t npx, int32_t kh,
+                                     int32_t kw, int32_t c, int32_t oc, int32_t sw, int32_t ib,
+                                     int32_t wb, int32_t dwords) {
+    conv_lw_pixels((uint8_t *)0, 0, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
+                   (const int8_t *)w, 0, 0, 0, 0, npx, kh, kw, c, oc, sw, ib, wb, dwords, 8, 0);
+    return 0;
+}
+#endif
