@@ -79,89 +79,94 @@ QMCU_INLINE int32_t lw_window_sum(const uint8_t *x, int32_t x_row, int32_t x_pix
     return s;
 }
 
+/* Output channels o .. o + 2*nq - 1 (nq = 1 or 2 pairs, those below oc) of npx pixels: each
+ * lane pair of activations is unpacked once for the nq pairs, each weight operand extracted
+ * once for the npx pixels. s0, s1: the pixels' activation sums. */
+QMCU_INLINE void conv_lw_block(int32_t *acc, int32_t acc_pix, const uint8_t *x,
+                               int32_t x_row, int32_t x_pix, const int8_t *w, int32_t o,
+                               int32_t nq, int32_t s0, int32_t s1, int32_t npx, int32_t kh,
+                               int32_t kw, int32_t c, int32_t oc, int32_t sw, int32_t ib,
+                               int32_t wb, int32_t dwords, int32_t fuse, uint32_t lm) {
+    const int32_t G = 32 / ib, H = G / 2, ng = (c + G - 1) / G, opw = 8 / wb;
+    const int32_t wpg = H / opw, S = 16 - wb, half = 1 << (wb - 1);
+    const int32_t fmask = (1 << S) - 1, dx = sw * x_pix, wpair = 4 * kh * kw * ng * wpg;
+    const int8_t *kexp = w + (oc + 1) / 2 * wpair;
+    const int8_t *pw = w + o / 2 * wpair;
+    int32_t P[2][2] = {{0, 0}, {0, 0}}, A[2][2];   /* [pair][pixel] */
+    for (int32_t q = 0; q < nq; q++) {
+        A[q][0] = acc[o + 2 * q] - half * s0;
+        A[q][1] = npx == 2 ? acc[acc_pix + o + 2 * q] - half * s1 : 0;
+    }
+    for (int32_t i = 0; i < kh; i++)
+        for (int32_t j = 0; j < kw; j++) {
+            const uint8_t *xp = x + i * x_row + j * x_pix;
+            for (int32_t g0 = 0; g0 < ng; g0 += dwords) {
+                if (g0 > 0 || i > 0 || j > 0)            /* drain the low fields */
+                    for (int32_t q = 0; q < nq; q++)
+                        for (int32_t p = 0; p < npx; p++) {
+                            const int32_t t = P[q][p] & fmask;
+                            A[q][p] += t;
+                            P[q][p] -= t;
+                        }
+                const int32_t gend = g0 + dwords < ng ? g0 + dwords : ng;
+                for (int32_t g = g0; g < gend; g++, pw += 4 * wpg) {
+                    const uint32_t v0 = lw_word(xp, g, c, ib);
+                    const uint32_t v1 = npx == 2 ? lw_word(xp + dx, g, c, ib) : 0;
+                    /* lane pairs holding channels (all but in a partial last word) */
+                    const int32_t mend = g < c / G ? H : (c % G < H ? c % G : H);
+#pragma GCC unroll 8
+                    for (int32_t m = 0; m < mend; m++) {
+                        const uint32_t x0l = lw_xlane(v0, m, ib, lm);
+                        const uint32_t x1l = npx == 2 ? lw_xlane(v1, m, ib, lm) : 0;
+                        for (int32_t q = 0; q < nq; q++) {
+                            const uint32_t op = lw_operand(
+                                ld32(pw + q * wpair + 4 * (m / opw)), m % opw, wb);
+                            P[q][0] = lw_smlad(x0l, op, P[q][0]);
+                            if (npx == 2) P[q][1] = lw_smlad(x1l, op, P[q][1]);
+                        }
+                    }
+                }
+            }
+        }
+    for (int32_t q = 0; q < nq; q++) {
+        const int32_t oa = o + 2 * q, two = oa + 1 < oc;
+        const int32_t k0 = fuse ? kexp[oa] : 0, k1 = fuse && two ? kexp[oa + 1] : 0;
+        for (int32_t p = 0; p < npx; p++) {
+            int32_t *ap = acc + p * acc_pix + oa;
+            /* channel B: the high field, exact (arithmetic shift of a multiple of 2^S) */
+            ap[0] = (int32_t)((uint32_t)(A[q][p] + (P[q][p] & fmask)) << k0);
+            if (two) ap[1] = (int32_t)((uint32_t)(ap[1] + (P[q][p] >> S)) << k1);
+        }
+    }
+}
+
 QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
                               const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
                               const int32_t *bias, const int32_t *mult, const int32_t *shift,
                               const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
                               int32_t oc, int32_t sw, int32_t ib, int32_t wb, int32_t dwords,
                               int32_t ob, int32_t fuse) {
-    const int32_t G = 32 / ib, H = G / 2, ng = (c + G - 1) / G, opw = 8 / wb;
-    const int32_t wpg = H / opw, S = 16 - wb, half = 1 << (wb - 1);
-    const int32_t fmask = (1 << S) - 1, dx = sw * x_pix;
-    const int8_t *kexp = w + 4 * ((oc + 1) / 2 * kh * kw * ng * wpg);
     uint32_t lm = ib == 4 ? 0x000F000Fu : 0x00030003u;
 #ifdef QMCU_DSP
     QMCU_OPAQUE(lm);
 #endif
     const int32_t s0 = lw_window_sum(x0, x_row, x_pix, kh, kw, c, ib);
-    const int32_t s1 = npx == 2 ? lw_window_sum(x0 + dx, x_row, x_pix, kh, kw, c, ib) : 0;
-    const int8_t *pw = w;
-    for (int32_t o = 0; o < oc; o += 2) {
-        int32_t *ap = acc + o, *bp = acc + acc_pix + o;
-        const int32_t two = o + 1 < oc;
-        int32_t A0 = ap[0] - half * s0, A1 = npx == 2 ? bp[0] - half * s1 : 0;
-        int32_t P0 = 0, P1 = 0;
-        const uint8_t *x = x0;
-#ifdef QMCU_DSP
-        QMCU_OPAQUE(x);
-#endif
-        for (int32_t i = 0; i < kh; i++)
-            for (int32_t j = 0; j < kw; j++) {
-                const uint8_t *xp = x + i * x_row + j * x_pix;
-                for (int32_t g0 = 0; g0 < ng; g0 += dwords) {
-                    if (g0 > 0 || i > 0 || j > 0) {     /* drain the low fields */
-                        int32_t t = P0 & fmask;
-                        A0 += t;
-                        P0 -= t;
-                        if (npx == 2) {
-                            t = P1 & fmask;
-                            A1 += t;
-                            P1 -= t;
-                        }
-                    }
-                    const int32_t gend = g0 + dwords < ng ? g0 + dwords : ng;
-                    for (int32_t g = g0; g < gend; g++, pw += 4 * wpg) {
-                        const uint32_t v0 = lw_word(xp, g, c, ib);
-                        const uint32_t v1 = npx == 2 ? lw_word(xp + dx, g, c, ib) : 0;
-                        /* lane pairs holding channels (all but in a partial last word) */
-                        const int32_t mend = g < c / G ? H : (c % G < H ? c % G : H);
-#pragma GCC unroll 8
-                        for (int32_t m = 0; m < mend; m++) {
-                            const uint32_t wv = ld32(pw + 4 * (m / opw));
-                            const uint32_t op = lw_operand(wv, m % opw, wb);
-                            P0 = lw_smlad(lw_xlane(v0, m, ib, lm), op, P0);
-                            if (npx == 2) P1 = lw_smlad(lw_xlane(v1, m, ib, lm), op, P1);
-                        }
-                    }
-                }
-            }
-        A0 += P0 & fmask;
-        A1 += P1 & fmask;
-        const int32_t B0 = P0 >> S, B1 = P1 >> S;   /* arithmetic: exact multiples of 2^S */
-        if (fuse) {
-            const int32_t k0 = kexp[o], k1 = two ? kexp[o + 1] : 0;
-            ap[0] = (int32_t)((uint32_t)A0 << k0);
-            if (two) ap[1] = (int32_t)((uint32_t)(ap[1] + B0) << k1);
-            if (npx == 2) {
-                bp[0] = (int32_t)((uint32_t)A1 << k0);
-                if (two) bp[1] = (int32_t)((uint32_t)(bp[1] + B1) << k1);
-            }
-        } else {
-            ap[0] = A0;
-            if (two) ap[1] += B0;
-            if (npx == 2) {
-                bp[0] = A1;
-                if (two) bp[1] += B1;
-            }
-        }
-    }
+    const int32_t s1 = npx == 2 ? lw_window_sum(x0 + sw * x_pix, x_row, x_pix, kh, kw, c, ib)
+                                : 0;
+    int32_t o = 0;
+    for (; o + 3 < oc; o += 4)
+        conv_lw_block(acc, acc_pix, x0, x_row, x_pix, w, o, 2, s0, s1, npx, kh, kw, c, oc, sw,
+                      ib, wb, dwords, fuse, lm);
+    for (; o < oc; o += 2)
+        conv_lw_block(acc, acc_pix, x0, x_row, x_pix, w, o, 1, s0, s1, npx, kh, kw, c, oc, sw,
+                      ib, wb, dwords, fuse, lm);
     if (!fuse) return;
 #ifdef QMCU_DSP
     requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
 #else
     for (int32_t p = 0; p < npx; p++)
-        for (int32_t o = 0; o < oc; o++)
-            out_one(y + p * y_pix, o, acc[p * acc_pix + o], bias, mult, shift, q, ob);
+        for (int32_t o2 = 0; o2 < oc; o2++)
+            out_one(y + p * y_pix, o2, acc[p * acc_pix + o2], bias, mult, shift, q, ob);
 #endif
 }
 
