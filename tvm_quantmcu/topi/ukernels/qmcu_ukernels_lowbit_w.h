@@ -92,11 +92,8 @@ QMCU_INLINE void conv_lw_block(int32_t *acc, int32_t acc_pix, const uint8_t *x,
     const int32_t fmask = (1 << S) - 1, dx = sw * x_pix, wpair = 4 * kh * kw * ng * wpg;
     const int8_t *kexp = w + (oc + 1) / 2 * wpair;
     const int8_t *pw = w + o / 2 * wpair;
-    int32_t P[2][2] = {{0, 0}, {0, 0}}, A[2][2];   /* [pair][pixel] */
-    for (int32_t q = 0; q < nq; q++) {
-        A[q][0] = acc[o + 2 * q] - half * s0;
-        A[q][1] = npx == 2 ? acc[acc_pix + o + 2 * q] - half * s1 : 0;
-    }
+    /* [pair][pixel]; A holds drained low fields only (zero, and no register, without drains) */
+    int32_t P[2][2] = {{0, 0}, {0, 0}}, A[2][2] = {{0, 0}, {0, 0}};
     for (int32_t i = 0; i < kh; i++)
         for (int32_t j = 0; j < kw; j++) {
             const uint8_t *xp = x + i * x_row + j * x_pix;
@@ -133,8 +130,9 @@ QMCU_INLINE void conv_lw_block(int32_t *acc, int32_t acc_pix, const uint8_t *x,
         const int32_t k0 = fuse ? kexp[oa] : 0, k1 = fuse && two ? kexp[oa + 1] : 0;
         for (int32_t p = 0; p < npx; p++) {
             int32_t *ap = acc + p * acc_pix + oa;
+            const int32_t a = ap[0] + A[q][p] + (P[q][p] & fmask) - half * (p ? s1 : s0);
+            ap[0] = (int32_t)((uint32_t)a << k0);
             /* channel B: the high field, exact (arithmetic shift of a multiple of 2^S) */
-            ap[0] = (int32_t)((uint32_t)(A[q][p] + (P[q][p] & fmask)) << k0);
             if (two) ap[1] = (int32_t)((uint32_t)(ap[1] + (P[q][p] >> S)) << k1);
         }
     }
