@@ -139,9 +139,11 @@ def lane_order(spec: "KernelSpec") -> bool:
 def packs_weights(spec: "KernelSpec") -> bool:
     """conv2d/dense with ≤ 4-bit weights and activations read a word at a time: the weights
     are stored packed, two output channels per multiply lane (:mod:`.wpack`), when the
-    reduction stays within the packed accumulator's exact range."""
+    reduction stays within the packed accumulator's exact range (and there are two output
+    channels to pair)."""
     kh, kw = kernel_taps(spec)
     return (spec.op in ("conv2d", "dense") and spec.w_bits in wpack.PACKED_W_BITS
+            and spec.out_channels > 1
             and spec.in_bits in wpack.PACKED_IN_BITS and not gathers(spec)
             and wpack.check(spec.out_channels, kh * kw, spec.in_channels, spec.in_bits,
                             spec.w_bits) is None)
