@@ -165,10 +165,11 @@ def spec_for_layer(qlayer, in_shape_hwc, in_bits: int, out_bits: int,
         else:
             raise UnsupportedKernel(f"{l.name}: grouped convolution (groups={l.groups})")
         return KernelSpec(op, tuple(in_shape_hwc), int(l.weight.shape[0]), l.ksize(),
-                          tuple(l.stride), tuple(padding or l.padding), in_bits, out_bits)
+                          tuple(l.stride), tuple(padding or l.padding), in_bits, out_bits,
+                          w_bits=qlayer.w_bits)
     if l.op == "dense":
         return KernelSpec("dense", tuple(in_shape_hwc), int(l.weight.shape[0]),
-                          in_bits=in_bits, out_bits=out_bits)
+                          in_bits=in_bits, out_bits=out_bits, w_bits=qlayer.w_bits)
     if l.op in ("avgpool", "maxpool"):
         return KernelSpec(l.op, tuple(in_shape_hwc), in_shape_hwc[2], tuple(l.kernel),
                           tuple(l.stride), tuple(padding or l.padding), in_bits, out_bits)
