@@ -11,9 +11,9 @@ from .reference import (INPUT_QUANT, QGraph, QLayer, add_int, avgpool_int, conca
 
 __all__ = [
     "quantize_multiplier", "requantize", "shared_shift_multipliers", "TensorStats", "observe",
-    "ranges", "pack", "unpack", "packed_bytes", "packed_channels", "ActQuant",
-    "quantize_weights", "weight_range", "INPUT_QUANT", "QGraph", "QLayer", "add_int",
-    "avgpool_int", "concat_int", "conv2d_int", "dense_int", "input_quant", "maxpool_int",
-    "quantize_graph", "quantize_input", "quantize_layer", "requant_int", "run_int", "POLICIES", "Policy",
-    "PolicyMismatchError", "integer_thresholds",
+    "ranges", "pack", "unpack", "packed_bytes", "packed_channels", "ActQuant", "quantize_weights",
+    "weight_range", "INPUT_QUANT", "QGraph", "QLayer", "add_int", "avgpool_int", "concat_int",
+    "conv2d_int", "dense_int", "input_quant", "maxpool_int", "quantize_graph", "quantize_input",
+    "quantize_layer", "requant_int", "run_int", "POLICIES", "Policy", "PolicyMismatchError",
+    "integer_thresholds",
 ]
