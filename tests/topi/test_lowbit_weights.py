@@ -96,7 +96,7 @@ def _check(spec, seed, n=4, extreme_every=4, schedule="dsp", micro_kernel=None):
 
 LAYERS = [
     KernelSpec("conv2d", (5, 6, 16), 12, (1, 1), in_bits=4, out_bits=8, w_bits=4),
-    KernelSpec("conv2d", (5, 5, 13), 7, (1, 1), in_bits=2, out_bits=4, w_bits=4),
+    KernelSpec("conv2d", (5, 5, 21), 7, (1, 1), in_bits=2, out_bits=4, w_bits=4),
     KernelSpec("conv2d", (7, 7, 20), 9, (3, 3), (2, 2), (1, 1, 1, 1), 4, 8, w_bits=2),
     KernelSpec("conv2d", (6, 5, 33), 5, (3, 3), (1, 1), (1, 0, 1, 1), 2, 2, w_bits=2),
     KernelSpec("dense", (1, 1, 72), 11, in_bits=4, out_bits=8, w_bits=4),
