@@ -33,6 +33,20 @@ class Cpu:
     fpu: str | None
     mve: bool = False            # Helium
 
+    def without(self, dsp: bool = False, fpu: bool = False, mve: bool = False) -> "Cpu":
+        """This CPU with optional extensions left out (the DSP extension and the FPU are
+        optional on v8-M: AN521's CPU0 has neither)."""
+        if not (dsp or fpu or mve) or self.arch.startswith(("v6", "v7")) and not fpu:
+            return self
+        mcpu = self.name + "".join(f"+no{e}" for e, off in (("dsp", dsp and self.dsp),
+                                                             ("fp", fpu and self.fpu),
+                                                             ("mve", mve and self.mve)) if off)
+        has_fpu = self.fpu and not fpu
+        flags = (f"-mcpu={mcpu}", *(f for f in self.gcc_flags if f.startswith("-mfpu")
+                                    and has_fpu), f"-mfloat-abi={'hard' if has_fpu else 'soft'}")
+        return replace(self, gcc_flags=flags, dsp=self.dsp and not dsp,
+                       fpu=self.fpu if has_fpu else None, mve=self.mve and not (mve or fpu))
+
 
 CPUS: dict[str, Cpu] = {c.name: c for c in (
     Cpu("cortex-m0", "v6S-M", ("-mcpu=cortex-m0", "-mfloat-abi=soft"), False, None),
@@ -102,7 +116,8 @@ ZEPHYR_BOARDS: dict[str, Board] = {b.name: b for b in (
     Board("mps2_an385", CPUS["cortex-m3"], 4 * MIB, 4 * MIB, "mps2-an385",
           configured_counter_hz=25_000_000, uart="uart0",
           names=("mps2_an385", "mps2/an385", "mps2/an385")),
-    Board("mps2_an521", CPUS["cortex-m33"], 4 * MIB, 4 * MIB, "mps2-an521",
+    Board("mps2_an521", CPUS["cortex-m33"].without(dsp=True, fpu=True), 4 * MIB, 4 * MIB,
+          "mps2-an521",
           configured_counter_hz=25_000_000, uart="uart0",
           names=("mps2_an521", "mps2/an521/cpu0", "mps2/an521/cpu0")),
     Board("mps3_an547", CPUS["cortex-m55"], 512 * KIB, 512 * KIB, "mps3-an547",
@@ -169,6 +184,14 @@ def read_zephyr_board(name: str, base: Path) -> Board:
     cpu, fpu_in_name = _cpu(dts)
     if cpu is None:
         raise BoardError(f"board {name!r}: no Arm Cortex-M CPU in {d / (stem + '.dts')}")
+    defconfig = _text(d / f"{stem}_defconfig")
+    if cpu.arch.startswith("v8"):    # optional extensions: what the SoC's Kconfig selects
+        sel = soc_selects(base, re.findall(r"^CONFIG_(SOC_\w+)=y", defconfig, re.M))
+        cpu = cpu.without(dsp="ARMV8_M_DSP" not in sel, fpu="CPU_HAS_FPU" not in sel,
+                          mve="ARMV8_1_M_MVEI" not in sel)
+    elif cpu.fpu and not fpu_in_name and "CPU_HAS_FPU" not in soc_selects(
+            base, re.findall(r"^CONFIG_(SOC_\w+)=y", defconfig, re.M)):
+        cpu = cpu.without(fpu=True)
     chosen = _chosen(dts)
     flash = _node_size(dts, chosen.get("zephyr,flash"))
     ram = _node_size(dts, chosen.get("zephyr,sram"))
@@ -181,8 +204,7 @@ def read_zephyr_board(name: str, base: Path) -> Board:
                          f"or {stem}.yaml ({d})")
     cmake = _text(d / "board.cmake")
     machine = re.search(r"-(?:machine|M)\s+([\w.-]+)", cmake)
-    hz = re.search(r"^CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC=(\d+)", _text(d / f"{stem}_defconfig"),
-                   re.M)
+    hz = re.search(r"^CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC=(\d+)", defconfig, re.M)
     if hz is None:        # Zephyr's default: the clock-frequency of the CPU node
         cpu0 = re.search(r"\bcpu@0\s*\{", dts)
         hz = re.search(r"clock-frequency\s*=\s*<\s*([^>]+?)\s*>", _block(dts, cpu0.end())) \
@@ -190,6 +212,25 @@ def read_zephyr_board(name: str, base: Path) -> Board:
     return Board(name, cpu, flash, ram, machine.group(1) if machine else None, None,
                  _eval(hz.group(1)) if hz else None, chosen.get("zephyr,console"), (name,),
                  str(d))
+
+
+_SOC_KCONFIG: dict[Path, str] = {}
+
+
+def soc_selects(base: Path, symbols: list[str]) -> set[str]:
+    """Every symbol the SoC Kconfig symbols select, transitively."""
+    if base not in _SOC_KCONFIG:
+        _SOC_KCONFIG[base] = "\n".join(_text(p) for p in sorted((base / "soc").glob(
+            "**/Kconfig*")))
+    text, seen, todo = _SOC_KCONFIG[base], set(), list(symbols)
+    while todo:
+        sym = todo.pop()
+        for block in re.finditer(rf"^config {sym}\n(.*?)(?=^\S|\Z)", text, re.M | re.S):
+            for sel in re.findall(r"^\s+select (\w+)", block.group(1), re.M):
+                if sel not in seen:
+                    seen.add(sel)
+                    todo.append(sel)
+    return seen
 
 
 def _text(p: Path) -> str:

@@ -20,12 +20,21 @@ class BoardSpec:
     target: str            # kernel/flash target (topi.registry.TARGETS)
 
 
+def _qemu_spec(machine: str) -> BoardSpec:
+    from micro_project.board_table import QEMU_BOARDS
+    return BoardSpec("qemu", machine, QEMU_BOARDS[machine].cpu.name)
+
+
 BOARDS = {
     "host": BoardSpec("host", None, "host"),
-    "qemu-m4": BoardSpec("qemu", "mps2-an386", "cortex-m4"),
-    "qemu-m7": BoardSpec("qemu", "mps2-an500", "cortex-m7"),
-    "qemu-m55": BoardSpec("qemu", "mps3-an547", "cortex-m55"),
+    "qemu-m4": _qemu_spec("mps2-an386"),
+    "qemu-m7": _qemu_spec("mps2-an500"),
+    "qemu-m55": _qemu_spec("mps3-an547"),
 }
+# Flash and RAM a firmware needs besides the model: Zephyr's kernel, drivers and minimal libc
+# with the RPC server (measured: 14-19 KB of flash, 5-7 KB of RAM without the main stack on
+# mps2_an385 / mps3_an547, Zephyr 3.4); the bare-metal board layer needs less.
+FIRMWARE_RESERVE = {"zephyr": (20 * 1024, 8 * 1024), "qemu": (8 * 1024, 4 * 1024)}
 
 
 class DeployError(ValueError):
@@ -82,35 +91,118 @@ def reference(graph, pol, x_q: np.ndarray):
     return Simulator(graph, pol).run(x_q)
 
 
-def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
-           images: int = DEFAULT_IMAGES, out: str | Path | None = None,
-           policy_file: str | None = None, bar_factory=None, kernel_lookup=None,
-           sram_kb: float | None = None) -> dict:
-    """Generate, build, boot, run `images` test images over RPC; returns the measurements."""
-    import micro_project
-
-    from . import data, pipeline
-    from .codegen import generate
-    from .codegen.report import format_report, linked_symbol_size, memory_report
-    from .quant import quantize_input
-
+def board_spec(board: str, zephyr_base: str | Path | None = None):
+    """The template, target and facts (micro_project.board_table.Board; None for the host)
+    of a board name: one of BOARDS or zephyr:BOARD (read from the Zephyr tree when there is
+    one)."""
+    from micro_project import ProjectError
+    from micro_project.board_table import QEMU_BOARDS, BoardError
+    if board.startswith("zephyr:"):
+        from micro_project.templates.zephyr import find_board
+        try:
+            facts = find_board(board.split(":", 1)[1], zephyr_base)
+        except ProjectError as e:      # an unknown board, a non-Arm board
+            raise DeployError(str(e).removeprefix("zephyr template: ")) from None
+        return BoardSpec("zephyr", facts.qemu_machine, facts.cpu.name), facts
     if board not in BOARDS:
         raise DeployError(f"unknown board {board!r}; one of {', '.join(BOARDS)} or "
                           "zephyr:BOARD")
+    spec = BOARDS[board]
+    try:
+        return spec, QEMU_BOARDS[spec.qemu_board] if spec.qemu_board else None
+    except KeyError:
+        raise BoardError(f"{spec.qemu_board} is not in the board table") from None
+
+
+def check_fits(board: str, facts, template: str, gen, flash: dict) -> None:
+    """One clear error when the model cannot fit the board: flash (the model's weights,
+    tables and code plus the firmware around it) and RAM (arena, static buffers, the main
+    stack with the largest kernel scratch, the firmware's own)."""
+    if facts is None or "flash_total" not in flash:
+        return
+    fw_flash, fw_ram = FIRMWARE_RESERVE.get(template, (0, 0))
+    need = flash["flash_total"] + fw_flash
+    if need > facts.flash_bytes:
+        raise DeployError(
+            f"{board}: the model needs {need:,} B of flash ({flash['weights']:,} B weights, "
+            f"{flash['code']:,} B code, {flash['tables'] + flash['other_rodata']:,} B "
+            f"tables/constants, about {fw_flash:,} B firmware) but the board has "
+            f"{facts.flash_bytes:,} B; choose a board with more flash or a policy with "
+            "fewer weight bits")
+    scratch = max((c["scratch_bytes"] for c in gen.meta["calls"]), default=0)
+    ram = gen.arena_bytes + flash.get("ram_static", 0) + scratch + fw_ram
+    if ram > facts.ram_bytes:
+        raise DeployError(
+            f"{board}: the model needs {ram:,} B of RAM (arena {gen.arena_bytes:,} B, kernel "
+            f"scratch {scratch:,} B, static {flash.get('ram_static', 0):,} B, about "
+            f"{fw_ram:,} B firmware) but the board has {facts.ram_bytes:,} B; choose a board "
+            "with more RAM or search a policy for a smaller SRAM budget (--sram-kb)")
+
+
+def _generate_checked(graph, pol, out: Path, model: str, board: str, spec: BoardSpec, facts,
+                      kernel_lookup):
+    """Generate the model library, measure it and check it against the board before anything
+    is written to `out`; then move it to out/model."""
+    import shutil
+    import tempfile
+    from dataclasses import replace
+
+    from .codegen import generate
+    from .codegen.generate import MARKER
+    from .codegen.report import memory_report
+    dest = out / "model"
+    if dest.exists() and any(dest.iterdir()) and not (dest / MARKER).exists():
+        raise FileExistsError(f"{dest} exists and is not a generated model; choose an empty "
+                              "or new directory")
+    target = spec.target if spec.target != "host" else "cortex-m4"
+    with tempfile.TemporaryDirectory(prefix="quantmcu-deploy-") as tmp:
+        gen = generate(graph, pol, Path(tmp) / "model", name=model, target=target,
+                       kernel_lookup=kernel_lookup)
+        rep = memory_report(gen, target)
+        check_fits(board, facts, spec.template, gen, rep["flash"])
+        out.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.move(str(gen.directory), str(dest))
+    return replace(gen, directory=dest), rep
+
+
+def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
+           images: int = DEFAULT_IMAGES, out: str | Path | None = None,
+           policy_file: str | None = None, bar_factory=None, kernel_lookup=None,
+           sram_kb: float | None = None, zephyr_base: str | Path | None = None,
+           port: str | None = None) -> dict:
+    """Generate, build, boot, run `images` test images over RPC; returns the measurements.
+
+    zephyr:BOARD: a Zephyr application, built with west when a Zephyr tree is given
+    (`zephyr_base` or $ZEPHYR_BASE; else generated only), run under QEMU for boards Zephyr
+    runs there, else flashed with `west flash` and reached on the serial `port`."""
+    import micro_project
+
+    from . import data, pipeline
+    from .codegen.report import format_report, linked_symbol_size
+    from .quant import quantize_input
+
+    spec, facts = board_spec(board, zephyr_base)
     if images < 1:
         raise DeployError("--images must be at least 1")
-    spec = BOARDS[board]
     t0 = time.time()
     imp = pipeline.load(model)
     pol = resolve_policy(model, policy, policy_file, sram_kb=sram_kb)
     out = Path(out) if out else default_out(model, pol.name, board)
-    gen = generate(imp.graph, pol, out / "model", name=model,
-                   target=spec.target if spec.target != "host" else "cortex-m4",
-                   kernel_lookup=kernel_lookup)
-    opts = {"board": spec.qemu_board} if spec.qemu_board else {}
-    project = micro_project.get_template(spec.template).generate_project(
-        out / "model", out / "project", opts)
-    binary = project.build()
+    gen, rep = _generate_checked(imp.graph, pol, out, model, board, spec, facts, kernel_lookup)
+    (out / "memory.md").write_text(format_report(rep))
+    if spec.template == "zephyr":
+        project, early = _zephyr_project(out, board, facts, gen, rep, zephyr_base, port)
+        if early is not None:
+            early["seconds"] = round(time.time() - t0, 1)
+            return early
+        binary = project.elf
+    else:
+        opts = {"board": spec.qemu_board} if spec.qemu_board else {}
+        project = micro_project.get_template(spec.template).generate_project(
+            out / "model", out / "project", opts)
+        binary = project.build()
     test = data.load("test")
     n = min(images, len(test))
     size = imp.input_size
@@ -120,7 +212,8 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     bar = bar_factory(n, f"deploy {board}") if bar_factory else None
     outs, ticks, cycles = [], [], []
     t_session = time.time()
-    with project.session(expected_hash=gen.hash) as client:
+    hardware_link = {"serial_port": port} if spec.template == "zephyr" and port else None
+    with project.session(expected_hash=gen.hash, transport_options=hardware_link) as client:
         counter = client.info().counter_name
         for i in range(n):
             o, timing = client.infer(x_q[i].tobytes())
@@ -160,7 +253,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
         "model_hash": gen.hash, "out": str(out),
         "link": link,
     }
-    if spec.template == "qemu":
+    if getattr(project, "runs_in_qemu", spec.template == "qemu"):
         instr = np.array([project.instructions(t) for t in ticks], np.float64)
         res["instructions_per_inference"] = int(round(instr.mean()))
         res["instructions_min_max"] = [int(instr.min()), int(instr.max())]
@@ -170,41 +263,62 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     else:
         res["host_ns_per_inference"] = float(np.mean(ticks))
     res["arena_bytes_linked"] = linked_symbol_size(
-        binary, "qmcu_arena", "arm-none-eabi-nm" if spec.template == "qemu" else "nm")
-    rep = memory_report(gen, spec.target if spec.target != "host" else "cortex-m4")
+        binary, "qmcu_arena", "nm" if spec.template == "host" else "arm-none-eabi-nm")
     if "flash_total" in rep["flash"]:
         res["flash_bytes"] = rep["flash"]["flash_total"]
         res["flash_sections"] = rep["flash"]
-    (out / "memory.md").write_text(format_report(rep))
+    if spec.template == "zephyr":
+        res.update(_zephyr_facts(project, facts))
     res["seconds"] = round(time.time() - t0, 1)
     return res
 
 
-def zephyr_app(model: str, board_name: str, policy: str = DEFAULT_POLICY,
-               out: str | Path | None = None, policy_file: str | None = None,
-               sram_kb: float | None = None) -> dict:
-    """Generate the model and a Zephyr application for `board_name`; returns the paths and
-    the west commands to build and flash it."""
+def _zephyr_project(out: Path, board: str, facts, gen, rep, zephyr_base, port):
+    """Generate the Zephyr application; build it when there is a tree. Returns the project
+    and, when deploy stops here (no tree; a hardware board without a port), its result."""
     import micro_project
-    from micro_project.templates.zephyr import find_board
-
-    from . import pipeline
-    from .codegen import generate
-    zb = find_board(board_name)
-    imp = pipeline.load(model)
-    pol = resolve_policy(model, policy, policy_file, sram_kb=sram_kb)
-    out = Path(out) if out else default_out(model, pol.name, f"zephyr-{zb.legacy}")
-    target = zb.cpu if zb.cpu in ("cortex-m4", "cortex-m7", "cortex-m55", "cortex-m3") \
-        else "cortex-m4"
-    gen = generate(imp.graph, pol, out / "model", name=model, target=target)
+    from micro_project import ToolMissingError
+    from micro_project.templates.zephyr import INSTALL_HINT, zephyr_tree
+    base = zephyr_tree(zephyr_base)
     app = out / "app"
-    micro_project.get_template("zephyr").generate_project(out / "model", app,
-                                                          {"board": zb.legacy})
-    cmds = [f"west build -b {name} -d {app}/build {app}" for name in zb.names] + \
-        [f"west flash -d {app}/build"]
-    return {"model": model, "board": f"zephyr:{board_name}", "policy": pol.name,
-            "app": str(app), "model_dir": str(gen.directory), "model_hash": gen.hash,
-            "arena_bytes": gen.arena_bytes, "west_build_commands": cmds[:-1],
-            "west_flash_command": cmds[-1],
-            "zephyr_versions": {"3.4-3.6": zb.legacy, "3.7-4.0": zb.qualified,
-                                "4.1+": zb.latest}}
+    project = micro_project.get_template("zephyr").generate_project(
+        out / "model", app, {"board": facts.name,
+                             **({"zephyr_base": str(base)} if base else {})})
+    names = project.board_info["names"]
+    result = {"model": gen.meta["model"], "board": board, "policy": gen.meta["policy"],
+              "app": str(app), "model_dir": str(gen.directory), "model_hash": gen.hash,
+              "arena_bytes": gen.arena_bytes, "board_facts": facts.describe(),
+              "flash_bytes": rep["flash"].get("flash_total"),
+              "west_build_commands": [f"west build -b {n} -d {app}/build {app}" for n in names],
+              "west_flash_command": f"west flash -d {app}/build", "out": str(out)}
+    if base is None or not (base / "VERSION").exists():
+        result["missing"] = (f"no Zephyr tree ({base or 'ZEPHYR_BASE is not set'}): generated "
+                             f"only. To build and run: {INSTALL_HINT}")
+        return project, result
+    try:
+        project.build()
+    except ToolMissingError as e:
+        result["missing"] = str(e)
+        return project, result
+    result.update(_zephyr_facts(project, facts))
+    if not facts.qemu_machine:
+        if port is None:
+            result["next"] = (f"{facts.name} is a hardware board: connect it and run again "
+                              "with --port (e.g. /dev/ttyACM0) to flash it with west flash "
+                              "and run the images over its serial port")
+            return project, result
+    return project, None
+
+
+def _zephyr_facts(project, facts) -> dict:
+    """What the built image takes of the board, and the timing conversion under QEMU."""
+    from micro_project.qemu import elf_sizes
+    sz = elf_sizes(project.elf)
+    res = {"board_facts": facts.describe(), "image_flash_bytes": sz["text"] + sz["data"],
+           "image_ram_bytes": sz["data"] + sz["bss"], "board_flash_bytes": facts.flash_bytes,
+           "board_ram_bytes": facts.ram_bytes}
+    if project.runs_in_qemu:
+        cal = project.counter_calibration()
+        res["counter_hz_configured"] = cal["configured_counter_hz"]
+        res["counter_hz_calibrated"] = cal["counter_hz"]
+    return res

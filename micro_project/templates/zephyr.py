@@ -154,10 +154,7 @@ class ZephyrProject(ProjectAPIHandler):
             f"The RPC runs on &{board.uart or 'the console UART'} at 115200 baud; the protocol "
             "is described in micro_project/PROTOCOL.md.\n")
         _size_main_stack(project_dir)
-        cpu = board.cpu
         text = (project_dir / "CMakeLists.txt").read_text()
-        text = text.replace("set(QMCU_CPU cortex-m4)", f"set(QMCU_CPU {cpu.name})")
-        text = text.replace("set(QMCU_CPU_DSP 1)", f"set(QMCU_CPU_DSP {int(cpu.dsp)})")
         text = text.replace("set(QMCU_MAX_PAYLOAD 512)",
                             f"set(QMCU_MAX_PAYLOAD {options.get('max_payload', 512)})")
         (project_dir / "CMakeLists.txt").write_text(text)

@@ -16,8 +16,11 @@ def register(sub) -> None:
                     "board's project, boot it (QEMU for qemu-*), run N test images over the "
                     "serial RPC and compare every output with the integer reference. With no "
                     "options: mbv2-fmnist, quantmcu policy, QEMU Cortex-M4, 200 images. "
-                    "--board zephyr:BOARD generates a Zephyr application and prints the west "
-                    "commands instead.")
+                    "--board zephyr:BOARD generates a Zephyr application, builds it with west "
+                    "against the Zephyr tree of --zephyr-base or $ZEPHYR_BASE and runs it the "
+                    "same way: under QEMU (-icount) for boards Zephyr runs there, else flashed "
+                    "with `west flash` and reached on --port. Without a tree it generates the "
+                    "application and says what is missing.")
     p.add_argument("--model", default="mbv2-fmnist", help="zoo model (default mbv2-fmnist)")
     p.add_argument("--board", default=DEFAULT_BOARD,
                    help=f"{', '.join(BOARDS)} or zephyr:BOARD, e.g. zephyr:nucleo_f746zg "
@@ -36,6 +39,11 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="where the model, project and build go (default "
                         "quantmcu-out/MODEL.POLICY.BOARD)")
+    p.add_argument("--zephyr-base", default=None, metavar="DIR",
+                   help="Zephyr tree for zephyr:BOARD (default $ZEPHYR_BASE); its board files "
+                        "give the board's CPU, flash and RAM")
+    p.add_argument("--port", default=None, metavar="URL",
+                   help="serial port of a hardware Zephyr board (/dev/ttyACM0, socket://h:p)")
     p.add_argument("--tuning-db", default=None, metavar="DIR",
                    help="use the tuned schedules recorded by `quantmcu tune`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -66,26 +74,31 @@ def run(args) -> int:
         raise UserError("--sram-kb must be positive")
     show = not (args.json or args.no_progress)
     try:
-        if args.board.startswith("zephyr:"):
-            res = dep.zephyr_app(args.model, args.board.split(":", 1)[1], args.policy, args.out,
-                                 args.policy_file, sram_kb=args.sram_kb)
-        else:
-            res = dep.deploy(args.model, args.board, args.policy, args.images, args.out,
-                             args.policy_file, kernel_lookup=lookup,
-                             bar_factory=lambda n, d: pipeline.progress(n, d, show),
-                             sram_kb=args.sram_kb)
+        res = dep.deploy(args.model, args.board, args.policy, args.images, args.out,
+                         args.policy_file, kernel_lookup=lookup,
+                         bar_factory=lambda n, d: pipeline.progress(n, d, show),
+                         sram_kb=args.sram_kb, zephyr_base=args.zephyr_base, port=args.port)
     except (dep.DeployError, UnsupportedModelError, ToolMissingError, FileExistsError) as e:
         raise UserError(str(e)) from e
     except ProjectError as e:
         raise UserError(f"{e}") from e
     if args.json:
         print(json.dumps(res))
-    elif "app" in res:
-        print(f"Zephyr application for {res['board']} in {res['app']} (model {res['model_dir']},"
-              f" arena {res['arena_bytes']:,} B). Build and flash with west:")
-        for c in res["west_build_commands"]:
-            print(f"    {c}")
-        print(f"    {res['west_flash_command']}")
+    elif "match_rate" not in res:        # a Zephyr application generated (and built)
+        print(f"Zephyr application for {res['board']} ({res['board_facts']}) in {res['app']} "
+              f"(model {res['model_dir']}, arena {res['arena_bytes']:,} B).")
+        if "image_flash_bytes" in res:
+            print(f"Built: image flash {res['image_flash_bytes']:,} B of "
+                  f"{res['board_flash_bytes']:,} B, RAM {res['image_ram_bytes']:,} B of "
+                  f"{res['board_ram_bytes']:,} B.")
+        for note in (res.get("missing"), res.get("next")):
+            if note:
+                print(note)
+        if "image_flash_bytes" not in res:
+            print("Build and flash with west:")
+            for c in res["west_build_commands"]:
+                print(f"    {c}")
+            print(f"    {res['west_flash_command']}")
     else:
         instr = res["instructions_per_inference"]
         speed = f"{instr:,} instructions/inference" if instr else \
