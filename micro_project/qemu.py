@@ -24,6 +24,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .board_table import QEMU_BOARDS
+
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 GCC = "arm-none-eabi-gcc"
 QEMU = "qemu-system-arm"
@@ -62,18 +64,19 @@ class Board:
         return self.cpu == "cortex-m4"
 
 
+def _board(machine: str, uart_base: int, timer_base: int, *extra_defines: str) -> Board:
+    """The board layer's addresses on top of the board table's CPU and counter rate."""
+    t = QEMU_BOARDS[machine]
+    return Board(machine, t.cpu.name, t.cpu.gcc_flags, uart_base, timer_base, t.counter_hz,
+                 t.cpu.dsp, extra_defines)
+
+
 BOARDS: dict[str, Board] = {
-    "mps2-an386": Board("mps2-an386", "cortex-m4",
-                        ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
-                        0x40004000, 0x40000000, 25_000_000, True),
-    "mps2-an500": Board("mps2-an500", "cortex-m7",
-                        ("-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
-                        0x40004000, 0x40000000, 25_000_000, True),
-    "mps3-an547": Board("mps3-an547", "cortex-m55",
-                        ("-mcpu=cortex-m55", "-mfloat-abi=hard"),
-                        0x59303000, 0x58000000, 32_000_000, True,
-                        # SSE-300 system counter (32 MHz) read through system timer 0
-                        ("HAL_SSE_COUNTER_CTRL=0x58100000u",)),
+    "mps2-an386": _board("mps2-an386", 0x40004000, 0x40000000),
+    "mps2-an500": _board("mps2-an500", 0x40004000, 0x40000000),
+    # SSE-300 system counter (32 MHz) read through system timer 0
+    "mps3-an547": _board("mps3-an547", 0x59303000, 0x58000000,
+                         "HAL_SSE_COUNTER_CTRL=0x58100000u"),
 }
 DEFAULT_BOARD = "mps2-an386"
 

@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from micro_project.board_table import CPUS
+
 from . import build, compute, schedules
 
 UKERNEL_DIR = Path(__file__).resolve().parent / "ukernels"
@@ -23,13 +25,8 @@ UKERNEL_HEADERS = sorted(UKERNEL_DIR.glob("*.h"))         # it and the headers i
 
 # target → gcc CPU flags (None: the host compiler). DSP micro-kernels are chosen by the C
 # preprocessor (__ARM_FEATURE_DSP), so the same generated source serves every target.
-TARGETS = {
-    "host": None,
-    "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
-    "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
-    "cortex-m55": ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
-    "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
-}
+TARGETS = {"host": None,
+           **{name: ("-mthumb", *cpu.gcc_flags) for name, cpu in CPUS.items()}}
 
 # Compiler choices of our schedules, as a pragma of the generated file: the padding condition
 # of the xpad loop is invariant in its channel loop, so let gcc unswitch it (part of -O3) into
