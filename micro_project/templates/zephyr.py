@@ -33,7 +33,8 @@ INSTALL_HINT = (
     "west && west init ~/zephyrproject && cd ~/zephyrproject && west update && "
     "pip install -r zephyr/scripts/requirements-base.txt && "
     "export ZEPHYR_BASE=~/zephyrproject/zephyr`; then a toolchain: the Zephyr SDK, or GNU Arm "
-    "Embedded (apt-get install gcc-arm-none-eabi; used by default when it is on PATH); "
+    "Embedded (ZEPHYR_TOOLCHAIN_VARIANT=gnuarmemb, apt-get install gcc-arm-none-eabi; "
+    "chosen when it is on PATH and nothing else is set); "
     "CMake >= 3.20, Ninja and dtc (apt-get install cmake ninja-build device-tree-compiler)")
 
 MAIN_STACK_MIN = 4096     # the RPC server and the model's own frames

@@ -1,5 +1,6 @@
 """`quantmcu deploy`: end to end on the host and on QEMU, Zephyr generation, bad input."""
 import json
+import re
 
 import pytest
 
@@ -48,14 +49,34 @@ def test_qemu_m4_deploy_counts_instructions(tmp_path, capsys):
     assert res["flash_bytes"] > res["flash_sections"]["weights"] > 0
 
 
-def test_zephyr_app_and_west_commands(tmp_path, capsys):
+def test_zephyr_without_a_tree_generates_and_says_what_is_missing(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.delenv("ZEPHYR_BASE", raising=False)
+    monkeypatch.chdir(tmp_path)
     rc, res = _deploy(capsys, "--board", "zephyr:nucleo_f746zg", "--policy", "int8",
-                      "--out", str(tmp_path))
+                      "--out", "rel/out")
     assert rc == 0
-    assert (tmp_path / "app" / "CMakeLists.txt").exists()
-    assert (tmp_path / "app" / "prj.conf").exists()
+    app = tmp_path / "rel" / "out" / "app"
+    assert (app / "CMakeLists.txt").exists() and (app / "prj.conf").exists()
+    assert "usart3" in (app / "boards" / "nucleo_f746zg.overlay").read_text()
     assert any("west build -b nucleo_f746zg" in c for c in res["west_build_commands"])
     assert res["west_flash_command"].startswith("west flash")
+    assert "ZEPHYR_BASE is not set" in res["missing"] and "west init" in res["missing"]
+    assert "cortex-m7" in res["board_facts"] and "match_rate" not in res
+
+
+@pytest.mark.skipif(not have("arm-none-eabi-gcc"), reason="flash is measured with "
+                    "arm-none-eabi-gcc (apt-get install gcc-arm-none-eabi)")
+def test_a_model_too_big_for_the_board_fails_before_anything_is_written(tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.delenv("ZEPHYR_BASE", raising=False)
+    out = tmp_path / "o"
+    rc = main(["deploy", "--board", "zephyr:qemu_cortex_m3", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert re.search(r"zephyr:qemu_cortex_m3: the model needs [\d,]+ B of flash .* but the "
+                     r"board has 262,144 B", err[0]), err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("argv, msg", [

@@ -2,7 +2,6 @@
 arm-none-eabi-gcc against the portable core (Zephyr's API stubbed), the same sources serving
 the RPC on the host, and the west command lines."""
 import json
-import os
 import re
 import shutil
 import stat
@@ -15,12 +14,21 @@ import pytest
 import micro_project
 from micro_project.client import Client
 from micro_project.project_api import ToolMissingError
-from micro_project.templates.zephyr import BOARDS, find_board, overlay_stem
+from micro_project.board_table import ZEPHYR_BOARDS as BOARDS
+from micro_project.board_table import zephyr_names
+from micro_project.templates.zephyr import find_board, overlay_stem
 from micro_project.transport import ProcessTransport
 
 from mp_support import requires_arm_gcc, requires_gcc
 
 STUB = Path(__file__).resolve().parent / "zephyr_stub"
+
+
+@pytest.fixture(autouse=True)
+def no_zephyr_tree(monkeypatch):
+    """These tests use the built-in board table; the end-to-end ones (test_zephyr_e2e.py)
+    use the tree of ZEPHYR_BASE."""
+    monkeypatch.delenv("ZEPHYR_BASE", raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +71,10 @@ def cmake_sources(project) -> list[Path]:
 
 def compile_app(project, board_name, cc, flags, out: Path, extra=()):
     b = find_board(board_name)
-    stub_devicetree(out / "gen", rpc_uart_label(project, board_name))
+    stub_devicetree(out / "gen", b.uart)
     d = project.project_dir
     cmd = [cc, *flags, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror",
-           f"-DCONFIG_BOARD=\"{b.legacy}\"", "-DQMCU_MAX_PAYLOAD=512u",
+           f"-DCONFIG_BOARD=\"{b.name}\"", "-DQMCU_MAX_PAYLOAD=512u",
            f"-I{STUB}", f"-I{out / 'gen'}", f"-I{d / 'core' / 'include'}", f"-I{d / 'model'}",
            *map(str, cmake_sources(project)), str(STUB / "stub_kernel.c"), *extra,
            "-o", str(out / "app.elf")]
@@ -121,7 +129,8 @@ def test_main_stack_holds_the_largest_kernel_scratch(model_dirs, tmp_path):
 @requires_arm_gcc
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_app_sources_compile_and_link_for_the_board_cpu(zephyr_project, tmp_path, board):
-    flags = ["-mthumb", *BOARDS[board].gcc_flags, "-ffunction-sections", "-fdata-sections"]
+    flags = ["-mthumb", *BOARDS[board].cpu.gcc_flags, "-ffunction-sections",
+             "-fdata-sections"]
     elf = compile_app(zephyr_project, board, "arm-none-eabi-gcc", flags, tmp_path,
                       extra=["-nostartfiles", "--specs=nosys.specs", "-Wl,--entry=main",
                              "-Wl,--gc-sections"])
@@ -130,8 +139,7 @@ def test_app_sources_compile_and_link_for_the_board_cpu(zephyr_project, tmp_path
         assert re.search(rf" T {sym}$", syms, re.M), sym
     hdr = subprocess.run(["arm-none-eabi-readelf", "-A", str(elf)], capture_output=True,
                          text=True).stdout
-    arch = {"cortex-m3": "v7", "cortex-m4": "v7E-M", "cortex-m7": "v7E-M",
-            "cortex-m55": "v8.1-M.mainline"}[BOARDS[board].cpu]
+    arch = BOARDS[board].cpu.arch
     assert re.search(rf"Tag_CPU_arch: {re.escape(arch)}$", hdr, re.M), hdr
 
 
@@ -155,32 +163,44 @@ def test_app_sources_serve_the_rpc_through_the_zephyr_api(zephyr_project, model_
 
 
 def test_board_names_in_both_forms(zephyr_project):
-    assert find_board("mps2/an385") is find_board("mps2_an385")
-    assert find_board("mps3/corstone300/an547") is find_board("mps3_an547")
+    assert find_board("mps2/an385") == find_board("mps2_an385")
+    assert find_board("mps3/corstone300/an547") == find_board("mps3_an547")
     assert find_board("mps2_an385").name_for((3, 4)) == "mps2_an385"
     assert find_board("mps2_an385").name_for((4, 2)) == "mps2/an385"
     assert find_board("mps3_an547").name_for((3, 7)) == "mps3/an547"
     assert find_board("mps3_an547").name_for((4, 1)) == "mps3/corstone300/an547"
-    required = {"qemu_cortex_m3", "mps2_an385", "mps3_an547", "nucleo_f746zg", "nucleo_l4r5zi",
-                "disco_l475_iot1"}
+    required = {"qemu_cortex_m3", "mps2_an385", "mps2_an521", "mps3_an547", "nucleo_f746zg",
+                "nucleo_l4r5zi", "disco_l475_iot1"}
     assert required <= set(BOARDS)
-    for b in BOARDS.values():
-        for name in b.names:                 # an overlay for every spelling Zephyr looks up
-            assert rpc_uart_label(zephyr_project, name) == b.uart
-    with pytest.raises(micro_project.ProjectError, match="unknown board 'esp32'"):
+    with pytest.raises(micro_project.ProjectError, match="unknown board 'esp32'.*ZEPHYR_BASE"):
         find_board("esp32")
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_an_overlay_for_every_spelling_of_the_board(model_dirs, tmp_path, board):
+    b = BOARDS[board]
+    p = micro_project.get_template("zephyr").generate_project(
+        model_dirs["tiny"].directory, tmp_path / "app", {"board": zephyr_names(b)[-1]})
+    for name in zephyr_names(b):             # an overlay for every spelling Zephyr looks up
+        assert rpc_uart_label(p, name) == b.uart
+    facts = json.loads((p.project_dir / "board.json").read_text())
+    assert (facts["name"], facts["cpu"], facts["flash_bytes"], facts["qemu_machine"]) == \
+        (b.name, b.cpu.name, b.flash_bytes, b.qemu_machine)
 
 
 def test_build_without_zephyr_says_what_to_install(zephyr_project, monkeypatch):
     monkeypatch.delenv("ZEPHYR_BASE", raising=False)
     with pytest.raises(ToolMissingError, match="ZEPHYR_BASE is not set.*west init.*gnuarmemb"):
         zephyr_project.build()
-    with pytest.raises(ToolMissingError, match="ZEPHYR_BASE is not set"):
-        zephyr_project.flash()
 
 
-@pytest.mark.parametrize("version,expected", [((3, 4), "mps2_an385"), ((4, 2), "mps2/an385")])
-def test_build_and_flash_call_west(model_dirs, tmp_path, monkeypatch, version, expected):
+@pytest.mark.parametrize("board,version,expected", [
+    ("mps2/an385", (3, 4), "mps2_an385"), ("nucleo_f746zg", (3, 4), "nucleo_f746zg"),
+    ("mps2_an521", (4, 2), "mps2/an521/cpu0"), ("mps3_an547", (3, 7), "mps3/an547")])
+def test_build_and_flash_call_west(model_dirs, tmp_path, monkeypatch, board, version,
+                                   expected):
+    """west gets absolute paths, the board name of the tree's release; flash of a hardware
+    board is `west flash` (QEMU boards boot under QEMU instead)."""
     zbase = tmp_path / "zephyr"
     zbase.mkdir()
     (zbase / "VERSION").write_text(f"VERSION_MAJOR = {version[0]}\nVERSION_MINOR = "
@@ -188,48 +208,23 @@ def test_build_and_flash_call_west(model_dirs, tmp_path, monkeypatch, version, e
     log = tmp_path / "west.log"
     west = tmp_path / "west"
     west.write_text(f"#!/bin/sh\necho \"$ZEPHYR_BASE $ZEPHYR_TOOLCHAIN_VARIANT $*\" >> {log}\n"
-                    "[ \"$1\" = build ] && mkdir -p \"$5\"\nexit 0\n")
+                    "[ \"$1\" = build ] && mkdir -p \"$7/zephyr\" && touch "
+                    "\"$7/zephyr/zephyr.elf\"\nexit 0\n")
     west.chmod(west.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.chdir(tmp_path)           # a relative project path: west runs in the tree
     project = micro_project.get_template("zephyr").generate_project(
-        model_dirs["tiny"].directory, tmp_path / "app", {"board": "mps2/an385"})
+        model_dirs["tiny"].directory, "app", {"board": board})
     project.build({"zephyr_base": str(zbase), "west": str(west), "toolchain": "gnuarmemb"})
-    project.flash({"zephyr_base": str(zbase), "west": str(west)})
+    if not project.runs_in_qemu:
+        project.flash({"zephyr_base": str(zbase), "west": str(west)})
     lines = log.read_text().splitlines()
-    d = project.project_dir
-    assert lines[0] == f"{zbase} gnuarmemb build -b {expected} -d {d / 'build'} {d}"
-    assert lines[1].endswith(f"flash -d {d / 'build'}")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("ZEPHYR_BASE"),
-                    reason="needs a Zephyr tree (ZEPHYR_BASE), west and a toolchain")
-@pytest.mark.parametrize("board,machine", [("mps2_an385", "mps2-an385"),
-                                           ("qemu_cortex_m3", "lm3s6965evb")])
-def test_real_zephyr_build_serves_the_rpc_on_qemu(model_dirs, tmp_path, board, machine):
-    """`west build` of the generated project, booted on QEMU. Extra CMake arguments (e.g.
-    `-DZEPHYR_MODULES=/path/to/cmsis` outside a full west workspace) come from
-    $QMCU_ZEPHYR_CMAKE_ARGS."""
-    import shutil
-    if shutil.which("qemu-system-arm") is None or shutil.which("west") is None:
-        pytest.skip("needs west and qemu-system-arm")
-    model = model_dirs["tiny"]
-    project = micro_project.get_template("zephyr").generate_project(
-        model.directory, tmp_path / "app", {"board": board})
-    elf = project.build({"cmake_args": os.environ.get("QMCU_ZEPHYR_CMAKE_ARGS", "")})
-    t = ProcessTransport(["timeout", "-s", "KILL", "120", "qemu-system-arm", "-M", machine,
-                          "-display", "none", "-monitor", "none", "-nodefaults",
-                          "-chardev", "stdio,id=s0,signal=off", "-serial", "chardev:s0",
-                          "-kernel", str(elf)], f"Zephyr {board} on QEMU")
-    try:
-        client = Client(t)
-        assert client.connect().board == board
-        client.check_model(model.hash)
-        rng = np.random.default_rng(2)
-        for _ in range(3):
-            x = rng.integers(0, 256, model.input_bytes, dtype=np.uint8).tobytes()
-            assert client.infer(x)[0] == model.reference(x)
-    finally:
-        t.close()
+    d = (tmp_path / "app").resolve()
+    assert lines[0] == f"{zbase} gnuarmemb build -p auto -b {expected} -d {d / 'build'} {d}"
+    assert len(lines) == (1 if project.runs_in_qemu else 2)
+    if not project.runs_in_qemu:
+        assert lines[1].endswith(f"flash -d {d / 'build'}")
+        with pytest.raises(micro_project.ProjectError, match="hardware board.*--port"):
+            project.open_transport()
 
 
 def test_frame_size_option_reaches_the_cmake_project(model_dirs, tmp_path):
