@@ -32,7 +32,7 @@ QEMU = "qemu-system-arm"
 ICOUNT_SHIFT = 6
 PLUGIN_ENV = "QMCU_QEMU_PLUGIN"           # path of libqmcu_cycles.so, if not the default
 PLUGIN_DEFAULT = BOARDS_DIR.parent.parent / "build" / "qemu-plugin" / "libqmcu_cycles.so"
-MARK_SYMBOL = "hal_timer_read"            # the firmware's timer read marks region borders
+MARK_SYMBOL = "hal_timer_read"            # a timer read that marks region borders
 
 
 @dataclass(frozen=True)
@@ -154,8 +154,9 @@ def cycle_plugin() -> Path | None:
     return p if p.is_file() else None
 
 
-def plugin_args(elf, counts) -> list[str]:
-    """QEMU arguments loading the cycles plugin, writing marks and totals to `counts`."""
+def plugin_args(elf, counts, mark: str = MARK_SYMBOL) -> list[str]:
+    """QEMU arguments loading the cycles plugin, writing marks and totals to `counts`; every
+    call of the function `mark` (called only at region borders) is a mark."""
     lib = cycle_plugin()
     if lib is None:
         raise ToolMissing(f"the QEMU cycles plugin is not built ({PLUGIN_DEFAULT}): run "
@@ -163,9 +164,9 @@ def plugin_args(elf, counts) -> list[str]:
     nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True,
                         check=True).stdout
     addr = [int(f[0], 16) for f in (line.split() for line in nm.splitlines())
-            if len(f) == 3 and f[2] == MARK_SYMBOL]
+            if len(f) == 3 and f[2] == mark]
     if not addr:
-        raise BuildError(f"{elf} has no {MARK_SYMBOL}(): the cycles plugin needs it as a mark")
+        raise BuildError(f"{elf} has no {mark}(): the cycles plugin needs it as a mark")
     return ["-plugin", f"{lib},out={counts},mark={addr[0] & ~1:#x}"]
 
 
@@ -213,8 +214,8 @@ class CountsFile:
 
 
 def qemu_command(elf, board: str | Board = DEFAULT_BOARD, icount: bool = True,
-                 counts=None) -> list[str]:
-    """counts: a file for the cycles plugin's marks (None: no plugin)."""
+                 counts=None, mark: str = MARK_SYMBOL) -> list[str]:
+    """counts: a file for the cycles plugin's marks (None: no plugin); mark: plugin_args."""
     b = get_board(board)
     # No -nodefaults: with it, UART input through the stdio chardev was intermittently lost
     # (seen in about 1 run in 7).
@@ -223,7 +224,7 @@ def qemu_command(elf, board: str | Board = DEFAULT_BOARD, icount: bool = True,
     if icount:
         cmd[1:1] = ["-icount", f"shift={ICOUNT_SHIFT}"]
     if counts is not None:
-        cmd += plugin_args(elf, counts)
+        cmd += plugin_args(elf, counts, mark)
     return cmd
 
 

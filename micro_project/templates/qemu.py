@@ -113,8 +113,10 @@ class QemuProject(ProjectAPIHandler):
         self._counts = None
         if o["cycles"] and self.board.models_cycles and board_layer.cycle_plugin() is not None:
             self._counts = board_layer.CountsFile(self.elf.parent / "counts.txt")
+        # the server times each run between two qmcu_hal_cycles() calls
         argv = board_layer.qemu_command(self.elf, self.board, icount=o["icount"],
-                                        counts=self._counts and self._counts.path)
+                                        counts=self._counts and self._counts.path,
+                                        mark="qmcu_hal_cycles")
         self._port = None
         if o["serial"] == "socket":
             self._port = o["port"] or _free_port()

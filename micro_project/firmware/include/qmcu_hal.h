@@ -29,7 +29,8 @@ uint32_t qmcu_hal_entropy(void);
 /* Write bytes to the host link (blocking until queued). */
 void qmcu_hal_write(const uint8_t *data, size_t len);
 
-/* Free-running up-counter. A measured interval must be shorter than 2^32 ticks. */
+/* Free-running up-counter. A measured interval must be shorter than 2^32 ticks. Called only
+ * at the borders of timed regions (on QEMU its calls mark them for the cycles plugin). */
 uint32_t qmcu_hal_cycles(void);
 
 /* Counter frequency in Hz and what it counts (reported by the INFO command). */
