@@ -190,6 +190,21 @@ def _span(values) -> str:
     return f"{min(values):.2f}–{max(values):.2f}" if values else "–"
 
 
+def cycles_summary(results: list[dict]) -> list[str]:
+    """Modelled cycles per instruction of the DSP kernels, and the rows whose variants
+    instructions and cycles order differently."""
+    cpi = [x["cycles"] / x["instructions"] for r in results for x in r["runs"]
+           if x["schedule"] == "dsp" and x.get("cycles")]
+    if not cpi:
+        return []
+    differ = [r["layer"] for r in results if r.get("ranking_agrees") is False]
+    return [f"* Modelled cycles per instruction (dsp, all widths): {_span(cpi)}; instructions "
+            f"and cycles rank a row's five variants alike in {len(results) - len(differ)} of "
+            f"{len(results)} rows" + (f" (they differ in {', '.join(differ)}: there the "
+                                      "dsp widths lie within a few percent in instructions)"
+                                      if differ else "") + "."]
+
+
 def analysis(results: list[dict]) -> list[str]:
     ratios = [r["default_vs_dsp8"] for r in results]
     ratios_p = [r["default_pragma_vs_dsp8"] for r in results]
@@ -210,7 +225,8 @@ def analysis(results: list[dict]) -> list[str]:
               " No more instructions than CMSIS-NN on any of the seven shapes."),
            f"* Lower-bit inputs: 4-bit ÷ 8-bit {_span(r4)}, 2-bit ÷ 8-bit {_span(r2)} "
            f"(targets ≤ 0.85 and ≤ 0.75: met for {sum(v <= 0.85 for v in r4)} and "
-           f"{sum(v <= 0.75 for v in r2)} of {len(results)} layers). Why, below.", "",
+           f"{sum(v <= 0.75 for v in r2)} of {len(results)} layers). Why, below.",
+           *cycles_summary(results), "",
            "## Where the instructions go (DSP schedule)", "",
            "Instructions per output value, measured by part on a two-row slice of each layer "
            "(`tvm_quantmcu.topi.profile`: every executed instruction of the kernel attributed "
