@@ -26,7 +26,7 @@ INPUT_TENSOR = "input"                     # the image tensor of frontend.from_r
 # activations); bias adds, activations and flattening continue the current layer. This is
 # the grouping of frontend.from_relax.
 LAYER_START_OPS = ("relax.nn.conv2d", "relax.matmul", "relax.mean", "relax.nn.avg_pool2d",
-                   "relax.nn.adaptive_avg_pool2d")
+                   "relax.nn.adaptive_avg_pool2d", "relax.nn.max_pool2d")
 ACT_OPS = ("relax.clip", "relax.nn.relu", "relax.nn.relu6")
 
 

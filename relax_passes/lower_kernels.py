@@ -43,7 +43,8 @@ from .int_kernels import KernelLibrary, packed_type, requant_args
 
 _LAYER_OPS = {"conv2d": ("relax.nn.conv2d",), "dense": ("relax.matmul",),
               "add": ("relax.add",),
-              "avgpool": ("relax.mean", "relax.nn.avg_pool2d", "relax.nn.adaptive_avg_pool2d")}
+              "avgpool": ("relax.mean", "relax.nn.avg_pool2d", "relax.nn.adaptive_avg_pool2d"),
+              "maxpool": ("relax.nn.max_pool2d",)}
 _NCHW_TO_HWC = {2: 0, 3: 1}
 
 
@@ -112,7 +113,7 @@ class _FunctionLowering:
                                  f"for {len(f.params)} parameters; run AnnotateBits")
         params, new_params = [], []
         for p, t in zip(f.params, tensors):
-            q = INPUT_QUANT if t == INPUT_TENSOR else self.qg.acts[t]
+            q = self.qg.acts.get(t, INPUT_QUANT) if t == INPUT_TENSOR else self.qg.acts[t]
             _, c, h, w = shape_of(p)
             var = relax.Var(p.name, packed_type(h, w, c, q.bits))
             self.env[p] = Act(var, t, q, c)
@@ -200,6 +201,8 @@ class _FunctionLowering:
                                               e.attrs, e.ty_args), v.name))
         if op == "relax.reshape":
             return acts[0]              # flatten before dense: the dense kernel reads NHWC
+        if op == "relax.subtract" and acts[0].tensor == INPUT_TENSOR:
+            return acts[0]              # the input offset: the input's zero point carries it
         if op == "relax.nn.pad":
             return self.lower_pad(v, e, acts[0])
         if op == "relax.strided_slice":
@@ -274,7 +277,7 @@ class _FunctionLowering:
         self._check_weight(v, e, op, layer)
         xs = [self.requantized(x, q, lname) for x, q in zip(xs, ql.in_q)]
         pad = list(xs[0].pad)
-        if op in ("relax.nn.conv2d", "relax.nn.avg_pool2d"):
+        if op in ("relax.nn.conv2d", "relax.nn.avg_pool2d", "relax.nn.max_pool2d"):
             p = ints(e.attrs.padding)
             pad = [pad[0] + p[0], pad[1] + p[1], pad[2] + p[2], pad[3] + p[3]]
         h, w = xs[0].hw

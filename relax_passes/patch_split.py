@@ -27,7 +27,7 @@ from tvm_quantmcu.patch import Box, PatchPlan, analyze
 
 PAD_MODES = ("explicit", "attr")
 _NEW_LAYER_OPS = ("relax.nn.conv2d", "relax.matmul", "relax.mean", "relax.nn.avg_pool2d",
-                  "relax.nn.adaptive_avg_pool2d")
+                  "relax.nn.adaptive_avg_pool2d", "relax.nn.max_pool2d")
 _ACT_OPS = ("relax.clip", "relax.nn.relu", "relax.nn.relu6")
 
 
@@ -65,6 +65,8 @@ def _map_layers(func, n_layers: int) -> dict:
         if op in _NEW_LAYER_OPS or (op == "relax.add" and len(acts) == 2):
             act[v] = count
             count += 1
+        elif op == "relax.reshape":             # flattening: part of the dense layer after it
+            act[v] = count
         else:                                   # bias add, activation, reshape/flatten
             act[v] = act[acts[0]]
     if count != n_layers:
@@ -81,11 +83,14 @@ class _BranchBuilder:
         self.pad_mode = pad_mode
         self.defs = {b.var: b.value for b in _bindings(func)}
         n = plan.split_index
-        self.stage = [b for b in _bindings(func) if b.var in act and 0 <= act[b.var] <= n]
+        # -1: derived from the image alone (the input offset of the canonical module), which
+        # each branch recomputes on its window
+        self.stage = [b for b in _bindings(func) if b.var in act and -1 <= act[b.var] <= n]
         last: dict[int, relax.Var] = {}
         for b in self.stage:
             last[act[b.var]] = b.var
         self.last = {v: i for i, v in last.items()}
+        last.pop(-1, None)
         self.split_var = last[n]
         self.layers = plan.graph.layers
 
@@ -156,22 +161,30 @@ class _BranchBuilder:
         if isinstance(e, relax.Var):
             return local[e]
         op = _op_name(e)
+        if self.act[v] == -1:               # the image less its offset, on the window
+            x, held = local[e.args[0]]
+            args = [x] + [self._const(bb, a, memo) for a in e.args[1:]]
+            return bb.emit(relax.Call(e.op, args, e.attrs, e.ty_args), name_hint=v.name), held
         layer = self.layers[self.act[v]]
-        if op in ("relax.nn.conv2d", "relax.nn.avg_pool2d"):
+        if op in ("relax.nn.conv2d", "relax.nn.avg_pool2d", "relax.nn.max_pool2d"):
             lp = patch.layer(layer.name)
             x, held = local[e.args[0]]
             x = self._crop(bb, x, lp.in_boxes[0], held, f"{layer.name}_in")
-            x = self._padded(bb, x, lp.padding, f"{layer.name}_pad")
-            pad = list(lp.padding) if self.pad_mode == "attr" else [0, 0, 0, 0]
+            # max pooling pads with -inf: always through its own padding attribute
+            attr_pad = self.pad_mode == "attr" or op == "relax.nn.max_pool2d"
+            if not attr_pad:
+                x = self._padded(bb, x, lp.padding, f"{layer.name}_pad")
+            pad = list(lp.padding) if attr_pad else [0, 0, 0, 0]
             a = e.attrs
             if op == "relax.nn.conv2d":
                 call = relax.op.nn.conv2d(x, self._const(bb, e.args[1], memo), a.strides, pad,
                                           a.dilation, int(a.groups), a.data_layout,
                                           a.kernel_layout, a.out_layout, a.out_dtype)
             else:
-                call = relax.op.nn.avg_pool2d(x, a.pool_size, a.strides, pad, a.dilation,
-                                              bool(a.ceil_mode), bool(a.count_include_pad),
-                                              a.layout, a.out_layout)
+                pool = relax.op.nn.avg_pool2d if op == "relax.nn.avg_pool2d" \
+                    else relax.op.nn.max_pool2d
+                call = pool(x, a.pool_size, a.strides, pad, a.dilation, bool(a.ceil_mode),
+                            bool(a.count_include_pad), a.layout, a.out_layout)
             return bb.emit(call, name_hint=self._name(v, "conv")), lp.out_box
         if op == "relax.add" and all(a in local for a in e.args):
             lp = patch.layer(layer.name)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from . import models
+from .canonical import graph_to_relax
 from .graph import Graph, Layer
 from .models.blocks import fold_batchnorm
 from .import_check import ImportCheckError, check_graph, check_supported  # noqa: F401
@@ -18,12 +19,12 @@ class UnsupportedOpError(NotImplementedError):
     pass
 
 
-def to_relax(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: bool = True):
-    """Export a torch module (eval mode) to a Relax IRModule with the weights as constants.
-
-    input_shape: (C, H, W); batch 1. BatchNorm is folded into the convolutions first, so the
-    Relax graph holds conv2d + bias add + clip only.
-    """
+def export_relax(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: bool = True):
+    """torch's own translation of a module (eval mode): ``torch.export`` +
+    ``from_exported_program``, weights as constants. input_shape: (C, H, W); batch 1.
+    BatchNorm right after a conv in an ``nn.Sequential`` is folded first (the rest is folded
+    by the layer graph reader). Unsupported torch ops raise UnsupportedOpError naming the
+    torch module."""
     import tvm  # noqa: F401  (heavy import kept local)
     from tvm.relax.frontend.torch import from_exported_program
 
@@ -37,6 +38,18 @@ def to_relax(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: bool
         ep = torch.export.export(model, (x,))
     check_supported(ep, UnsupportedOpError, SUPPORTED)
     return from_exported_program(ep, keep_params_as_input=False, unwrap_unit_return_tuple=True)
+
+
+def to_relax(model: torch.nn.Module, input_shape: tuple[int, ...], check: bool = True):
+    """The canonical Relax IRModule of a torch module (see :mod:`.canonical`): torch's
+    translation read into the layer graph (BatchNorm, pads, input normalisation, dropout
+    folded), checked against torch on a few random inputs (ImportCheckError names the first
+    diverging layer), and written back in one spelling per layer."""
+    torch_mod = export_relax(model, input_shape)
+    graph = from_relax(torch_mod)
+    if check:
+        check_graph(model, graph, input_shape, lambda x: relax_layer_values(torch_mod, x))
+    return graph_to_relax(graph)
 
 
 def build_vm(mod, target: str = "llvm"):
@@ -450,14 +463,9 @@ def relax_layer_values(mod, x: np.ndarray) -> list[np.ndarray]:
 
 def import_model(model: torch.nn.Module, input_shape: tuple[int, int, int],
                  check: bool = True):
-    """(Relax IRModule, layer graph) of a torch model. With `check`, the float layer graph is
-    run against the torch model on a few random inputs (ImportCheckError names the first
-    diverging layer)."""
-    mod = to_relax(model, input_shape)
-    graph = from_relax(mod)
-    if check:
-        check_graph(model, graph, input_shape, lambda x: relax_layer_values(mod, x))
-    return mod, graph
+    """(canonical Relax IRModule, layer graph) of a torch model (see :func:`to_relax`)."""
+    mod = to_relax(model, input_shape, check)
+    return mod, from_relax(mod)
 
 
 def load_zoo(name: str, checkpoint: str | None = None):

@@ -73,7 +73,8 @@ def check_graph(model, graph, input_shape, layer_values, n: int = 4, rtol: float
     x = np.random.default_rng(seed).uniform(0, 1, (n, *input_shape)).astype(np.float32)
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(x)).numpy().reshape(n, -1)
-    got = run_float(graph, x)
+    got = run_float(graph, x, keep=True)[graph.output]
+    got = got.transpose(0, 3, 1, 2).reshape(n, -1)          # torch's C, H, W order
     diff = float(np.abs(got - want).max())
     if diff <= rtol * float(np.abs(want).max()) + 1e-5:
         return diff
