@@ -86,9 +86,9 @@ def test_cortex_m_build_is_warning_free(mbv2_graph, shipped, tmp_path):
 def test_unsupported_op_named_at_compile_time(mbv2_graph, shipped, tmp_path):
     import copy
     g = copy.deepcopy(mbv2_graph)
-    g.layers[-2].op = "maxpool"
+    g.layers[-2].op = "concat"
     name = g.layers[-2].name
-    with pytest.raises(UnsupportedModelError, match=f"layer {name}: op 'maxpool'"):
+    with pytest.raises(UnsupportedModelError, match=f"layer {name}: op 'concat'"):
         generate(g, shipped("mbv2-fmnist", "int8"), tmp_path / "m")
     assert not (tmp_path / "m").exists()        # nothing half-written
 
