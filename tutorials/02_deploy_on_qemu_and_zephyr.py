@@ -1,6 +1,6 @@
 """
-Deploy on an emulated Cortex-M4 and generate a Zephyr application
-=================================================================
+Deploy on an emulated Cortex-M4, then on Zephyr
+===============================================
 
 This tutorial takes the trained ``mbv2-fmnist`` model with its shipped QuantMCU policy
 (patch-based inference, VDPC routing, VDQS bitwidths), turns it into a bare-metal C library,
@@ -8,8 +8,10 @@ builds the firmware for QEMU's ``mps2-an386`` board (Cortex-M4), boots it, and r
 over the serial RPC link. Every device output is compared with the integer reference — the
 golden model — so the accuracy measured on the device is the accuracy of the reference.
 
-Then it generates a Zephyr application for a real board, ``nucleo_f746zg`` (Cortex-M7), and
-prints the ``west`` commands that build and flash it.
+Then it deploys the same model as a Zephyr application on ``mps3_an547`` (Cortex-M55): built
+with ``west`` and run under QEMU when a Zephyr tree is present (``ZEPHYR_BASE``), compared with
+bare metal on the same core; without a tree it generates the application and says what is
+missing.
 
 Run it with ``python tutorials/02_deploy_on_qemu_and_zephyr.py`` (set ``QUANTMCU_FAST=1`` for a
 quick pass on fewer images). It needs ``qemu-system-arm`` and ``arm-none-eabi-gcc``.
@@ -90,7 +92,7 @@ assert match == 1.0
 # --------------------
 # ``tvm_quantmcu.deploy.deploy`` (and ``quantmcu deploy --json`` on the command line) chains
 # the steps above and also measures flash by section.
-from tvm_quantmcu.deploy import deploy, zephyr_app  # noqa: E402
+from tvm_quantmcu.deploy import deploy  # noqa: E402
 
 res = deploy("mbv2-fmnist", board="qemu-m4", policy="int8", images=IMAGES,
              out=work / "int8")
@@ -100,12 +102,42 @@ print(json.dumps({k: res[k] for k in ("policy", "device_top1", "match_rate",
 assert res["match_rate"] == 1.0
 
 # %%
-# A Zephyr application for a real board
-# -------------------------------------
-# The generated application uses only Zephyr's polling UART and cycle-counter APIs and its
-# minimal C library. Board names are accepted in the 3.x and 4.x spellings.
-app = zephyr_app("mbv2-fmnist", "nucleo_f746zg", policy="quantmcu", out=work / "zephyr")
-print("Zephyr application:", app["app"])
-for cmd in app["west_build_commands"] + [app["west_flash_command"]]:
-    print("   ", cmd)
-assert (Path(app["app"]) / "CMakeLists.txt").exists()
+# The same on Zephyr
+# ------------------
+# ``--board zephyr:BOARD`` (``deploy(board="zephyr:BOARD")``) generates a Zephyr application
+# around the same model and RPC server. The board's CPU, flash and RAM come from the board's
+# own files in a Zephyr tree (``micro_project.board_table``), and the model is checked
+# against them before anything is written. With a tree (``ZEPHYR_BASE`` or
+# ``zephyr_base=``), it is built with ``west``; boards that Zephyr runs in QEMU (``mps2_an385``,
+# ``mps2_an521``, ``mps3_an547``) boot under QEMU with ``-icount`` and are driven over the RPC
+# link exactly like the bare-metal boards, their SysTick rate calibrated on the emulated
+# machine so instruction counts compare with bare metal; hardware boards are flashed with
+# ``west flash`` and reached on ``port=``. Without a tree it generates only and says what is
+# missing.
+#
+# A tree for local checks: Zephyr 3.4+ (``west init`` + ``west update``, or any complete
+# snapshot with its ``modules/hal/cmsis``), ``pip install west`` and
+# ``zephyr/scripts/requirements-base.txt``, ``apt-get install cmake ninja-build
+# device-tree-compiler``; GNU Arm Embedded is used when ``arm-none-eabi-gcc`` is on PATH.
+from micro_project.templates.zephyr import zephyr_tree  # noqa: E402
+
+tree = zephyr_tree()
+zres = deploy("mbv2-fmnist", board="zephyr:mps3_an547", policy="int8", images=IMAGES,
+              out=work / "zephyr-an547")
+print(zres["board_facts"])
+if tree is None:
+    print(zres["missing"])
+    for cmd in zres["west_build_commands"]:
+        print("   ", cmd)
+    assert (Path(zres["app"]) / "CMakeLists.txt").exists()
+else:
+    # the same model, the same images, bare metal on the same core (Cortex-M55, mps3-an547)
+    bare = deploy("mbv2-fmnist", board="qemu-m55", policy="int8", images=IMAGES,
+                  out=work / "int8-m55")
+    ratio = zres["instructions_per_inference"] / bare["instructions_per_inference"]
+    print(f"Zephyr on mps3_an547: match rate {zres['match_rate']}, "
+          f"{zres['instructions_per_inference']:,} instructions per inference "
+          f"({ratio:.3f}x bare metal); image flash {zres['image_flash_bytes']:,} B, RAM "
+          f"{zres['image_ram_bytes']:,} B; counter configured at "
+          f"{zres['counter_hz_configured']:,} Hz, calibrated {zres['counter_hz_calibrated']:,} Hz")
+    assert zres["match_rate"] == 1.0 and abs(ratio - 1) < 0.10
