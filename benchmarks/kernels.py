@@ -15,6 +15,7 @@ modelled Cortex-M4 cycles (micro_project/qemu_plugin) per MAC (MACs counted dens
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -28,6 +29,7 @@ import numpy as np
 
 from tvm_quantmcu.topi import KernelSpec, get_kernel, runner
 from tvm_quantmcu.topi.cases import random_case
+from tvm_quantmcu.topi.compute import packs_weights
 from tvm_quantmcu.topi.profile import OTHER, profile, slice_spec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,17 +88,32 @@ VARIANTS = [("default", "default", {}, 8), ("default+pragma", "default", {"loop_
             ("dsp", "dsp", {}, 8), ("dsp", "dsp", {}, 4), ("dsp", "dsp", {}, 2)]
 
 
+# (activation bits, weight bits) of the packed low-bit-weight kernels (topi/wpack.py), run in
+# the same QEMU program as the variants above for conv2d/dense layers; a4w8/a2w8 are the dsp
+# 4b/2b rows.
+WEIGHT_PAIRS = [(4, 4), (2, 4), (4, 2), (2, 2)]
+
+
 def run_layer(name: str, spec: KernelSpec, cmsis: float | None, rng, workdir: Path,
               breakdown: bool = True) -> dict:
     cases, meta = [], []
-    for label, sched, knobs, ib in VARIANTS:
-        s = with_bits(spec, ib)
+    pairs = WEIGHT_PAIRS if spec.op in ("conv2d", "dense") else []
+    for label, sched, knobs, ib in VARIANTS + [(f"dsp w{wb}", "dsp", {}, (ib, wb))
+                                               for ib, wb in pairs]:
+        s = with_bits(spec, ib) if isinstance(ib, int) else \
+            dataclasses.replace(with_bits(spec, ib[0]), w_bits=ib[1])
         k = get_kernel(s, sched, "cortex-m4", knobs)
         c = random_case(s, rng)
         cases.append(runner.Case(k, c.x, c.params, c.expected, c.window))
         meta.append((label, ib, k))
     res = runner.run_qemu(cases, workdir / name.replace(" ", "_").replace(">", ""),
                           board=BOARD, timeout=1800, opt=OPT, cycles=True)
+    lowbit = [{"in_bits": ib[0], "w_bits": ib[1], "packed": packs_weights(k.spec),
+               "instructions": r.instructions, "mismatches": r.mismatches,
+               "instr_per_mac": r.instructions / spec.macs, "cycles": r.cycles,
+               "cycles_per_mac": r.cycles / spec.macs}
+              for (label, ib, k), r in zip(meta, res) if not isinstance(ib, int)]
+    meta, res = meta[:len(VARIANTS)], res[:len(VARIANTS)]
     rows = []
     for (label, ib, k), r in zip(meta, res):
         rows.append({"schedule": label, "in_bits": ib, "out_bits": 8,
@@ -114,6 +131,11 @@ def run_layer(name: str, spec: KernelSpec, cmsis: float | None, rng, workdir: Pa
            "ratio_4bit": by[("dsp", 4)] / d8, "ratio_2bit": by[("dsp", 2)] / d8,
            "cmsis_nn_instr_per_mac": cmsis,
            "ranking_agrees": ranking_agrees(rows)}
+    if lowbit:
+        c8 = next(r["cycles"] for r in rows if (r["schedule"], r["in_bits"]) == ("dsp", 8))
+        for x in lowbit:
+            x["vs_int8"], x["cycles_vs_int8"] = x["instructions"] / d8, x["cycles"] / c8
+        out["lowbit_weights"] = lowbit
     if breakdown:
         out["breakdown"] = layer_breakdown(spec)
     return out
@@ -178,8 +200,41 @@ def markdown(results: list[dict], env: dict) -> str:
                      f"{f(r['default_vs_dsp8'])}× | "
                      f"{f(r['default_pragma_vs_dsp8'])}× | {f(r['ratio_4bit'])} | "
                      f"{f(r['ratio_2bit'])} | {f(r['cmsis_nn_instr_per_mac'], 1)} | {bad} |")
-    lines += ["", *analysis(results)]
+    lines += ["", *analysis(results), *lowbit_markdown(results)]
     return "\n".join(lines) + "\n"
+
+
+def lowbit_markdown(results: list[dict]) -> list[str]:
+    """The (activation, weight) bit pairs of the conv2d/dense layers against int8 (dsp 8b of
+    the same run), in instructions and modelled cycles."""
+    rows = [r for r in results if r.get("lowbit_weights")]
+    if not rows:
+        return []
+    pairs = [(x["in_bits"], x["w_bits"]) for x in rows[0]["lowbit_weights"]]
+    names = [f"a{a}w{w}" for a, w in pairs] + ["a4w8", "a2w8"]
+    out = ["", "## Low-bit weights: (activation, weight) bits against int8", "",
+           "Same QEMU run as the table above; ÷int8 = instructions (cycles) of the pair over "
+           "`dsp 8b`. a4w4…a2w2 use the packed low-bit-weight micro-kernels "
+           "(`topi/wpack.py`: two output channels per `SMLAD` lane) where the layer reads whole "
+           "words of activations (otherwise, marked *gathered*, the int8-weight kernel); a4w8 "
+           "and a2w8 are the dsp 4b/2b rows.", "",
+           "| layer | MACs/output | " + " | ".join(f"{n} i÷int8" for n in names) + " | "
+           + " | ".join(f"{n} c÷int8" for n in names) + " | mismatches |",
+           "|---|---:|" + "---:|" * (2 * len(names)) + "---:|"]
+    for r in rows:
+        lw = r["lowbit_weights"]
+        by = {(x["schedule"], x["in_bits"]): x for x in r["runs"]}
+        d8 = by[("dsp", 8)]
+
+        def cell(x, key):
+            return f"{x[key]:.2f}" + ("" if x.get("packed", True) else " *gathered*")
+        w8 = [{"vs_int8": by[("dsp", b)]["instructions"] / d8["instructions"],
+               "cycles_vs_int8": by[("dsp", b)]["cycles"] / d8["cycles"]} for b in (4, 2)]
+        bad = sum(x["mismatches"] for x in lw)
+        out.append(f"| {r['layer']} | {r['macs_per_output']:.0f} | "
+                   + " | ".join(cell(x, "vs_int8") for x in lw + w8) + " | "
+                   + " | ".join(cell(x, "cycles_vs_int8") for x in lw + w8) + f" | {bad} |")
+    return out
 
 
 def _dsp8(runs) -> float:
@@ -334,7 +389,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"env": env, "layers": results}, indent=1))
     out.with_suffix(".md").write_text(markdown(results, env))
-    bad = sum(x["mismatches"] for r in results for x in r["runs"])
+    bad = sum(x["mismatches"] for r in results
+              for x in r["runs"] + r.get("lowbit_weights", []))
     print(f"wrote {out}.json and {out}.md ({bad} mismatching outputs)")
     return 1 if bad else 0
 
