@@ -140,3 +140,23 @@ def test_unsupported_patterns_are_named(why, forward):
             return forward(self, x)
     with pytest.raises(frontend.UnsupportedOpError, match=why):
         frontend.import_model(Net().eval(), (1, 8, 8))
+
+
+def test_cli_exits_2_naming_the_module_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    from tvm_quantmcu import models
+    from tvm_quantmcu.cli import main
+
+    class GeluHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 4, 3)
+            self.head = nn.Sequential(nn.GELU())
+
+        def forward(self, x):
+            return self.head(self.stem(x)).mean((2, 3))
+    monkeypatch.setattr(models, "get", lambda name, **kw: GeluHead())
+    plot = tmp_path / "mem.png"
+    assert main(["plan", "--model", "mbv2-fmnist", "--sram-kb", "64", "--plot", str(plot)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "head.0 (GELU)" in err and "'gelu'" in err
+    assert not plot.exists()
