@@ -38,20 +38,25 @@ def lenet():
     return model, g, x, ranges(observe(g, x), "minmax")
 
 
-@pytest.mark.parametrize("split, grid", [(None, None), ("l3", (2, 2)), ("l1", (3, 2))])
-def test_generated_c_equals_simulator(lenet, tmp_path, split, grid):
+@pytest.mark.parametrize("split, grid, vdpc", [(None, None, False), ("l3", (2, 2), False),
+                                               ("l1", (3, 2), False), ("l3", (2, 2), True)])
+def test_generated_c_equals_simulator(lenet, tmp_path, split, grid, vdpc):
     model, g, x, r8 = lenet
     assert [l.kind for l in g.layers] == ["conv", "maxpool", "conv", "maxpool", "dense",
                                           "dense"]
     idx = None if split is None else [l.name for l in g.layers].index(split)
     bits_low = {"l1": 4, "l2": 4} if split else {}
     pol = Policy("test", "lenet", "0", idx, grid, r8, bits_low=bits_low,
-                 ranges_low={t: r8[t] for t in bits_low})
+                 ranges_low={t: r8[t] for t in bits_low}, vdpc=vdpc,
+                 classification_map="l0" if vdpc else None,
+                 threshold=0.8 * r8["l0"][1] if vdpc else None)
     xq = quantize_input(x).astype(np.uint8)
     gen = generate(g, pol, tmp_path / "m")
-    out, _ = HostModel(gen).run(xq)
-    ref, _ = Simulator(g, pol).run(xq)
-    assert np.array_equal(out, ref)
+    out, routing = HostModel(gen).run(xq)
+    ref, flags = Simulator(g, pol).run(xq)
+    assert np.array_equal(out, ref) and np.array_equal(routing, flags)
+    if vdpc:                # both branches ran
+        assert 0 < flags.mean() < 1
     if split is None:     # the int8 model follows torch
         with torch.no_grad():
             want = model(torch.from_numpy(x)).numpy()

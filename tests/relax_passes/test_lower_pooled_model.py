@@ -60,18 +60,22 @@ def test_canonical_module_matches_torch(imported):
     np.testing.assert_allclose(g2.input_offset, g.input_offset)
 
 
-@pytest.mark.parametrize("split, grid", [(None, None), ("l3", (2, 2))])
-def test_lowered_module_equals_simulator(imported, split, grid):
+@pytest.mark.parametrize("split, grid, vdpc", [(None, None, False), ("l3", (2, 2), True)])
+def test_lowered_module_equals_simulator(imported, split, grid, vdpc):
     model, mod, g, x = imported
     r8 = ranges(observe(g, x), "minmax")
     idx = None if split is None else [l.name for l in g.layers].index(split)
     bits_low = {"l1": 4, "l2": 4} if split else {}
     pol = Policy("test", "net", "0", idx, grid, r8, bits_low=bits_low,
-                 ranges_low={t: r8[t] for t in bits_low})
+                 ranges_low={t: r8[t] for t in bits_low}, vdpc=vdpc,
+                 classification_map="l0" if vdpc else None,
+                 threshold=0.8 * r8["l0"][1] if vdpc else None)
     imp = pipeline.Imported("net", model, mod, g, 28)
     lowered = build(imp, None, pol)
     assert "R.nn.max_pool2d" not in lowered["main"].script()
     xq = quantize_input(x)
-    got, _ = compile_vm(lowered, FAST_TARGET).run(xq)
-    want, _ = Simulator(g, pol).run(xq)
-    assert np.array_equal(got, want)
+    got, got_flags = compile_vm(lowered, FAST_TARGET).run(xq)
+    want, flags = Simulator(g, pol).run(xq)
+    assert np.array_equal(got, want) and np.array_equal(got_flags, flags)
+    if vdpc:                # both continuations ran
+        assert 0 < flags.mean() < 1
