@@ -130,10 +130,13 @@ QMCU_INLINE void conv_lw_block(int32_t *acc, int32_t acc_pix, const uint8_t *x,
         const int32_t k0 = fuse ? kexp[oa] : 0, k1 = fuse && two ? kexp[oa + 1] : 0;
         for (int32_t p = 0; p < npx; p++) {
             int32_t *ap = acc + p * acc_pix + oa;
-            const int32_t a = ap[0] + A[q][p] + (P[q][p] & fmask) - half * (p ? s1 : s0);
+            /* fused: the generated kernel zeroes acc right before the call (its init block),
+             * so the sums are stored, not added (saves a load per output) */
+            const int32_t a = (fuse ? 0 : ap[0]) + A[q][p] + (P[q][p] & fmask)
+                - half * (p ? s1 : s0);
             ap[0] = (int32_t)((uint32_t)a << k0);
             /* channel B: the high field, exact (arithmetic shift of a multiple of 2^S) */
-            if (two) ap[1] = (int32_t)((uint32_t)(ap[1] + (P[q][p] >> S)) << k1);
+            if (two) ap[1] = (int32_t)((uint32_t)((fuse ? 0 : ap[1]) + (P[q][p] >> S)) << k1);
         }
     }
 }
@@ -151,8 +154,10 @@ QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
     const int32_t s0 = lw_window_sum(x0, x_row, x_pix, kh, kw, c, ib);
     const int32_t s1 = npx == 2 ? lw_window_sum(x0 + sw * x_pix, x_row, x_pix, kh, kw, c, ib)
                                 : 0;
+    /* two pairs per pass, unless drains are due: their wide accumulators would spill */
+    const int32_t G = 32 / ib, drains = kh * kw * ((c + G - 1) / G) > dwords;
     int32_t o = 0;
-    for (; o + 3 < oc; o += 4)
+    for (; o + 3 < oc && !drains; o += 4)
         conv_lw_block(acc, acc_pix, x0, x_row, x_pix, w, o, 2, s0, s1, npx, kh, kw, c, oc, sw,
                       ib, wb, dwords, fuse, lm);
     for (; o < oc; o += 2)
