@@ -160,3 +160,27 @@ def test_cli_exits_2_naming_the_module_and_writes_nothing(monkeypatch, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "head.0 (GELU)" in err and "'gelu'" in err
     assert not plot.exists()
+
+
+def test_common_idioms_match_torch():
+    """ReLU6 and in-place ReLU modules, a conv without bias before BatchNorm, global pooling
+    with keepdim then flatten, a residual add."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(8)
+            self.act = nn.ReLU6()
+            self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.relu = nn.ReLU(inplace=True)
+            self.fc = nn.Linear(8, 5)
+
+        def forward(self, x):
+            y = self.act(self.bn1(self.c1(x)))
+            y = self.relu(self.c2(y) + y)
+            return self.fc(torch.flatten(y.mean((2, 3), keepdim=True), 1))
+    model = _with_statistics(Net())
+    x = _images((3, 12, 12))
+    _, g = frontend.import_model(model, (3, 12, 12))
+    assert [l.kind for l in g.layers] == ["conv", "conv", "add", "avgpool", "dense"]
+    assert np.abs(graph.run_float(g, x) - _torch(model, x)).max() <= 1e-4

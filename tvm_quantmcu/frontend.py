@@ -207,6 +207,8 @@ class _Reader:
             if not isinstance(w, np.ndarray):
                 self.fail(v, "the weight of a matmul must be a constant")
             x = self.tensor(args[0], v, "linear")
+            if len(args[0].ty.shape) != 2:
+                self.fail(v, "a linear layer must read a flattened (N, features) input")
             w = w.T
             if args[0] in self.flattened and len(self.flattened[args[0]]) == 3:
                 w = torch_flatten_to_nhwc(w, self.flattened[args[0]])
