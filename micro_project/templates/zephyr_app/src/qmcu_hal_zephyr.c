@@ -33,6 +33,22 @@ int qmcu_hal_getc(void)
 	return c;
 }
 
+/* The core drops a frame whose bytes stop coming (protocol 2): wait at most `ms`. */
+int qmcu_hal_getc_timeout(uint32_t ms)
+{
+	const uint32_t t0 = k_cycle_get_32();
+	const uint32_t limit = ms * ((uint32_t)sys_clock_hw_cycles_per_sec() / 1000u);
+	unsigned char c;
+
+	while (uart_poll_in(rpc_uart, &c) != 0) {
+		if (k_cycle_get_32() - t0 > limit) {
+			return QMCU_HAL_TIMEOUT;
+		}
+		k_yield();
+	}
+	return c;
+}
+
 void qmcu_hal_write(const uint8_t *data, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
