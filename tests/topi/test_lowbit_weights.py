@@ -162,3 +162,20 @@ def test_random_packed_kernels(spec, seed):
 def test_random_packed_kernels_many(spec, schedule, seed):
     _check(spec, seed, n=5, schedule=schedule,
            micro_kernel=False if schedule == "portable" else None)
+
+
+@needs_gcc
+def test_pairs_per_pass_is_a_tuning_knob_of_packed_kernels_only():
+    from tvm_quantmcu.tune import space
+    packed = KernelSpec("conv2d", (4, 4, 32), 8, in_bits=4, out_bits=8, w_bits=4)
+    int8 = KernelSpec("conv2d", (4, 4, 32), 8, in_bits=4, out_bits=8)
+    ch = space.knob_choices()["lw_pairs"]
+    assert len(space.probe_space(packed, "host").candidates["lw_pairs"]) == len(ch) == 2
+    assert len(space.probe_space(int8, "host").candidates["lw_pairs"]) == 1
+    k = get_kernel(packed, "dsp", "host", {"lw_pairs": 1})
+    assert "#define QMCU_LW_PAIRS 1" in k.source
+    lib = runner.host_library([k])
+    rng = np.random.default_rng(3)
+    for extreme in (False, True):
+        case = random_case(packed, rng, extreme=extreme)
+        assert np.array_equal(runner.run_host(lib, k, case.x, case.params), case.expected)

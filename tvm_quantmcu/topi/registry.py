@@ -46,7 +46,11 @@ def prelude(loop_pragma: bool, requant_at: str = "end") -> str:
             + '#include "qmcu_ukernels.h"\n')
 
 
-LOWBIT_W_HEADER = '#include "qmcu_ukernels_lowbit_w.h"\n'   # packed low-bit-weight kernels
+def lowbit_w_prelude(lw_pairs: int = 2) -> str:
+    """The packed low-bit-weight micro-kernels' header, with the output-channel pairs per
+    pass (knob lw_pairs)."""
+    return ((f"#define QMCU_LW_PAIRS {lw_pairs}\n" if lw_pairs != 2 else "")
+            + '#include "qmcu_ukernels_lowbit_w.h"\n')
 
 
 @dataclass
@@ -114,7 +118,8 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         fused = "qmcu_conv(" in body or "qmcu_dw(" in body
         src = _abi_params_used(prelude(knobs["loop_pragma"],
                                        knobs["requant_at"] if fused else "end")
-                               + (LOWBIT_W_HEADER if "qmcu_conv_lw" in body else "") + body,
+                               + (lowbit_w_prelude(knobs["lw_pairs"])
+                                  if "qmcu_conv_lw" in body else "") + body,
                                name)
         _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src,
                              _scratch(src, spec, schedule))

@@ -41,7 +41,8 @@ ANNOTATION = "qmcu.knob."
 # Values worth trying per knob. schedules.py may publish its own KNOB_CHOICES; a knob without
 # choices anywhere is kept at its default.
 _OWN_CHOICES = {"xpad_at": ("row", "pixel"), "unroll_pixels": (1, 2, 4), "pixels": (1, 2, "row"),
-                "loop_pragma": (True, False), "requant_at": ("end", "pair")}
+                "loop_pragma": (True, False), "requant_at": ("end", "pair"),
+                "lw_pairs": (2, 1)}
 
 
 @functools.lru_cache(maxsize=1)

@@ -22,6 +22,12 @@
 #define QMCU_UKERNELS_LOWBIT_W_H
 #include "qmcu_ukernels.h"
 
+/* Output-channel pairs per pass (tuning knob lw_pairs): 2 share each unpacked activation lane;
+ * 1 leaves registers to the drains and the address arithmetic. */
+#ifndef QMCU_LW_PAIRS
+#define QMCU_LW_PAIRS 2
+#endif
+
 QMCU_INLINE int32_t lw_smlad(uint32_t x, uint32_t w, int32_t acc) {
 #ifdef QMCU_DSP
     return __smlad(x, w, acc);
@@ -157,7 +163,7 @@ QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
     /* two pairs per pass, unless drains are due: their wide accumulators would spill */
     const int32_t G = 32 / ib, drains = kh * kw * ((c + G - 1) / G) > dwords;
     int32_t o = 0;
-    for (; o + 3 < oc && !drains; o += 4)
+    for (; o + 3 < oc && !drains && QMCU_LW_PAIRS == 2; o += 4)
         conv_lw_block(acc, acc_pix, x0, x_row, x_pix, w, o, 2, s0, s1, npx, kh, kw, c, oc, sw,
                       ib, wb, dwords, fuse, lm);
     for (; o < oc; o += 2)
