@@ -18,15 +18,15 @@ import tvm
 
 from .common import (ATTR_BITS, ATTR_BITS8, ATTR_BITS_LOW, ATTR_COMPUTES, ATTR_PARAMS,
                      ATTR_POLICY, ATTR_QUANT, ATTR_ROLE, ATTR_VDPC, ATTR_W_BITS, INPUT_TENSOR,
-                     QUANT_8BIT, QUANT_LOW, QuantPassError, attr, layer_index,
+                     QUANT_8BIT, QUANT_LOW, QuantPassError, attr,
                      patch_functions, str_list)
 
 
 def graph_layers(policy) -> list[str]:
     """The layer names of the policy's model in graph order (every layer output has an
-    8-bit range in the policy; the tensor of layer lK is named lK)."""
-    names = [t for t in policy.ranges8 if t != INPUT_TENSOR]
-    return sorted(names, key=layer_index)
+    8-bit range in the policy, recorded in graph order; a layer's output tensor carries the
+    layer's name)."""
+    return [t for t in policy.ranges8 if t != INPUT_TENSOR]
 
 
 def _check_plan(policy, main) -> list[str]:

@@ -2,8 +2,6 @@
 grouping and variable substitution on the Relax modules that PatchSplit produces."""
 from __future__ import annotations
 
-import re
-
 from tvm import relax
 
 # Function attributes written by AnnotateBits / VDPCRouting and read by the lowering.
@@ -79,14 +77,6 @@ def patch_functions(mod) -> dict[str, relax.Function]:
     """name → function of every patch branch of a PatchSplit module, row-major."""
     from .patch_split import patch_functions as by_position
     return {name: mod[name] for _, name in sorted(by_position(mod).items())}
-
-
-def layer_index(name: str) -> int:
-    m = re.fullmatch(r"l(\d+)", name)
-    if m is None:
-        raise QuantPassError(f"layer {name!r} is not named l<index> as frontend.from_relax "
-                             "names layers; import the model with tvm_quantmcu.frontend")
-    return int(m.group(1))
 
 
 def ints(expr) -> list[int]:

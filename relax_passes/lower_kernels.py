@@ -96,6 +96,7 @@ class _FunctionLowering:
         self.walker = LayerWalker(func, str_list(attr(func, ATTR_COMPUTES, [])), name)
         self.bb: relax.BlockBuilder = pass_.bb
         self.env: dict = {}
+        self.branch_bindings: list | None = None   # collecting the bindings of an If branch
 
     # ---- errors
     def _fail(self, v, op: str, why: str):
@@ -170,7 +171,12 @@ class _FunctionLowering:
         self.env[v] = val
 
     def emit(self, expr, name: str):
-        return self.bb.emit(expr, name_hint=name)
+        if self.branch_bindings is None:
+            return self.bb.emit(expr, name_hint=name)
+        expr = self.bb.normalize(expr)          # infers the struct info of the new var
+        var = relax.Var(name, expr.ty)
+        self.branch_bindings.append(relax.VarBinding(var, expr))
+        return var
 
     def lower(self, v, e):
         if isinstance(e, relax.Var):
@@ -353,12 +359,16 @@ class _FunctionLowering:
         return replace(t_val, var=self.emit(relax.If(cond.var, t_seq, f_seq), v.name))
 
     def _branch(self, seq):
-        self.bb._begin_binding_block()
-        for blk in seq.blocks:
-            for b in blk.bindings:
-                self.binding(b, False)
-        val = self.value(seq.body)
-        block = self.bb._end_block()
+        """One If branch lowered to a SeqExpr of its own bindings."""
+        outer, self.branch_bindings = self.branch_bindings, []
+        try:
+            for blk in seq.blocks:
+                for b in blk.bindings:
+                    self.binding(b, False)
+            val = self.value(seq.body)
+            block = relax.BindingBlock(self.branch_bindings)
+        finally:
+            self.branch_bindings = outer
         return relax.SeqExpr([block], val.var), val
 
 

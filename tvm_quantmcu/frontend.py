@@ -6,12 +6,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from . import models
 from .canonical import graph_to_relax
 from .graph import Graph, Layer
-from .models.blocks import fold_batchnorm
 from .import_check import ImportCheckError, check_graph, check_supported  # noqa: F401
 
 
@@ -26,8 +23,10 @@ def export_relax(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: 
     by the layer graph reader). Unsupported torch ops raise UnsupportedOpError naming the
     torch module."""
     import tvm  # noqa: F401  (heavy import kept local)
+    import torch  # torch only where a torch model is imported: from_relax needs none
     from tvm.relax.frontend.torch import from_exported_program
 
+    from .models.blocks import fold_batchnorm
 
     model = copy.deepcopy(model).eval()
     if fold_bn:
@@ -472,6 +471,7 @@ def import_model(model: torch.nn.Module, input_shape: tuple[int, int, int],
 
 def load_zoo(name: str, checkpoint: str | None = None):
     """(torch model, Relax module, layer graph) of a registered model."""
+    from . import models   # the zoo needs torch
     mi = models.info(name)
     model = models.get(name, checkpoint=checkpoint)
     mod, graph = import_model(model, mi.input_shape)

@@ -92,20 +92,31 @@ def prepare(name: str, params: SearchParams | None = None, engine: str = "sim") 
     """Import, plan for the SRAM budget (a patch plan is always made), calibrate. `engine`
     is the default evaluation engine of the context (results do not depend on it)."""
     p = params or SearchParams()
-    check_engine(engine)
     imp = pipeline.load(name)
-    g = imp.graph
-    budget = int(p.sram_kb * 1024)
-    try:
-        chosen = make_plan(g, budget, allow_layerwise=False).chosen
-    except NoPlanFitsError as e:
-        raise SearchError(str(e)) from e
-    stats = pipeline.calibration_stats(name, p.calibration_images)
-    ranges8 = quant.ranges(stats, pipeline.RANGE_METHOD, pipeline.RANGE_PCT)
     images = data.load("train").images(imp.input_size, 0, p.calibration_images,
                                        imp.input_channels)
+    return prepare_graph(imp.graph, images, p, name, imp.model_hash, engine,
+                         stats=pipeline.calibration_stats(name, p.calibration_images))
+
+
+def prepare_graph(graph, images: np.ndarray, params: SearchParams | None = None,
+                  name: str = "model", model_hash: str = "", engine: str = "sim",
+                  stats: dict | None = None) -> SearchContext:
+    """:func:`prepare` for any layer graph (e.g. ``frontend.from_relax`` of a module TVM's
+    importer made) with its calibration images (N×C×H×W floats in [0, 1])."""
+    p = params or SearchParams()
+    check_engine(engine)
+    budget = int(p.sram_kb * 1024)
+    try:
+        chosen = make_plan(graph, budget, allow_layerwise=False).chosen
+    except NoPlanFitsError as e:
+        raise SearchError(str(e)) from e
+    images = images[:p.calibration_images]
+    if stats is None:
+        stats = quant.observe(graph, images)
+    ranges8 = quant.ranges(stats, pipeline.RANGE_METHOD, pipeline.RANGE_PCT)
     cal = calibrate_stage(chosen, images, p.threshold, p.threshold_pct, p.threshold_k)
-    return SearchContext(name, p, g, chosen, cal, ranges8, images, imp.model_hash, stats,
+    return SearchContext(name, p, graph, chosen, cal, ranges8, images, model_hash, stats,
                          engine)
 
 

@@ -2,7 +2,7 @@
 
 TVM's default pipeline ends in ``MakePackedAPI`` (the tvm-ffi packed calling convention); a
 kernel library for bare metal wants ``void f(const uint8_t* x, ...)`` instead. The pipeline
-registered here is the s_tir default lowering without ``AnnotateEntryFunc``, ``SplitHostDevice``
+registered here (on first use) is the s_tir default lowering without ``AnnotateEntryFunc``, ``SplitHostDevice``
 and ``MakePackedAPI``; buffer parameters are turned into pointer parameters before lowering.
 """
 from __future__ import annotations
@@ -54,7 +54,10 @@ def _pipeline():
     return _lower, _host, _device
 
 
-compilation_pipeline.register_tir_pipeline(PIPELINE, _pipeline)
+def _ensure_pipeline() -> None:
+    """Register the pipeline with TVM on first use (importing the package registers nothing)."""
+    if PIPELINE not in compilation_pipeline.PIPELINE_MAP:
+        compilation_pipeline.register_tir_pipeline(PIPELINE, _pipeline)
 
 
 def pointer_signature(func: tirx.PrimFunc, name: str) -> tirx.PrimFunc:
@@ -78,6 +81,7 @@ def pointer_signature(func: tirx.PrimFunc, name: str) -> tirx.PrimFunc:
 def build_c(func: tirx.PrimFunc, name: str) -> str:
     """C source of one kernel (its prototypes of extern micro-kernels included)."""
     mod = tvm.IRModule({name: pointer_signature(func, name)})
+    _ensure_pipeline()
     lib = tirx.build(mod, target=Target(C_TARGET), pipeline=PIPELINE)
     return _clean(lib.inspect_source())
 
