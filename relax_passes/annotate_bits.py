@@ -6,6 +6,11 @@ feature map: ``quantmcu.bits8`` (the all-8-bit branch an outlier patch takes) an
 ``quantmcu.bits`` for the layers after the cut, which run layer by layer. Layers with weights
 below 8 bits are listed in ``quantmcu.w_bits``.
 
+``main`` also carries the rest of the policy as ``quantmcu.quantization`` (JSON: ranges of
+both branches, classification map and threshold, plan, provenance): from here on the passes
+read the policy from the module (:func:`relax_passes.policy_of`), so a pass that changes a
+width attribute changes what is lowered.
+
 For the lowering each function also records which of the policy's two integer graphs
 quantizes the tensors it computes (``quantmcu.quant``: "8bit" or "low"), the layers whose
 ops it holds (``quantmcu.computes``) and the graph tensor of each parameter
@@ -14,12 +19,14 @@ classification map; VDPCRouting then hands the rest to one of two continuations.
 """
 from __future__ import annotations
 
+import json
+
 import tvm
 
 from .common import (ATTR_BITS, ATTR_BITS8, ATTR_BITS_LOW, ATTR_COMPUTES, ATTR_PARAMS,
-                     ATTR_POLICY, ATTR_QUANT, ATTR_ROLE, ATTR_VDPC, ATTR_W_BITS, INPUT_TENSOR,
-                     QUANT_8BIT, QUANT_LOW, QuantPassError, attr,
-                     patch_functions, str_list)
+                     ATTR_POLICY, ATTR_QUANT, ATTR_QUANTIZATION, ATTR_ROLE, ATTR_VDPC,
+                     ATTR_W_BITS, INPUT_TENSOR, QUANT_8BIT, QUANT_LOW, QuantPassError, attr,
+                     layer_graph, patch_functions, str_list)
 
 
 def graph_layers(policy) -> list[str]:
@@ -61,6 +68,11 @@ class AnnotateBits:
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         pol = self.policy
         main = mod[self.func]
+        graph = layer_graph(mod, self.func)
+        missing = [l.output for l in graph.layers if l.output not in pol.ranges8]
+        if missing:
+            raise QuantPassError(f"policy {pol.name} has no range for {missing[0]} of the "
+                                 "module's layer graph: it was made for another model")
         stage = _check_plan(pol, main)
         rest = [n for n in graph_layers(pol) if n not in stage]
         w_bits = {k: int(v) for k, v in pol.w_bits.items() if int(v) != 8}
@@ -79,7 +91,9 @@ class AnnotateBits:
                 ATTR_W_BITS: {k: v for k, v in w_bits.items() if k in stage},
             })
             out[out.get_global_var(name)] = f
+        quantization = {k: v for k, v in pol.to_json().items() if k not in ("bits_low", "w_bits")}
         main = main.with_attrs({
+            ATTR_QUANTIZATION: json.dumps(quantization),
             ATTR_POLICY: pol.name, ATTR_ROLE: "main",
             ATTR_BITS: {t: pol.act_bits(t) for t in rest}, ATTR_COMPUTES: rest,
             ATTR_QUANT: QUANT_LOW, ATTR_PARAMS: [INPUT_TENSOR], ATTR_VDPC: bool(pol.vdpc),

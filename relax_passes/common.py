@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from tvm import relax
 
+from tvm_quantmcu.frontend import from_relax
+
+from .patch_split import LAYERS_FUNC as _LAYERS_FUNC, patch_functions as _patch_positions
+
 # Function attributes written by AnnotateBits / VDPCRouting and read by the lowering.
 ATTR_POLICY = "quantmcu.policy"
 ATTR_COMPUTES = "quantmcu.computes"        # layer names whose ops this function holds
@@ -16,6 +20,11 @@ ATTR_PARAMS = "quantmcu.param_tensors"     # graph tensor carried by each parame
 ATTR_VDPC = "quantmcu.vdpc"
 ATTR_ROLE = "quantmcu.role"                # "patch" | "continuation" | "vdpc_check" | "main"
 ATTR_ROUTING = "quantmcu.routing"          # {"map", "threshold_q", "threshold_q_lo"}
+# main: the policy's ranges, VDPC classification map and threshold, plan and provenance (JSON);
+# the widths are the functions' ATTR_BITS* / ATTR_W_BITS attributes
+ATTR_QUANTIZATION = "quantmcu.quantization"
+# the float function the layer graph is read from after PatchSplit (the unsplit main)
+LAYERS_FUNC = _LAYERS_FUNC
 
 QUANT_8BIT, QUANT_LOW = "8bit", "low"
 INPUT_TENSOR = "input"                     # the image tensor of frontend.from_relax graphs
@@ -73,10 +82,50 @@ def int_map(v) -> dict[str, int]:
     return {str(k): int(x) for k, x in v.items()} if v is not None else {}
 
 
+def layer_graph(mod, func: str = "main"):
+    """The float layer graph of a module: read off the unsplit function PatchSplit keeps
+    (``quantmcu_layers``), or off `func` when the module was not split."""
+    name = LAYERS_FUNC if any(gv.name_hint == LAYERS_FUNC for gv in mod.functions) else func
+    return from_relax(mod, name)
+
+
+def _merge_bits(found: dict, bits: dict, where: str) -> None:
+    for t, b in bits.items():
+        if found.setdefault(t, (b, where))[0] != b:
+            raise QuantPassError(f"{t} has {found[t][0]} bits in {found[t][1]} but {b} in "
+                                 f"{where}: one width per feature map and branch")
+
+
+def policy_of(mod, func: str = "main"):
+    """The policy the annotated module `mod` carries: ranges, routing and plan from the
+    attributes AnnotateBits wrote on `func`, widths from every function's attributes (so a
+    pass that changes a width in the IR changes this policy too)."""
+    import json
+
+    from tvm_quantmcu.quant.policy import Policy
+    main = mod[func]
+    q = attr(main, ATTR_QUANTIZATION)
+    if q is None:
+        raise QuantPassError(f"{func} carries no {ATTR_QUANTIZATION}; run AnnotateBits first")
+    d = json.loads(str(q))
+    low, w_bits = {}, {}
+    for gv, f in mod.functions.items():
+        if not isinstance(f, relax.Function):
+            continue
+        name = gv.name_hint
+        if attr(f, ATTR_BITS_LOW) is not None:                   # patch functions
+            _merge_bits(low, int_map(f.attrs[ATTR_BITS_LOW]), name)
+        elif attr(f, ATTR_QUANT) == QUANT_LOW and attr(f, ATTR_BITS) is not None:
+            _merge_bits(low, int_map(f.attrs[ATTR_BITS]), name)  # main, low continuations
+        _merge_bits(w_bits, int_map(attr(f, ATTR_W_BITS)), name)
+    d["bits_low"] = {t: b for t, (b, _) in low.items() if b != 8}
+    d["w_bits"] = {t: b for t, (b, _) in w_bits.items() if b != 8}
+    return Policy.from_json(d)
+
+
 def patch_functions(mod) -> dict[str, relax.Function]:
     """name → function of every patch branch of a PatchSplit module, row-major."""
-    from .patch_split import patch_functions as by_position
-    return {name: mod[name] for _, name in sorted(by_position(mod).items())}
+    return {name: mod[name] for _, name in sorted(_patch_positions(mod).items())}
 
 
 def ints(expr) -> list[int]:

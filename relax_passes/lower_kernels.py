@@ -19,8 +19,10 @@ policy). Output: the integer module the device runs, on the host's Relax VM:
   continuation), a requantization kernel computes exactly ``quant.requant_int``.
 * The VDPC check function becomes an integer check over the 8-bit map.
 
-The weights come from the layer graph the policy was made for (``graph``); the pass checks
-that the module's layers and weight shapes agree with it.
+Everything is read from the module: the widths from each function's attributes, the ranges,
+routing and plan from ``main`` (:func:`relax_passes.policy_of`), the weights from the float
+layer graph PatchSplit kept (:func:`relax_passes.layer_graph`); the pass checks that the
+functions' layers and weight shapes agree with it.
 """
 from __future__ import annotations
 
@@ -35,10 +37,10 @@ from tvm.ir.expr import Constant
 from tvm_quantmcu.quant import INPUT_QUANT, ActQuant
 from tvm_quantmcu.topi import UnsupportedKernel, params_for_layer, spec_for_layer
 
-from .common import (ATTR_BITS, ATTR_BITS8, ATTR_BITS_LOW, ATTR_COMPUTES, ATTR_PARAMS,
-                     ATTR_QUANT, ATTR_ROLE, ATTR_ROUTING, ATTR_VDPC, INPUT_TENSOR, QUANT_8BIT,
-                     QUANT_LOW, LayerWalker, QuantPassError, attr, attrs_dict, int_map, ints,
-                     op_name, patch_functions, shape_of, str_list)
+from .common import (ATTR_COMPUTES, ATTR_PARAMS, ATTR_QUANT, ATTR_ROLE, ATTR_ROUTING,
+                     ATTR_VDPC, INPUT_TENSOR, QUANT_8BIT, QUANT_LOW, LayerWalker,
+                     QuantPassError, attr, attrs_dict, ints, layer_graph, op_name,
+                     patch_functions, policy_of, shape_of, str_list)
 from .int_kernels import KernelLibrary, packed_type, requant_args
 
 _LAYER_OPS = {"conv2d": ("relax.nn.conv2d",), "dense": ("relax.matmul",),
@@ -395,25 +397,24 @@ def _call_order(mod, root: str) -> list[str]:
 @tvm.transform.module_pass(opt_level=0, name="LowerToQuantMCUKernels")
 class LowerToQuantMCUKernels:
     """Lower an annotated (and, for VDPC, routed) PatchSplit module to integer kernels (see
-    module docstring). policy: :class:`tvm_quantmcu.search.Policy`; graph: the layer graph
-    the policy was made for (``tvm_quantmcu.pipeline.load(model).graph``)."""
+    module docstring); everything it needs is read from the module."""
 
-    def __init__(self, policy, graph, func: str = "main"):
-        self.policy, self.graph, self.func = policy, graph, func
+    def __init__(self, func: str = "main"):
+        if not isinstance(func, str):
+            raise TypeError("LowerToQuantMCUKernels reads the policy and the layer graph from "
+                            "the module; construct it as LowerToQuantMCUKernels()")
+        self.func = func
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        pol = self.policy
-        missing = [l.output for l in self.graph.layers if l.output not in pol.ranges8]
-        if missing:
-            raise QuantPassError(f"policy {pol.name} has no range for {missing[0]} of the "
-                                 "layer graph: it was made for another model")
+        if attr(mod[self.func], ATTR_VDPC) is None:
+            raise QuantPassError(f"{self.func} carries no bitwidths; run AnnotateBits first")
+        pol = policy_of(mod, self.func)
+        self.policy, self.graph = pol, layer_graph(mod, self.func)
         self.qg8, self.qg_low = pol.qgraph8(self.graph), pol.qgraph_low(self.graph)
         if pol.vdpc and any(attr(f, ATTR_ROUTING) is None
                             for f in patch_functions(mod).values()):
             raise QuantPassError(f"policy {pol.name} routes patches (VDPC) but the module "
                                  "has no routing; run VDPCRouting before lowering")
-        if attr(mod[self.func], ATTR_VDPC) is None:
-            raise QuantPassError(f"{self.func} carries no bitwidths; run AnnotateBits first")
         self.mod = mod
         self.bb = relax.BlockBuilder()
         self.kernels = KernelLibrary(self.bb)
@@ -427,21 +428,8 @@ class LowerToQuantMCUKernels:
                                       "threshold_q": int(r["threshold_q"]),
                                       "threshold_q_lo": int(r["threshold_q_lo"])}
                 continue
-            self._check_bits(name, f)
             self.lowered[name] = _FunctionLowering(self, name, f).run()
         out = self.bb.get()
         main_gv = out.get_global_var(self.func)
         out[main_gv] = out[main_gv].with_attr(self.outputs)
         return out
-
-    def _check_bits(self, name: str, f) -> None:
-        """The bits annotated on a function are the policy's (else it was annotated for
-        another policy)."""
-        low = attr(f, ATTR_QUANT) != QUANT_8BIT
-        bits = attr(f, ATTR_BITS, attr(f, ATTR_BITS_LOW if low else ATTR_BITS8))
-        qg = self.qg_low if low else self.qg8
-        for t, b in int_map(bits).items():
-            if qg.acts[t].bits != b:
-                raise QuantPassError(f"{name} is annotated with {b} bits for {t} but policy "
-                                     f"{self.policy.name} gives {qg.acts[t].bits}; annotate "
-                                     "with the same policy")

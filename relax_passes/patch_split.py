@@ -13,7 +13,9 @@ Later passes find the branch of patch (r, c) as the function ``patch_r_c``; its 
 variable that completes layer ``lK`` is named ``lK`` (so the first feature map of the branch is
 the variable named after the first layer; see :func:`branch_feature_maps`). ``main`` carries
 ``quantmcu.split_layer`` and ``quantmcu.grid``, enough to rebuild the plan with
-``tvm_quantmcu.patch.analyze``.
+``tvm_quantmcu.patch.analyze``. The unsplit function stays in the module as the public
+``quantmcu_layers``: the float layer graph (weights, strides, paddings) that the later passes
+and the integer reference read (:func:`relax_passes.layer_graph`).
 """
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ from typing import Mapping
 
 import tvm
 from tvm import relax
+from tvm.relax.utils import copy_with_new_vars
 
 from tvm_quantmcu.frontend import from_relax
 from tvm_quantmcu.patch import Box, PatchPlan, analyze
 
 PAD_MODES = ("explicit", "attr")
+LAYERS_FUNC = "quantmcu_layers"
 _NEW_LAYER_OPS = ("relax.nn.conv2d", "relax.matmul", "relax.mean", "relax.nn.avg_pool2d",
                   "relax.nn.adaptive_avg_pool2d", "relax.nn.max_pool2d")
 _ACT_OPS = ("relax.clip", "relax.nn.relu", "relax.nn.relu6")
@@ -282,7 +286,11 @@ class PatchSplit:
         new_main = new_main.with_attr("quantmcu.split_layer", plan.split_layer)
         new_main = new_main.with_attr("quantmcu.grid", list(plan.grid))
         rw.builder_.update_func(mod.get_global_var(self.func), new_main)
-        return rw.builder_.get()
+        out = rw.builder_.get()
+        # the unsplit function stays, public so that dead-code elimination keeps it: the
+        # float layer graph later passes and the integer reference read
+        out[LAYERS_FUNC] = copy_with_new_vars(f).with_attr("global_symbol", LAYERS_FUNC)
+        return out
 
 
 def patch_functions(mod: tvm.IRModule) -> dict[tuple[int, int], str]:

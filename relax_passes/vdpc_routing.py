@@ -1,6 +1,7 @@
 """VDPCRouting: the runtime outlier check of VDPC and the branch it selects, as ``relax.If``.
 
-On an annotated PatchSplit module (AnnotateBits first), each patch function ``patch_r_c``
+On an annotated PatchSplit module (AnnotateBits first; the classification map, threshold and
+ranges are read from the module), each patch function ``patch_r_c``
 becomes
 
 * a prefix that computes the branch up to the policy's classification map (at 8 bits),
@@ -32,7 +33,7 @@ from tvm_quantmcu.quant.policy import integer_thresholds
 from .common import (ATTR_BITS, ATTR_BITS8, ATTR_BITS_LOW, ATTR_COMPUTES, ATTR_PARAMS,
                      ATTR_QUANT, ATTR_ROLE, ATTR_ROUTING, INPUT_TENSOR, QUANT_8BIT, QUANT_LOW,
                      QuantPassError, attr, attrs_dict, bindings, free_vars, int_map,
-                     patch_functions, str_list, subst)
+                     patch_functions, policy_of, str_list, subst)
 
 ATTR_OUTPUTS = "quantmcu.outputs"
 
@@ -139,17 +140,22 @@ class VDPCRouting:
     """Insert the VDPC outlier check and the ``relax.If`` between the all-8-bit and the
     low-bit continuation of every patch branch (see module docstring)."""
 
-    def __init__(self, policy, func: str = "main"):
-        self.policy, self.func = policy, func
+    def __init__(self, func: str = "main"):
+        if not isinstance(func, str):
+            raise TypeError("VDPCRouting reads the policy from the module (AnnotateBits wrote "
+                            "it); construct it as VDPCRouting()")
+        self.func = func
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
-        pol = self.policy
         patches = patch_functions(mod)
         for name, f in patches.items():
             if attr(f, ATTR_BITS8) is None:
                 raise QuantPassError(f"{name} carries no bitwidths; run AnnotateBits before "
                                      "VDPCRouting")
-        if not pol.vdpc or not patches:
+        if not patches:
+            return mod
+        pol = policy_of(mod, self.func)
+        if not pol.vdpc:
             return mod
         if not pol.classification_map or pol.threshold is None:
             raise QuantPassError(f"VDPC policy {pol.name} names no classification map or "
@@ -173,19 +179,21 @@ class VDPCRouting:
                                 f"{name}_low")
             gvchk = bb.add_func(_check_function(f"{name}_check", split.map_var.ty, q, thr,
                                                 pol.classification_map), f"{name}_check")
-            new = bb.add_func(self._prefix(name, f, split, gv8, gvlow, gvchk, thr), name)
+            new = bb.add_func(self._prefix(name, f, split, gv8, gvlow, gvchk, thr,
+                                           pol.classification_map), name)
             routed[mod.get_global_var(name)] = new
         bb.add_func(_route_main(self.func, mod[self.func], routed, bb.get()), self.func)
         return bb.get()
 
-    def _prefix(self, name, f, split: _Split, gv8, gvlow, gvchk, thr) -> relax.Function:
+    def _prefix(self, name, f, split: _Split, gv8, gvlow, gvchk, thr,
+                cmap: str) -> relax.Function:
         win = relax.Var("window", split.window.ty)
         remap = {split.window: win}
         bits = int_map(f.attrs[ATTR_BITS8])
         attrs = attrs_dict(f)
         attrs.update({ATTR_COMPUTES: split.prefix_layers, ATTR_QUANT: QUANT_8BIT,
                       ATTR_BITS: {t: bits[t] for t in split.prefix_layers},
-                      ATTR_ROUTING: {"map": self.policy.classification_map,
+                      ATTR_ROUTING: {"map": cmap,
                                      "threshold_q": thr[0], "threshold_q_lo": thr[1],
                                      "if_outlier": gv8.name_hint, "else": gvlow.name_hint}})
         fb = relax.BlockBuilder()

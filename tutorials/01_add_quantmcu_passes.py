@@ -78,7 +78,7 @@ routing = tvm.transform.Sequential([
     relax.transform.CanonicalizeBindings(),     # any pass of your own pipeline
     PatchSplit(plan),
     AnnotateBits(policy),
-    VDPCRouting(policy),
+    VDPCRouting(),                              # reads the policy from the module
 ], name="MyPipelineWithQuantMCU")
 recorder = PrintPasses()
 with tvm.transform.PassContext(opt_level=3, instruments=[recorder]):
@@ -108,10 +108,12 @@ print(f"routed float module == torch on {IMAGES} images (|error| <= 1e-4)")
 # %%
 # Lower to integer kernels and check against the golden model
 # -----------------------------------------------------------
-# The lowering needs the layer graph (weights and quantization come from it and the policy).
+# The lowering reads everything from the module: the widths AnnotateBits wrote on each
+# function, the ranges and routing on ``main``, the weights from the float layers PatchSplit
+# kept (``relax_passes.policy_of`` / ``relax_passes.layer_graph`` show what it reads).
 # The lowered ``main`` takes one quantized image (H×W×C uint8, what the device receives) and
 # returns the quantized logits and one routing flag per patch.
-lowered = LowerToQuantMCUKernels(policy, graph)(routed)
+lowered = LowerToQuantMCUKernels()(routed)
 print(f"\n--- lowered main ---\n{lowered['main'].script()[:2000]}")
 
 x_q = quantize_input(images)

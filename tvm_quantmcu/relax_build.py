@@ -74,7 +74,7 @@ def passes(imp: pipeline.Imported, plan: PatchPlan | None, pol: Policy,
     """The pass list of :func:`build`, for use in a larger ``tvm.transform.Sequential``."""
     from relax_passes import AnnotateBits, LowerToQuantMCUKernels, PatchSplit, VDPCRouting
     seq = [PatchSplit(plan, pad_mode)] if plan is not None else []
-    return seq + [AnnotateBits(pol), VDPCRouting(pol), LowerToQuantMCUKernels(pol, imp.graph)]
+    return seq + [AnnotateBits(pol), VDPCRouting(), LowerToQuantMCUKernels()]
 
 
 def build(model, plan=None, policy=None, pad_mode: str = "explicit"):

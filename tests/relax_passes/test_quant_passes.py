@@ -12,8 +12,9 @@ import tvm
 from tvm import relax
 
 from helpers import requires_dataset, trained
-from relax_passes import (AnnotateBits, LowerToQuantMCUKernels, PatchSplit, VDPCRouting,
-                          patch_functions, vdpc_thresholds)
+from relax_passes import (ATTR_BITS_LOW, AnnotateBits, LowerToQuantMCUKernels, PatchSplit,
+                          VDPCRouting, layer_graph, patch_functions, policy_of,
+                          vdpc_thresholds)
 from tvm_quantmcu import data, frontend, pipeline, quant
 from tvm_quantmcu.graph import run_float
 from tvm_quantmcu.patch import analyze
@@ -104,7 +105,7 @@ def test_annotations_land_where_the_policy_says():
         [l.name for l in plan.rest_layers]
     assert {str(k): int(v) for k, v in main.attrs["quantmcu.bits"].items()} == \
         {l.name: pol.act_bits(l.output) for l in plan.rest_layers}
-    routed = VDPCRouting(pol)(annotated)
+    routed = VDPCRouting()(annotated)
     f = routed["patch_0_0"]
     assert [str(x) for x in f.attrs["quantmcu.computes"]] == \
         stage[:stage.index(pol.classification_map) + 1]
@@ -165,12 +166,42 @@ def test_residual_net_lowered_equals_simulator_with_both_maps_requantized(pad_mo
     assert (got[0] == want[0]).all() and (got[1] == want[1]).all()
 
 
+def _widen(tensor: str):
+    """A user's pass: `tensor` at 8 bits in the low-bit branch, changed in the IR only."""
+    @tvm.transform.module_pass(opt_level=0, name="WidenOneMap")
+    def widen(mod, _ctx):
+        out = mod.clone()
+        for gv, f in mod.functions.items():
+            if isinstance(f, relax.Function) and f.attrs is not None \
+                    and ATTR_BITS_LOW in f.attrs:
+                bits = {str(k): int(v) for k, v in f.attrs[ATTR_BITS_LOW].items()}
+                out[gv] = f.with_attr(ATTR_BITS_LOW, {**bits, tensor: 8})
+        return out
+    return widen
+
+
+def test_a_width_changed_in_the_ir_changes_the_lowered_module_and_its_reference():
+    imp, pol, x_q = residual_case()
+    plan = analyze(imp.graph, pol.split_index, pol.grid)
+    annotated = tvm.transform.Sequential([PatchSplit(plan), AnnotateBits(pol)])(imp.relax_mod)
+    assert policy_of(annotated).bits_low == pol.bits_low      # what AnnotateBits wrote
+    changed = _widen("l2")(annotated)
+    assert pol.bits_low["l2"] == 2 and "l2" not in policy_of(changed).bits_low
+    lower = tvm.transform.Sequential([VDPCRouting(), LowerToQuantMCUKernels()])
+    before = compile_vm(lower(annotated), FAST_TARGET).run(x_q)
+    after = compile_vm(lower(changed), FAST_TARGET).run(x_q)
+    # the integer reference built from the changed module alone
+    ref = Simulator(layer_graph(changed), policy_of(changed)).run(x_q)
+    assert (after[0] == ref[0]).all() and (after[1] == ref[1]).all()
+    assert not (after[0] == before[0]).all()        # the width reached the kernels
+
+
 def test_routed_float_module_computes_the_original_logits():
     """Both continuations hold the same float ops, so routing changes no float value."""
     imp, pol, x_q = residual_case()
     plan = analyze(imp.graph, pol.split_index, pol.grid)
     routed = tvm.transform.Sequential([PatchSplit(plan), AnnotateBits(pol),
-                                       VDPCRouting(pol)])(imp.relax_mod)
+                                       VDPCRouting()])(imp.relax_mod)
     ex = tvm.compile(routed, target=tvm.target.Target(FAST_TARGET))
     vm = relax.VirtualMachine(ex, tvm.cpu())
     ref = frontend.build_vm(imp.relax_mod)
@@ -186,9 +217,9 @@ def test_pass_order_is_enforced():
     imp = pipeline.load("mbv2-fmnist")
     split = PatchSplit(analyze(imp.graph, pol.split_index, pol.grid))(imp.relax_mod)
     with pytest.raises(Exception, match="run AnnotateBits before VDPCRouting"):
-        VDPCRouting(pol)(split)
+        VDPCRouting()(split)
     with pytest.raises(Exception, match="run VDPCRouting before lowering"):
-        LowerToQuantMCUKernels(pol, imp.graph)(AnnotateBits(pol)(split))
+        LowerToQuantMCUKernels()(AnnotateBits(pol)(split))
     other = analyze(imp.graph, pol.split_index - 1, (2, 2))
     with pytest.raises(Exception, match="policy .* is for split after"):
         AnnotateBits(pol)(PatchSplit(other)(imp.relax_mod))
@@ -244,7 +275,7 @@ def test_unknown_op_names_op_and_layer():
     annotated["main"] = _ReluToSigmoid(annotated).visit_expr(annotated["main"])
     assert "R.sigmoid" in annotated["main"].script()
     with pytest.raises(Exception, match=r"op relax.sigmoid \(binding .*layer l1"):
-        LowerToQuantMCUKernels(pol, g)(VDPCRouting(pol)(annotated))
+        LowerToQuantMCUKernels()(VDPCRouting()(annotated))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,8 +84,8 @@ def user_flow(tmp_path_factory):
         sram_kb=SRAM_KB, calibration_images=256, entropy_images=64), name="user-net")
     pol, _ = search.quantmcu_policy(ctx, LAMBDA)
     lower = tvm.transform.Sequential([
-        PatchSplit(ctx.plan), AnnotateBits(pol), VDPCRouting(pol),
-        LowerToQuantMCUKernels(pol, graph),
+        PatchSplit(ctx.plan), AnnotateBits(pol), VDPCRouting(),
+        LowerToQuantMCUKernels(),
         relax.transform.DeadCodeElimination(), relax.transform.FoldConstant()])
     lowered = lower(mod)
     test = data.load("test")
