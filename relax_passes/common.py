@@ -6,7 +6,8 @@ from tvm import relax
 
 from tvm_quantmcu.frontend import from_relax
 
-from .patch_split import LAYERS_FUNC as _LAYERS_FUNC, patch_functions as _patch_positions
+from .patch_split import LAYERS_FUNC as _LAYERS_FUNC, layers_function  # noqa: F401
+from .patch_split import patch_functions as _patch_positions
 
 # Function attributes written by AnnotateBits / VDPCRouting and read by the lowering.
 ATTR_POLICY = "quantmcu.policy"

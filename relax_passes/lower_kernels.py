@@ -38,7 +38,7 @@ from tvm_quantmcu.quant import INPUT_QUANT, ActQuant
 from tvm_quantmcu.topi import UnsupportedKernel, params_for_layer, spec_for_layer
 
 from .common import (ATTR_COMPUTES, ATTR_PARAMS, ATTR_QUANT, ATTR_ROLE, ATTR_ROUTING,
-                     ATTR_VDPC, INPUT_TENSOR, QUANT_8BIT, QUANT_LOW, LayerWalker,
+                     ATTR_VDPC, INPUT_TENSOR, LAYERS_FUNC, layers_function, QUANT_8BIT, QUANT_LOW, LayerWalker,
                      QuantPassError, attr, attrs_dict, ints, layer_graph, op_name,
                      patch_functions, policy_of, shape_of, str_list)
 from .int_kernels import KernelLibrary, packed_type, requant_args
@@ -432,4 +432,10 @@ class LowerToQuantMCUKernels:
         out = self.bb.get()
         main_gv = out.get_global_var(self.func)
         out[main_gv] = out[main_gv].with_attr(self.outputs)
+        # the float layers stay the module's reference (the integer reference and the C
+        # generator read them with the widths and ranges the functions carry)
+        if any(gv.name_hint == LAYERS_FUNC for gv in mod.functions):
+            out[LAYERS_FUNC] = mod[LAYERS_FUNC]
+        else:                                   # not split: main was the float layers
+            out[LAYERS_FUNC] = layers_function(mod[self.func])
         return out

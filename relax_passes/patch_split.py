@@ -30,6 +30,17 @@ from tvm_quantmcu.patch import Box, PatchPlan, analyze
 
 PAD_MODES = ("explicit", "attr")
 LAYERS_FUNC = "quantmcu_layers"
+
+
+def layers_function(f: relax.Function) -> relax.Function:
+    """A float function kept as the module's layer graph: a fresh copy named
+    ``quantmcu_layers``, public (so dead-code elimination keeps it), without our
+    attributes (it computes nothing the device runs)."""
+    g = copy_with_new_vars(f)
+    for k in list(g.attrs.keys()) if g.attrs is not None else []:
+        if str(k).startswith("quantmcu."):
+            g = g.without_attr(str(k))
+    return g.with_attr("global_symbol", LAYERS_FUNC)
 _NEW_LAYER_OPS = ("relax.nn.conv2d", "relax.matmul", "relax.mean", "relax.nn.avg_pool2d",
                   "relax.nn.adaptive_avg_pool2d", "relax.nn.max_pool2d")
 _ACT_OPS = ("relax.clip", "relax.nn.relu", "relax.nn.relu6")
@@ -289,7 +300,7 @@ class PatchSplit:
         out = rw.builder_.get()
         # the unsplit function stays, public so that dead-code elimination keeps it: the
         # float layer graph later passes and the integer reference read
-        out[LAYERS_FUNC] = copy_with_new_vars(f).with_attr("global_symbol", LAYERS_FUNC)
+        out[LAYERS_FUNC] = layers_function(f)
         return out
 
 

@@ -85,6 +85,12 @@ def default_out(model: str, policy: str, board: str) -> Path:
     return Path("quantmcu-out") / f"{model}.{policy}.{board.replace(':', '-')}"
 
 
+def lowered_module(imp, pol):
+    """The model's Relax module through the QuantMCU passes: what the firmware is made from."""
+    from .relax_build import build
+    return build(imp, None, pol)
+
+
 def reference(graph, pol, x_q: np.ndarray):
     """Outputs and routing decisions of the integer simulator (the golden model)."""
     from .search.simulate import Simulator
@@ -139,15 +145,16 @@ def check_fits(board: str, facts, template: str, gen, flash: dict) -> None:
             "with more RAM or search a policy for a smaller SRAM budget (--sram-kb)")
 
 
-def _generate_checked(graph, pol, out: Path, model: str, board: str, spec: BoardSpec, facts,
+def _generate_checked(imp, pol, out: Path, model: str, board: str, spec: BoardSpec, facts,
                       kernel_lookup):
-    """Generate the model library, measure it and check it against the board before anything
-    is written to `out`; then move it to out/model."""
+    """Generate the model library from the module the QuantMCU passes lowered, measure it and
+    check it against the board before anything is written to `out`; then move it to
+    out/model."""
     import shutil
     import tempfile
     from dataclasses import replace
 
-    from .codegen import generate
+    from .codegen import generate_module
     from .codegen.generate import MARKER
     from .codegen.report import memory_report
     dest = out / "model"
@@ -156,8 +163,8 @@ def _generate_checked(graph, pol, out: Path, model: str, board: str, spec: Board
                               "or new directory")
     target = spec.target if spec.target != "host" else "cortex-m4"
     with tempfile.TemporaryDirectory(prefix="quantmcu-deploy-") as tmp:
-        gen = generate(graph, pol, Path(tmp) / "model", name=model, target=target,
-                       kernel_lookup=kernel_lookup)
+        gen = generate_module(lowered_module(imp, pol), Path(tmp) / "model", name=model,
+                              target=target, kernel_lookup=kernel_lookup)
         rep = memory_report(gen, target)
         check_fits(board, facts, spec.template, gen, rep["flash"])
         out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +197,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     imp = pipeline.load(model)
     pol = resolve_policy(model, policy, policy_file, sram_kb=sram_kb)
     out = Path(out) if out else default_out(model, pol.name, board)
-    gen, rep = _generate_checked(imp.graph, pol, out, model, board, spec, facts, kernel_lookup)
+    gen, rep = _generate_checked(imp, pol, out, model, board, spec, facts, kernel_lookup)
     (out / "memory.md").write_text(format_report(rep))
     if spec.template == "zephyr":
         project, early = _zephyr_project(out, board, facts, gen, rep, zephyr_base, port)

@@ -99,7 +99,9 @@ class IntegerVM:
         from tvm import relax
         self._tvm = tvm
         tgt = tvm.target.Target({"kind": target} if isinstance(target, str) else target)
-        self.vm = relax.VirtualMachine(tvm.compile(mod, target=tgt), tvm.cpu())
+        # what main runs (the float layers the module keeps as its reference are not built)
+        runs = relax.transform.DeadCodeElimination(entry_functions=["main"])(mod)
+        self.vm = relax.VirtualMachine(tvm.compile(runs, target=tgt), tvm.cpu())
         main = mod["main"]
         self.out_bits = int(main.attrs["quantmcu.output_bits"])
         self.classes = int(main.attrs["quantmcu.output_channels"])

@@ -7,6 +7,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from relax_passes import layer_graph, policy_of
+
 from ..graph import Graph
 from ..quant.policy import Policy
 from .emit import emit_model_c
@@ -99,10 +101,13 @@ def generate(graph: Graph, policy: Policy, out_dir, name: str | None = None,
     return GeneratedModel(out, prog, meta)
 
 
-def generate_for_model(model: str, policy: Policy, out_dir, **kw) -> GeneratedModel:
-    """Generate for a zoo model by name (imports it and checks the policy belongs to it)."""
-    from .. import pipeline
-    imp = pipeline.load(model)
-    if policy.model != model:
-        raise ValueError(f"policy {policy.name} is for model {policy.model}, not {model}")
-    return generate(imp.graph, policy, out_dir, name=model, **kw)
+def generate_module(mod, out_dir, name: str | None = None, target: str = "cortex-m4",
+                    schedule: str = "dsp", knobs: dict | None = None,
+                    kernel_lookup=None) -> GeneratedModel:
+    """Generate the C library of a Relax module the QuantMCU passes made (lowered by
+    LowerToQuantMCUKernels, or annotated by AnnotateBits): the widths, ranges, routing and
+    plan it carries and the weights of its float layers; a pass that changed a width in the
+    module changes the firmware."""
+    policy = policy_of(mod)
+    return generate(layer_graph(mod), policy, out_dir, name or policy.model, target,
+                    schedule, knobs, kernel_lookup)
