@@ -132,3 +132,69 @@ print(f"lowered module == integer reference on {IMAGES} images (logits and "
 # ``tvm_quantmcu.build(model, plan, policy)`` runs import → PatchSplit → AnnotateBits →
 # VDPCRouting → LowerToQuantMCUKernels; ``quantmcu deploy`` goes on to C and firmware
 # (tutorial 02).
+
+# %%
+# Your own pass changes a width; the firmware follows the module
+# --------------------------------------------------------------
+# After ``AnnotateBits`` the policy lives in the module: every later pass, the C generator
+# and the integer reference read it from there. A pass of your own can change it. This one
+# puts one low-bit feature map back at 8 bits in every patch branch; the pipeline around it
+# has TVM's own passes before and after ours. ``generate_module`` writes the C library from
+# the lowered module, and the firmware runs on QEMU's Cortex-M4 (mps2-an386).
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from relax_passes import ATTR_BITS_LOW, layer_graph, policy_of  # noqa: E402
+from tvm_quantmcu.codegen import generate_module  # noqa: E402
+
+widened = sorted(policy.bits_low, key=list(policy.ranges8).index)[0]
+
+
+@tvm.transform.module_pass(opt_level=0, name="KeepOneMapAt8Bits")
+def keep_one_map_at_8_bits(module, _ctx):
+    out = module.clone()
+    for gv, func in module.functions.items():
+        if isinstance(func, relax.Function) and func.attrs is not None \
+                and ATTR_BITS_LOW in func.attrs:
+            bits = {str(k): int(v) for k, v in func.attrs[ATTR_BITS_LOW].items()}
+            out[gv] = func.with_attr(ATTR_BITS_LOW, {**bits, widened: 8})
+    return out
+
+
+pipeline_with_user_pass = tvm.transform.Sequential([
+    relax.transform.CanonicalizeBindings(),
+    PatchSplit(plan), AnnotateBits(policy), keep_one_map_at_8_bits,
+    VDPCRouting(), LowerToQuantMCUKernels(),
+    relax.transform.DeadCodeElimination(),
+], name="MyPipelineWithAWidthOfMyOwn")
+changed = pipeline_with_user_pass(mod)
+print(f"\n{widened}: {policy.bits_low[widened]} bits in the policy, "
+      f"{policy_of(changed).act_bits(widened)} in the module")
+
+if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
+    import micro_project
+
+    work = Path(tempfile.mkdtemp(prefix="quantmcu-tutorial01-"))
+    gen = generate_module(changed, work / "model", target="cortex-m4")
+    project = micro_project.get_template("qemu").generate_project(
+        work / "model", work / "project", {"board": "mps2-an386"})
+    project.build()
+    device_images = 4 if FAST else 20
+    x_dev = quantize_input(test.images(64, 0, device_images)).astype(np.uint8)
+    # the golden model of the changed module, built from that module alone
+    expected, _ = Simulator(layer_graph(changed), policy_of(changed)).run(x_dev)
+    original, _ = Simulator(graph, policy).run(x_dev)
+    outputs = []
+    with project.session(expected_hash=gen.hash) as client:
+        for img in x_dev:
+            out, _timing = client.infer(img.tobytes())
+            outputs.append(np.frombuffer(out, np.uint8).astype(np.int32))
+    outputs = np.array(outputs)
+    match_rate = float((outputs == expected).all(axis=1).mean())
+    print(f"firmware of the changed module on QEMU Cortex-M4: match_rate {match_rate} against "
+          f"its integer reference on {device_images} images; outputs differ from the "
+          f"unchanged policy's on {int((expected != original).any(axis=1).sum())} of them")
+    assert match_rate == 1.0
+else:
+    print("qemu-system-arm / arm-none-eabi-gcc not installed: firmware step skipped")

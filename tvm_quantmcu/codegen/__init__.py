@@ -8,8 +8,8 @@ need, plus ``model.json`` (metadata and the memory report). The entry point
 VDPC check, then the layer-by-layer stage; it implements
 ``micro_project/firmware/include/qmcu_model_api.h``.
 """
-from .generate import GeneratedModel, generate, generate_module
+from .generate import GeneratedModel, generate, generate_module, program_of_module
 from .program import Program, UnsupportedModelError, build_program, predicted_peak
 
 __all__ = ["GeneratedModel", "Program", "UnsupportedModelError", "build_program", "generate",
-           "generate_module", "predicted_peak"]
+           "generate_module", "predicted_peak", "program_of_module"]

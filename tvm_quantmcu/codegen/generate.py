@@ -111,3 +111,12 @@ def generate_module(mod, out_dir, name: str | None = None, target: str = "cortex
     policy = policy_of(mod)
     return generate(layer_graph(mod), policy, out_dir, name or policy.model, target,
                     schedule, knobs, kernel_lookup)
+
+
+def program_of_module(mod, name: str | None = None, target: str = "cortex-m4",
+                      schedule: str = "dsp", knobs: dict | None = None) -> Program:
+    """The kernel calls, arena and routing the C library of a lowered module holds (what
+    :func:`generate_module` emits; the tuner extracts its tasks from it)."""
+    policy = policy_of(mod)
+    return build_program(layer_graph(mod), policy, name or policy.model, target, schedule,
+                         knobs)

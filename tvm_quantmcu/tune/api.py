@@ -27,12 +27,12 @@ def _qemu_boards() -> list[str]:
 def model_tasks(model: str, policy: str, target: str, policy_file: str | None = None):
     """(tasks, policy name, outlier rate) of the model's generated program."""
     from .. import pipeline
-    from ..codegen import build_program
-    from ..deploy import resolve_policy
+    from ..codegen import program_of_module
+    from ..deploy import lowered_module, resolve_policy
     from .tasks import estimate_outlier_rate, extract_tasks
     imp = pipeline.load(model)
     pol = resolve_policy(model, policy, policy_file)
-    prog = build_program(imp.graph, pol, model, target)
+    prog = program_of_module(lowered_module(imp, pol), model, target)
     rate = estimate_outlier_rate(imp.graph, pol)
     return extract_tasks(prog, rate), pol.name, rate
 
