@@ -32,3 +32,20 @@ def with_grid(policy, grid):
     """The same policy on another patch grid (its ranges and threshold do not depend on it)."""
     import dataclasses
     return dataclasses.replace(policy, grid=tuple(grid))
+
+
+def widen_pass(tensor: str):
+    """A user's module pass: feature map `tensor` at 8 bits in the low-bit branch of every
+    patch function, changed in the IR only (after AnnotateBits, before VDPCRouting)."""
+    import tvm
+    from relax_passes import ATTR_BITS_LOW
+
+    @tvm.transform.module_pass(opt_level=0, name="WidenOneMap")
+    def widen(mod, _ctx):
+        out = mod.clone()
+        for gv, f in mod.functions.items():
+            if f.attrs is not None and ATTR_BITS_LOW in f.attrs:
+                bits = {str(k): int(v) for k, v in f.attrs[ATTR_BITS_LOW].items()}
+                out[gv] = f.with_attr(ATTR_BITS_LOW, {**bits, tensor: 8})
+        return out
+    return widen

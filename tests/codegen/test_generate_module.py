@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tvm
 
-from helpers import have, trained
-from relax_passes import ATTR_BITS_LOW, layer_graph, policy_of
+from helpers import have, trained, widen_pass
+from relax_passes import layer_graph, policy_of
 from tvm_quantmcu import pipeline
 from tvm_quantmcu.codegen import generate, generate_module
 from tvm_quantmcu.codegen.host import HostModel
@@ -14,17 +14,6 @@ from tvm_quantmcu.relax_build import build, compile_vm
 from tvm_quantmcu.search import Simulator
 
 needs_gcc = pytest.mark.skipif(not have("gcc"), reason="no host C compiler")
-
-
-def _widen_first_low_map(mod, policy):
-    """A user's edit of the module: the first low-bit map of the policy at 8 bits."""
-    tensor = sorted(policy.bits_low, key=list(policy.ranges8).index)[0]
-    out = mod.clone()
-    for gv, f in mod.functions.items():
-        if f.attrs is not None and ATTR_BITS_LOW in f.attrs:
-            bits = {str(k): int(v) for k, v in f.attrs[ATTR_BITS_LOW].items()}
-            out[gv] = f.with_attr(ATTR_BITS_LOW, {**bits, tensor: 8})
-    return out, tensor
 
 
 @pytest.mark.parametrize("model", ["mbv2-fmnist", "mcunet-fmnist"])
@@ -48,7 +37,8 @@ def test_width_changed_in_the_module_changes_the_firmware(shipped, test_images, 
     annotated = tvm.transform.Sequential([
         PatchSplit(analyze(imp.graph, pol.split_index, pol.grid)),
         AnnotateBits(pol)])(imp.relax_mod)
-    changed, tensor = _widen_first_low_map(annotated, pol)
+    tensor = sorted(pol.bits_low, key=list(pol.ranges8).index)[0]   # the first low-bit map
+    changed = widen_pass(tensor)(annotated)
     lowered = tvm.transform.Sequential([VDPCRouting(), LowerToQuantMCUKernels()])(changed)
     assert policy_of(lowered).act_bits(tensor) == 8 != pol.act_bits(tensor)
     gen = generate_module(lowered, tmp_path / "changed")

@@ -11,8 +11,8 @@ import torch
 import tvm
 from tvm import relax
 
-from helpers import requires_dataset, trained
-from relax_passes import (ATTR_BITS_LOW, AnnotateBits, LowerToQuantMCUKernels, PatchSplit,
+from helpers import requires_dataset, trained, widen_pass
+from relax_passes import (AnnotateBits, LowerToQuantMCUKernels, PatchSplit,
                           VDPCRouting, layer_graph, patch_functions, policy_of,
                           vdpc_thresholds)
 from tvm_quantmcu import data, frontend, pipeline, quant
@@ -166,26 +166,12 @@ def test_residual_net_lowered_equals_simulator_with_both_maps_requantized(pad_mo
     assert (got[0] == want[0]).all() and (got[1] == want[1]).all()
 
 
-def _widen(tensor: str):
-    """A user's pass: `tensor` at 8 bits in the low-bit branch, changed in the IR only."""
-    @tvm.transform.module_pass(opt_level=0, name="WidenOneMap")
-    def widen(mod, _ctx):
-        out = mod.clone()
-        for gv, f in mod.functions.items():
-            if isinstance(f, relax.Function) and f.attrs is not None \
-                    and ATTR_BITS_LOW in f.attrs:
-                bits = {str(k): int(v) for k, v in f.attrs[ATTR_BITS_LOW].items()}
-                out[gv] = f.with_attr(ATTR_BITS_LOW, {**bits, tensor: 8})
-        return out
-    return widen
-
-
 def test_a_width_changed_in_the_ir_changes_the_lowered_module_and_its_reference():
     imp, pol, x_q = residual_case()
     plan = analyze(imp.graph, pol.split_index, pol.grid)
     annotated = tvm.transform.Sequential([PatchSplit(plan), AnnotateBits(pol)])(imp.relax_mod)
     assert policy_of(annotated).bits_low == pol.bits_low      # what AnnotateBits wrote
-    changed = _widen("l2")(annotated)
+    changed = widen_pass("l2")(annotated)
     assert pol.bits_low["l2"] == 2 and "l2" not in policy_of(changed).bits_low
     lower = tvm.transform.Sequential([VDPCRouting(), LowerToQuantMCUKernels()])
     before = compile_vm(lower(annotated), FAST_TARGET).run(x_q)
