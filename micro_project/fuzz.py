@@ -76,9 +76,11 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cc", default="gcc")
+    ap.add_argument("--max-payload", type=int, default=512,
+                    help="QMCU_MAX_PAYLOAD of the build (64..65535)")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
-        res = run(build(d, a.cc), a.frames, a.seed)
+        res = run(build(d, a.cc, a.max_payload), a.frames, a.seed)
     print(res.output.strip())
     return 0 if res.ok else 1
 

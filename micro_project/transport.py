@@ -10,7 +10,9 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,10 +61,32 @@ def _tail(path: Path | None, limit: int = 2000) -> str:
     return text
 
 
+_live: "weakref.WeakSet[ProcessTransport]" = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def kill_all_processes() -> list[int]:
+    """Kill the process group of every open ProcessTransport of this process (what a signal
+    handler calls before the program ends, so no emulator outlives it); returns their pids."""
+    with _live_lock:
+        live = list(_live)
+    pids = []
+    for t in live:
+        if t.proc.poll() is None:
+            try:
+                os.killpg(t.proc.pid, signal.SIGKILL)
+                pids.append(t.proc.pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
 class ProcessTransport(Transport):
     """A child process whose stdin/stdout are the link (host firmware, QEMU with a stdio
-    chardev). The process runs in its own session; close() kills that session by its id, so
-    nothing it started survives, and waits for it."""
+    chardev). The process runs in its own session (its own process group, so a Ctrl-C on the
+    terminal does not reach it half-way); close() kills that group by its id, so nothing it
+    started survives, and waits for it. kill_all_processes() does the same for every open one.
+    """
 
     def __init__(self, argv: list[str], name: str, stderr_path: Path | None = None,
                  cwd: str | os.PathLike | None = None):
@@ -82,6 +106,8 @@ class ProcessTransport(Transport):
         self._out = self.proc.stdout.fileno()
         self._in = self.proc.stdin.fileno()
         os.set_blocking(self._out, False)
+        with _live_lock:
+            _live.add(self)
 
     @property
     def pid(self) -> int:

@@ -37,6 +37,29 @@ BOARDS = {
 FIRMWARE_RESERVE = {"zephyr": (20 * 1024, 8 * 1024), "qemu": (8 * 1024, 4 * 1024)}
 
 
+QEMU_INSTRUCTIONS_PER_SECOND = 20e6      # a slow, loaded host's emulation speed
+MIN_HANG_SECONDS = 5.0
+
+
+def hang_timeout(instructions: float, slack: float = 4.0) -> float:
+    """Seconds without an answer after which a board running a request of `instructions` is
+    declared hung: `slack` times a slow host's emulation time, at least MIN_HANG_SECONDS."""
+    return max(MIN_HANG_SECONDS, slack * instructions / QEMU_INSTRUCTIONS_PER_SECOND)
+
+
+def expected_instructions(meta: dict) -> int:
+    """A generous estimate of one inference's instructions from the generated program: two per
+    MAC of every kernel call (the kernels run at about one, requantization included)."""
+    return 2 * sum(c["macs_per_call"] for c in meta.get("calls", []))
+
+
+def link_options(hang_seconds: float) -> dict:
+    """Client options under which an unanswering board is declared hung after `hang_seconds`
+    (each request is tried twice, a quick one for at most 2 s)."""
+    return {"run_timeout": hang_seconds / 2, "timeout": min(2.0, hang_seconds / 2),
+            "timeout_retries": 1}
+
+
 class DeployError(ValueError):
     """A deploy request that cannot be carried out as given (names what to change)."""
 
@@ -178,8 +201,10 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
            images: int = DEFAULT_IMAGES, out: str | Path | None = None,
            policy_file: str | None = None, bar_factory=None, kernel_lookup=None,
            sram_kb: float | None = None, zephyr_base: str | Path | None = None,
-           port: str | None = None) -> dict:
+           port: str | None = None, timeout: float | None = None) -> dict:
     """Generate, build, boot, run `images` test images over RPC; returns the measurements.
+    `timeout`: seconds without an answer after which the board is declared hung (default:
+    hang_timeout of the model's expected instructions).
 
     zephyr:BOARD: a Zephyr application, built with west when a Zephyr tree is given
     (`zephyr_base` or $ZEPHYR_BASE; else generated only), run under QEMU for boards Zephyr
@@ -193,6 +218,10 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     spec, facts = board_spec(board, zephyr_base)
     if images < 1:
         raise DeployError("--images must be at least 1")
+    test = data.load("test")
+    if images > len(test):
+        raise DeployError(f"--images {images}: the test set has {len(test):,} images; give at "
+                          f"most {len(test)}")
     t0 = time.time()
     imp = pipeline.load(model)
     pol = resolve_policy(model, policy, policy_file, sram_kb=sram_kb)
@@ -210,8 +239,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
         project = micro_project.get_template(spec.template).generate_project(
             out / "model", out / "project", opts)
         binary = project.build()
-    test = data.load("test")
-    n = min(images, len(test))
+    n = images
     size = imp.input_size
     x_q = quantize_input(test.images(size, 0, n, imp.input_channels)).astype(np.uint8)
     labels = test.labels[:n]
@@ -220,7 +248,9 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     outs, ticks, cycles = [], [], []
     t_session = time.time()
     hardware_link = {"serial_port": port} if spec.template == "zephyr" and port else None
-    with project.session(expected_hash=gen.hash, transport_options=hardware_link) as client:
+    hang = timeout or hang_timeout(expected_instructions(gen.meta))
+    with project.session(expected_hash=gen.hash, transport_options=hardware_link,
+                         **link_options(hang)) as client:
         counter = client.info().counter_name
         for i in range(n):
             o, timing = client.infer(x_q[i].tobytes())
@@ -237,7 +267,8 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
                 "truncated": st.truncated, "damaged_answers": st.bad_frames,
                 "timeouts": st.timeouts, "reboots": st.reboots,
                 "payload_sizes": {str(k): v for k, v in sorted(st.payload_sizes.items())},
-                "summary": st.summary(), "session_seconds": round(time.time() - t_session, 1)}
+                "summary": st.summary(), "session_seconds": round(time.time() - t_session, 1),
+                "hang_timeout_seconds": round(hang, 1)}
     if bar is not None:
         bar.close()
     dev = np.stack(outs)

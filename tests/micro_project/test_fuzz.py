@@ -35,9 +35,18 @@ def test_harness_catches_out_of_bounds(tmp_path):
     assert p.returncode != 0 and "heap-buffer-overflow" in p.stderr
 
 
+@pytest.mark.parametrize("max_payload", [64, 65535])
+def test_harness_builds_and_runs_at_the_payload_limits(tmp_path, max_payload):
+    res = fuzz.run(fuzz.build(tmp_path, max_payload=max_payload), frames=5_000, seed=5,
+                   timeout=300)
+    assert res.ok, res.output[-3000:]
+
+
 @pytest.mark.slow
-def test_one_million_frames(harness):
-    res = fuzz.run(harness, frames=1_000_000, seed=2024, timeout=1800)
+@pytest.mark.parametrize("max_payload", [64, 512, 65535])
+def test_one_million_frames(tmp_path, max_payload):
+    harness = fuzz.build(tmp_path, max_payload=max_payload)
+    res = fuzz.run(harness, frames=1_000_000, seed=2024, timeout=3000)
     assert res.ok, res.output[-3000:]
     assert res.counts()["fed"] == 1_000_000
-    print("\n" + res.output.strip())
+    print(f"\nmax_payload {max_payload}: " + res.output.strip())

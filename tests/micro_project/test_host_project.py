@@ -161,3 +161,20 @@ def test_session_is_the_whole_flow_in_one_call(model_dirs, tmp_path):
         with project.session(expected_hash="ffffffffffffffff"):
             pass
     assert project.transport is None
+
+
+@pytest.mark.parametrize("max_payload", [64, 65, 100, 4096])
+def test_info_and_inference_at_every_payload_size(model_dirs, tmp_path, max_payload):
+    """INFO fits in the smallest allowed frame (the model hash whole, later strings cut or left
+    out), and uploads/downloads split to the device's size."""
+    model = model_dirs["tiny"]
+    project = micro_project.get_template("host").generate_project(
+        model.directory, tmp_path / "p", {"max_payload": max_payload})
+    project.build()
+    x = bytes((i * 13) % 256 for i in range(model.input_bytes))
+    with project.session(expected_hash=model.hash) as client:
+        info = client.info()
+        assert info.max_payload == max_payload and info.model_hash == model.hash
+        assert info.input_bytes == model.input_bytes
+        assert client.infer(x)[0] == model.reference(x)
+        assert max(client.stats.payload_sizes) <= max_payload - 8

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 SUBCOMMANDS = ["models", "eval", "plan", "search", "deploy", "tune", "report"]
@@ -43,20 +45,61 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame) -> None:
+    # emulators first: worker threads may hold them, and they must not outlive the command
+    from micro_project.transport import kill_all_processes
+    kill_all_processes()
+    raise Interrupted(signum)
+
+
+def _install_signal_handlers() -> dict:
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            old[sig] = signal.signal(sig, _on_signal)
+        except ValueError:          # not the main thread: leave the handlers alone
+            break
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()
         return 0
+    old = _install_signal_handlers()
     try:
         return int(args.func(args) or 0)
     except user_errors() as e:
-        print(f"quantmcu {args.command}: error: {e}", file=sys.stderr)
+        print(f"quantmcu {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except OSError as e:              # a file or directory that cannot be read or written
+        print(f"quantmcu {args.command}: error: {_one_line(e)}; check the path and its "
+              "permissions", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"quantmcu {args.command}: interrupted by {signal.Signals(signum).name}; "
+              "nothing was written to --out", file=sys.stderr)
+        return 128 + signum
+    except Exception as e:  # noqa: BLE001 — never a traceback; one line says what broke
+        if os.environ.get("QUANTMCU_TRACEBACK"):
+            raise
+        print(f"quantmcu {args.command}: internal error: {type(e).__name__}: {_one_line(e)} "
+              "(QUANTMCU_TRACEBACK=1 shows where; please report it)", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

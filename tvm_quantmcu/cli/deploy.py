@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
 from . import UserError
+from .outputs import atomic_dir, relocate
 
 
 def register(sub) -> None:
@@ -46,6 +49,9 @@ def register(sub) -> None:
                    help="serial port of a hardware Zephyr board (/dev/ttyACM0, socket://h:p)")
     p.add_argument("--tuning-db", default=None, metavar="DIR",
                    help="use the tuned schedules recorded by `quantmcu tune`")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="declare the board hung after this long without an answer (default: "
+                        "scaled from the model's expected instructions, at least 5 s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -53,6 +59,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from micro_project import ProjectError, ToolMissingError
+    from micro_project.client import LinkError, RpcError
+    from micro_project.transport import TransportError
 
     from .. import deploy as dep
     from .. import models, pipeline
@@ -70,18 +78,36 @@ def run(args) -> int:
                                            if args.board in dep.BOARDS else "cortex-m4")
         except TuningDatabaseError as e:
             raise UserError(f"--tuning-db {args.tuning_db}: {e}") from e
-    if args.sram_kb is not None and args.sram_kb <= 0:
-        raise UserError("--sram-kb must be positive")
+    if args.sram_kb is not None and not (math.isfinite(args.sram_kb) and args.sram_kb > 0):
+        raise UserError(f"--sram-kb {args.sram_kb}: give a positive number of KB")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UserError(f"--timeout {args.timeout}: give a positive number of seconds")
+    if args.board not in dep.BOARDS and not args.board.startswith("zephyr:"):
+        raise UserError(f"unknown board {args.board!r}; one of {', '.join(dep.BOARDS)} or "
+                        "zephyr:BOARD")
+    if args.images < 1:
+        raise UserError("--images must be at least 1")
     show = not (args.json or args.no_progress)
+    policy_name = Path(args.policy_file).stem if args.policy_file else args.policy
+    out = Path(args.out) if args.out else dep.default_out(args.model, policy_name, args.board)
     try:
-        res = dep.deploy(args.model, args.board, args.policy, args.images, args.out,
-                         args.policy_file, kernel_lookup=lookup,
-                         bar_factory=lambda n, d: pipeline.progress(n, d, show),
-                         sram_kb=args.sram_kb, zephyr_base=args.zephyr_base, port=args.port)
+        with atomic_dir(out) as tmp:     # --out appears whole, or stays as it was
+            res = dep.deploy(args.model, args.board, args.policy, args.images, tmp,
+                             args.policy_file, kernel_lookup=lookup,
+                             bar_factory=lambda n, d: pipeline.progress(n, d, show),
+                             sram_kb=args.sram_kb, zephyr_base=args.zephyr_base, port=args.port,
+                             timeout=args.timeout)
     except (dep.DeployError, UnsupportedModelError, ToolMissingError, FileExistsError) as e:
         raise UserError(str(e)) from e
     except ProjectError as e:
         raise UserError(f"{e}") from e
+    except RpcError as e:
+        raise UserError(f"board {args.board}: {e}" + (
+            "; if the model is only slow, give a larger --timeout"
+            if isinstance(e, LinkError) else "")) from e
+    except TransportError as e:
+        raise UserError(f"board {args.board}: the link to the board was lost: {e}") from e
+    res = relocate(res, tmp, out)
     if args.json:
         print(json.dumps(res))
     elif "match_rate" not in res:        # a Zephyr application generated (and built)

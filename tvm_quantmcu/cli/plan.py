@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
 from . import UserError
+from .outputs import atomic_file
 
 
 def register(sub) -> None:
@@ -65,7 +68,8 @@ def _plot(path: str, plan, layerwise: list[int], names: list[str], title: str) -
     ax.legend()
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=120)
+        with atomic_file(path, "--plot") as tmp:
+            fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     except OSError as e:
         raise UserError(f"cannot write the plot {path}: {e.strerror}") from e
     finally:
@@ -77,8 +81,8 @@ def run(args) -> int:
 
     name = args.model or models.DEFAULT_MODEL
     models.info(name)                        # unknown name → one-line error
-    if args.sram_kb <= 0:
-        raise UserError("--sram-kb must be positive")
+    if not (math.isfinite(args.sram_kb) and args.sram_kb > 0):
+        raise UserError(f"--sram-kb {args.sram_kb}: give a positive number of KB")
     if args.max_grid < 2:
         raise UserError("--max-grid must be at least 2")
     budget = int(args.sram_kb * 1024)

@@ -5,6 +5,7 @@ import json
 import time
 
 from . import UserError
+from .outputs import atomic_file
 
 
 def _lambda(v: str):
@@ -109,7 +110,8 @@ def run(args) -> int:
         if k in info:
             out[k] = info[k]
     if args.out:
-        pol.save(args.out)
+        with atomic_file(args.out, "--out") as tmp:
+            pol.save(tmp)
         out["policy_file"] = args.out
     if args.json:
         print(json.dumps(out))

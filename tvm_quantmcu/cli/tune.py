@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from . import UserError
 
@@ -43,6 +44,9 @@ def register(sub) -> None:
                         "tvm_quantmcu.tune.worker) instead of local QEMU")
     p.add_argument("--key", default=None, help="device key the tracker's workers serve "
                                                 "(default: the board name)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="declare the board hung after this long without an answer (default: "
+                        "scaled from each kernel's instructions, at least 5 s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true")
@@ -64,6 +68,8 @@ def run(args) -> int:
         raise UserError("--trials-per-task must be at least 1")
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UserError(f"--timeout {args.timeout}: give a positive number of seconds")
     mi = models.info(args.model)
     if not mi.trained:
         raise UserError(f"{args.model} is architecture-only (random weights); tune a trained "
@@ -77,7 +83,8 @@ def run(args) -> int:
         res = tune_model(args.model, args.board, args.policy, args.trials, args.db,
                          args.workers, args.tracker, args.key or args.board, args.seed,
                          args.trials_per_task, args.policy_file,
-                         bar_factory=(lambda n, d: _bar(n, d)) if show else None)
+                         bar_factory=(lambda n, d: _bar(n, d)) if show else None,
+                         timeout=args.timeout)
     except (DeployError, UnsupportedModelError, TuningDatabaseError, TuneError,
             ProjectError, ValueError) as e:
         raise UserError(str(e)) from e

@@ -41,12 +41,12 @@ def tune_model(model: str, board: str = "qemu-m4", policy: str = "quantmcu",
                trials: int = DEFAULT_TRIALS, db_dir=DEFAULT_DB, workers: int | None = None,
                tracker: str | None = None, key: str | None = None, seed: int = 0,
                trials_per_task: int | None = None, policy_file: str | None = None,
-               bar_factory=None) -> dict:
+               bar_factory=None, timeout: float | None = None) -> dict:
     from .tuner import Tuner
     t0 = time.time()
     qemu_board, target = board_of(board)
     with Tuner(db_dir, qemu_board, target, workers, tracker, key, seed, trials_per_task,
-               bar_factory=bar_factory) as tuner:        # a bad --db fails before the import
+               bar_factory=bar_factory, timeout=timeout) as tuner:        # a bad --db fails before the import
         tasks, pol_name, rate = model_tasks(model, policy, target, policy_file)
         res = tuner.tune(tasks, trials)
     return {"model": model, "board": board, "policy": pol_name, "target": target,

@@ -44,10 +44,30 @@ class TuningDatabase:
         if self.dir.exists() and not self.dir.is_dir():
             raise TuningDatabaseError(f"{self.dir} is a file; --db needs a directory")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = JSONDatabase(work_dir=str(self.dir), module_equality="structural")
+        try:
+            self.db = JSONDatabase(work_dir=str(self.dir), module_equality="structural")
+        except Exception as e:  # noqa: BLE001 — TVM reports a bad record file in many ways
+            first = str(e).strip().splitlines()[-1:] or [type(e).__name__]
+            raise TuningDatabaseError(
+                f"{self.dir}: the meta_schedule records ({', '.join(DB_FILES)}) cannot be read "
+                f"({first[0][:160]}); remove the directory or give another --db") from None
         self._lock = threading.Lock()
-        p = self.dir / TASKS_FILE
-        self.tasks: dict[str, dict] = json.loads(p.read_text())["tasks"] if p.exists() else {}
+        self.tasks: dict[str, dict] = self._read_tasks(self.dir / TASKS_FILE)
+
+    @staticmethod
+    def _read_tasks(p: Path) -> dict[str, dict]:
+        if not p.exists():
+            return {}
+        try:
+            tasks = json.loads(p.read_text())["tasks"]
+            if not isinstance(tasks, dict) or not all(isinstance(v, dict)
+                                                      for v in tasks.values()):
+                raise ValueError("'tasks' is not an object of task records")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise TuningDatabaseError(
+                f"{p} is not a task file of `quantmcu tune` ({type(e).__name__}: {e}); remove "
+                f"it (the measurements in {TRIALS_FILE} stay) or give another --db") from None
+        return tasks
 
     # ---- our files
     def save_tasks(self) -> None:

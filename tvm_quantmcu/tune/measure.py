@@ -38,7 +38,9 @@ def read_meta(artifact_dir) -> dict:
 
 def measure_artifact(artifact_dir, run_timeout: float | None = None) -> list[dict]:
     """Run every kernel of the artifact; per kernel {"instructions"} or {"error"}, plus the
-    worker's name. A failure to boot fails every kernel with the same error."""
+    worker's name; "device_lost" marks a board that failed (crashed, hung, did not boot).
+    `run_timeout`: seconds without an answer until the board is declared hung (default: the
+    artifact's)."""
     import micro_project
     from micro_project.client import RpcError
     from micro_project.transport import TransportError
@@ -47,16 +49,17 @@ def measure_artifact(artifact_dir, run_timeout: float | None = None) -> list[dic
     meta = read_meta(d)
     kernels = meta["kernels"]
     name = worker_name()
-    timeout = run_timeout or meta.get("run_timeout", 10.0)
+    from ..deploy import link_options
+    hang = run_timeout or meta.get("run_timeout", 10.0)     # seconds until declared hung
     results: list[dict] = []
     try:
         project = micro_project.open_project(d / "project")
         flash = {"time_limit": int(meta.get("time_limit", 120))}
         with project.session(expected_hash=meta["hash"], flash_options=flash,
-                             run_timeout=timeout, timeout=2.0) as client:
+                             **link_options(hang)) as client:
             for i, k in enumerate(kernels):
                 results.append(_run_one(client, project, i, k))
-                if "device" in results[-1]:     # the device is gone: the rest cannot run
+                if results[-1].get("device_lost"):     # the rest cannot run
                     err = results[-1]["error"]
                     results += [{"error": f"not run: an earlier kernel failed ({err})"}
                                 for _ in kernels[i + 1:]]
@@ -64,10 +67,10 @@ def measure_artifact(artifact_dir, run_timeout: float | None = None) -> list[dic
     except (RpcError, TransportError, OSError, RuntimeError) as e:
         msg = f"{type(e).__name__}: {e}"
         done = len(results)
-        results += [{"error": f"device session failed: {msg}"} for _ in kernels[done:]]
+        results += [{"error": f"device session failed: {msg}", "device_lost": True}
+                    for _ in kernels[done:]]
     for r in results:
         r["worker"] = name
-        r.pop("device", None)
     return results
 
 
@@ -81,7 +84,7 @@ def _run_one(client, project, kernel_id: int, k: dict) -> dict:
         return {"error": f"device refused the run: {e}"}
     except (RpcError, TransportError) as e:
         return {"error": f"device crashed or hung running kernel {k['name']}: "
-                         f"{type(e).__name__}: {e}", "device": "lost"}
+                         f"{type(e).__name__}: {e}", "device_lost": True}
     instr = project.instructions(timing.ticks_per_run)
     if k.get("expected") is not None:
         want = bytes.fromhex(k["expected"])

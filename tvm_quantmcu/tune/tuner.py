@@ -36,8 +36,6 @@ from .runner import BoardRunner
 from .strategy import ENUMERATION_LIMIT, EnumerateByModel, point_key, points
 from .tasks import Task
 
-BASELINE_RUN_TIMEOUT = 120.0
-QEMU_INSTRUCTIONS_PER_SECOND = 20e6      # a slow host's emulation speed, for run timeouts
 
 
 class TuneError(RuntimeError):
@@ -51,21 +49,31 @@ def ms_target(target: str):
 
 
 def run_timeout(instructions: int) -> float:
-    """Seconds a candidate may run: ten times the default kernel's time, at least 5 s."""
-    return 5.0 + 10.0 * instructions / QEMU_INSTRUCTIONS_PER_SECOND
+    """Seconds without an answer after which a candidate's board is declared hung: ten times a
+    slow host's time for the default kernel, at least deploy.MIN_HANG_SECONDS."""
+    from ..deploy import hang_timeout
+    return hang_timeout(instructions, slack=10.0)
+
+
+def baseline_timeout(tasks: list[Task]) -> float:
+    """The same for the default kernels, from their MACs (two instructions per MAC)."""
+    from ..deploy import hang_timeout
+    return hang_timeout(2 * max((t.spec.macs for t in tasks), default=0), slack=10.0)
 
 
 class Tuner:
     def __init__(self, db_dir, qemu_board: str = "mps2-an386", target: str = "cortex-m4",
                  workers: int | None = None, tracker: str | None = None,
                  key: str | None = None, seed: int = 0, trials_per_task: int | None = None,
-                 kernel_factory=registry.get_kernel, bar_factory=None):
+                 kernel_factory=registry.get_kernel, bar_factory=None,
+                 timeout: float | None = None):
         from micro_project import qemu
         from tvm.s_tir.meta_schedule.cost_model import XGBModel
         self.db = TuningDatabase(db_dir)
         self.qemu_board, self.target, self.seed = qemu_board, target, seed
         self.trials_per_task = trials_per_task
         self.kernel_factory, self.bar_factory = kernel_factory, bar_factory
+        self.timeout = timeout          # hang detection (s); None: scaled per kernel
         self.workers = workers or os.cpu_count() or 1
         self.clock_hz = qemu.get_board(qemu_board).timer_hz
         self.work = Path(tempfile.mkdtemp(prefix="qmcu-tune-"))
@@ -97,11 +105,17 @@ class Tuner:
         from micro_project import ProjectError
         try:
             art = build_firmware(entries, expected, self.work / "baseline", self.qemu_board,
-                                 BASELINE_RUN_TIMEOUT)
+                                 self.timeout or baseline_timeout(todo))
         except ProjectError as e:
             raise TuneError(f"the baseline firmware (default schedules) does not build: {e}") \
                 from None
-        for t, r in zip(todo, self.runner.measure_all(art)):
+        results = self.runner.measure_all(art)
+        lost = [r for r in results if r.get("device_lost")]
+        if lost:
+            raise TuneError(f"the board failed while timing the default kernels: "
+                            f"{lost[0]['error']}; check that the board runs (or raise "
+                            f"--timeout for very slow kernels)")
+        for t, r in zip(todo, results):
             rec = self.db.task(t.key)
             rec.update(spec=space.spec_to_json(t.spec), target=t.target, name=t.name)
             if r.get("error"):
@@ -165,7 +179,7 @@ class Tuner:
         default = rec["default_instructions"]
         self._seed_records(t, mod, sp, default)
         self.builder.add_task(t, expected_output(self.default_kernel(t), t),
-                              run_timeout(default))
+                              self.timeout or run_timeout(default))
         known = {point_key(space.indices_from_knobs(json.loads(kj)))
                  for (key, kj) in self.builder.known if key == t.key}
         seed = self._task_seed(t)
