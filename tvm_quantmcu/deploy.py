@@ -82,7 +82,8 @@ def resolve_policy(model: str, policy: str, policy_file: str | None = None, bar=
     from .models.policies import available, load_policy
     from .quant.policy import POLICIES, Policy
     if policy_file:
-        pol = Policy.load(policy_file, model=model, model_hash=pipeline.load(model).model_hash)
+        imp = pipeline.load(model)
+        pol = Policy.load(policy_file, model=model, model_hash=imp.model_hash, graph=imp.graph)
         kb = policy_budget_kb(pol)
         if sram_kb is not None and kb != float(sram_kb):
             recorded = f"{kb:g} KB" if kb is not None else "no recorded budget"

@@ -8,6 +8,7 @@ import importlib
 import os
 import signal
 import sys
+import warnings
 
 SUBCOMMANDS = ["models", "eval", "plan", "search", "deploy", "tune", "report"]
 
@@ -17,14 +18,28 @@ class UserError(Exception):
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that are the user's to fix (bad name, missing file, bad budget)."""
+    """Exception types that are the user's to fix (bad name, missing file, bad budget, a board
+    that hangs or a link that fails)."""
+    from micro_project import ProjectError
+    from micro_project.client import RpcError
+    from micro_project.transport import TransportError
+
     from ..data import DatasetCorruptError, DatasetMissingError
     from ..frontend import UnsupportedOpError
     from ..models import CheckpointError, UnknownModelError
     from ..quant.policy import PolicyMismatchError
     from ..search import SearchError
     return (UserError, UnknownModelError, CheckpointError, DatasetMissingError,
-            DatasetCorruptError, PolicyMismatchError, SearchError, UnsupportedOpError)
+            DatasetCorruptError, PolicyMismatchError, SearchError, UnsupportedOpError,
+            ProjectError, RpcError, TransportError)
+
+
+def _one_line(e: BaseException, limit: int = 400) -> str:
+    """An error message as one line (a tool's multi-line output is joined with " | ")."""
+    text = " | ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {e.strerror or text}"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 0
     old = _install_signal_handlers()
+    # a deprecation inside torch.export, not the user's to act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
+                            category=FutureWarning)
     try:
         return int(args.func(args) or 0)
     except user_errors() as e:
