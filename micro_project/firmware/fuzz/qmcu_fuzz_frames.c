@@ -45,7 +45,7 @@ static qmcu_server_t server;
 
 /* ---- HAL: the link is in memory; responses are checked as they leave ---- */
 static qmcu_parser_t reply_parser;
-static unsigned long replies, reply_bytes;
+static unsigned long replies, reply_bytes, long_runs;
 static uint32_t fake_clock;
 
 void qmcu_hal_init(void) {}
@@ -65,6 +65,17 @@ void qmcu_hal_write(const uint8_t *data, size_t len) {
         CHECK(f.len >= QMCU_ANSWER_HEAD_BYTES);
         memcpy(&boot, f.payload + 1, 4);
         CHECK(boot == server.boot_id && boot != 0);
+        if ((f.type == (QMCU_CMD_RUN | 0x80u) || f.type == (QMCU_CMD_RUN_KERNEL | 0x80u)) &&
+            f.payload[0] == QMCU_OK) {        /* repeats stop after QMCU_MAX_RUN_MS */
+            uint32_t runs;
+            uint64_t ticks;
+            CHECK(f.len == QMCU_ANSWER_HEAD_BYTES + 12u);
+            memcpy(&runs, f.payload + 5, 4);
+            memcpy(&ticks, f.payload + 9, 8);
+            CHECK(runs >= 1 && runs <= QMCU_MAX_REPEAT);
+            CHECK(ticks < (uint64_t)QMCU_MAX_RUN_MS * qmcu_hal_counter_hz() / 1000u + 16u);
+            long_runs += runs > 1;
+        }
     }
     replies++;
     reply_bytes += len;
@@ -140,7 +151,11 @@ static size_t valid_frame(uint8_t *out, size_t cap) {
             len += 2;
         }
     } else {
-        len = shape == 1 ? below(16) : below(QMCU_MAX_PAYLOAD + 1);
+        /* any length, but long frames rarely when the maximum is large (they cost time
+         * in proportion, and the limit itself is reached by the lengths just below it) */
+        len = shape == 1 ? below(16)
+              : below(64) == 0 ? QMCU_MAX_PAYLOAD - below(4)
+              : below((QMCU_MAX_PAYLOAD < 1024u ? QMCU_MAX_PAYLOAD : 1024u) + 1);
         for (size_t i = 0; i < len; i++) payload[i] = (uint8_t)rnd();
         if (len >= 4 && below(2)) memcpy(payload, &edges[below(sizeof edges / sizeof edges[0])], 4);
     }
@@ -208,7 +223,8 @@ int main(int argc, char **argv) {
         size_t len;
         switch (below(4)) {
         case 0:                                   /* random bytes */
-            len = below(64) ? below(48) : below(sizeof buf);
+            len = below(64) ? below(48)
+                  : below(below(16) && sizeof buf > 2048u ? 2048u : (uint32_t)sizeof buf);
             for (size_t k = 0; k < len; k++) buf[k] = (uint8_t)(below(8) ? rnd() : QMCU_SYNC);
             break;
         case 1:                                   /* valid frame */
@@ -232,8 +248,9 @@ int main(int argc, char **argv) {
         }
     }
     printf("fuzz: %lu frames fed, %lu parsed intact, %lu parser events, %lu replies "
-           "(%lu bytes), server ok=%lu bad=%lu\n", frames, frames_seen, events_seen, replies,
-           reply_bytes, (unsigned long)server.frames_ok, (unsigned long)server.frames_bad);
+           "(%lu bytes), server ok=%lu bad=%lu, repeated runs %lu\n", frames, frames_seen,
+           events_seen, replies, reply_bytes, (unsigned long)server.frames_ok,
+           (unsigned long)server.frames_bad, long_runs);
     return 0;
 }
 #endif
