@@ -123,14 +123,13 @@ def test_lowered_module_runs_bit_exactly_on_the_vm(user_flow):
 @pytest.mark.skipif(not have("gcc"), reason="no host C compiler")
 def test_generated_c_runs_bit_exactly_on_the_host(user_flow):
     from tvm_quantmcu import quant
-    from tvm_quantmcu.codegen import generate
+    from tvm_quantmcu.codegen import generate_module
     from tvm_quantmcu.codegen.host import HostModel
     from tvm_quantmcu.search import Simulator
     x_q = quant.quantize_input(user_flow["images"])
     ref, ref_flags = Simulator(user_flow["graph"], user_flow["policy"],
                                user_flow["ctx"].plan).run(x_q)
-    host = HostModel(generate(user_flow["graph"], user_flow["policy"],
-                              user_flow["work"] / "model"))
+    host = HostModel(generate_module(user_flow["lowered"], user_flow["work"] / "model"))
     out, flags = host.run(np.asarray(x_q, np.uint8))
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(flags, ref_flags)
