@@ -1,7 +1,10 @@
-"""Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` (no network).
+"""Calibration and evaluation images: Fashion-MNIST (the default) or the user's own data.
 
-Images are returned as float32 NCHW tensors in [0, 1], resized (bilinear) to the
-model's input resolution. The train/validation split is fixed and seeded.
+Fashion-MNIST comes from the Debian package ``dataset-fashion-mnist`` (no network); its
+train/validation split is fixed and seeded. A user's data (:class:`DataSource`) is an ``.npz``
+of images and labels or an image folder with one sub-folder per class (see
+:mod:`tvm_quantmcu.userdata`). Every split returns float32 N×C×H×W images in [0, 1] — the
+pixels the device receives — at the model's input resolution.
 """
 from __future__ import annotations
 
@@ -90,15 +93,30 @@ def split_indices() -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[N_VALIDATION:]), np.sort(perm[:N_VALIDATION])
 
 
-def resize(images_u8: np.ndarray, size: int, channels: int = 1) -> np.ndarray:
-    """uint8 N×28×28 → float32 N×channels×size×size in [0,1] (bilinear, align_corners=False;
-    the grey image in every channel)."""
+class DataShapeError(ValueError):
+    """Images that do not fit the model's input (channels or size)."""
+
+
+def hw_of(size) -> tuple[int, int]:
+    """(H, W) of a square size or a (C, H, W) / (H, W) shape."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    return int(size[-2]), int(size[-1])
+
+
+def resize(images_u8: np.ndarray, size, channels: int = 1) -> np.ndarray:
+    """uint8 N×28×28 → float32 N×channels×H×W in [0,1] (bilinear, align_corners=False;
+    the grey image in every channel). size: H (square), or the model's (C, H, W), whose C
+    then gives the channels."""
     import torch
     import torch.nn.functional as F
 
+    if not isinstance(size, (int, np.integer)) and len(size) == 3:
+        channels = int(size[0])
+    hw = hw_of(size)
     x = torch.from_numpy(np.array(images_u8, copy=True)).float().div_(255.0).unsqueeze(1)
-    if size != x.shape[-1]:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    if hw != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
     if channels != 1:
         x = x.expand(-1, channels, -1, -1).contiguous()
     return x.numpy()
@@ -112,11 +130,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def images(self, size: int, start: int = 0, stop: int | None = None,
+    def images(self, size, start: int = 0, stop: int | None = None,
                channels: int = 1) -> np.ndarray:
         return resize(self.images_u8[start:stop], size, channels)
 
-    def batches(self, size: int, batch: int = 256, limit: int | None = None):
+    def batches(self, size, batch: int = 256, limit: int | None = None):
         n = len(self) if limit is None else min(limit, len(self))
         for s in range(0, n, batch):
             e = min(n, s + batch)
@@ -133,3 +151,37 @@ def load(split: str) -> Split:
     tr, va = split_indices()
     idx = tr if split == "train" else va
     return Split(images[idx], labels[idx])
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where calibration and evaluation images come from: Fashion-MNIST (path None), an
+    ``.npz`` or an image folder; resize: scale the user's images to the model's input
+    (bilinear) instead of refusing a size that differs."""
+    path: str | None = None
+    resize: bool = False
+
+    @property
+    def name(self) -> str:
+        return "fashion-mnist" if self.path is None else self.path
+
+    def split(self, kind: str):
+        """'train' (calibration), 'val' (automatic λ) or 'test' (evaluation)."""
+        if self.path is None:
+            return load(kind)
+        from .userdata import user_split
+        return user_split(self.path, kind, self.resize)
+
+    def check(self, input_shape) -> None:
+        """Fail early (one line) when the images cannot feed a model of this input shape."""
+        self.split("test").images(tuple(input_shape), 0, 1)
+
+
+FASHION_MNIST = DataSource()
+
+
+def source(data: "DataSource | str | None" = None, resize: bool = False) -> DataSource:
+    """A DataSource from a path (None: Fashion-MNIST)."""
+    if isinstance(data, DataSource):
+        return data
+    return DataSource(data, resize) if data else FASHION_MNIST

@@ -1,5 +1,6 @@
-"""Deploy a zoo model: policy → generated C → project (host / QEMU / Zephyr) → run test images
-over the RPC link → compare every output with the integer reference (the golden model)."""
+"""Deploy a model (zoo name, FILE.pt2 or FILE.py:factory): policy → generated C → project
+(host / QEMU / Zephyr) → run test images over the RPC link → compare every output with the
+integer reference (the golden model)."""
 from __future__ import annotations
 
 import time
@@ -70,20 +71,21 @@ def policy_budget_kb(pol) -> float | None:
     return None if kb is None else float(kb)
 
 
-def resolve_policy(model: str, policy: str, policy_file: str | None = None, bar=None,
-                   sram_kb: float | None = None):
+def resolve_policy(model, policy: str, policy_file: str | None = None, bar=None,
+                   sram_kb: float | None = None, data_source=None):
     """A policy file, else the shipped policy of that name, else a fresh search.
 
     A policy file carries its SRAM budget and patch plan: it is used as it is, and a
     conflicting `sram_kb` is an error (never a silent re-search). Without a file, a shipped
     policy is used when it was made for `sram_kb` (or no budget is asked for), otherwise the
-    policy is searched for `sram_kb`."""
+    policy is searched for `sram_kb` (calibrated on `data_source`)."""
     from . import pipeline, search
     from .models.policies import available, load_policy
     from .quant.policy import POLICIES, Policy
+    imp = pipeline.load(model)
     if policy_file:
-        imp = pipeline.load(model)
-        pol = Policy.load(policy_file, model=model, model_hash=imp.model_hash, graph=imp.graph)
+        pol = Policy.load(policy_file, model=imp.name, model_hash=imp.model_hash,
+                          graph=imp.graph)
         kb = policy_budget_kb(pol)
         if sram_kb is not None and kb != float(sram_kb):
             recorded = f"{kb:g} KB" if kb is not None else "no recorded budget"
@@ -95,12 +97,12 @@ def resolve_policy(model: str, policy: str, policy_file: str | None = None, bar=
         return pol
     if policy not in POLICIES:
         raise DeployError(f"unknown policy {policy!r}; one of {', '.join(POLICIES)}")
-    if policy in available(model):
-        pol = load_policy(model, policy)
+    if imp.ref.kind == "zoo" and imp.ref.checkpoint is None and policy in available(imp.name):
+        pol = load_policy(imp.name, policy)
         if sram_kb is None or policy_budget_kb(pol) == float(sram_kb):
             return pol
     params = search.SearchParams() if sram_kb is None else search.SearchParams(sram_kb=sram_kb)
-    ctx = search.prepare(model, params)
+    ctx = search.prepare(imp, params, data_source=data_source)
     pol, _ = search.make_policy(ctx, policy, "auto" if policy == "quantmcu" else None, bar=bar)
     return pol
 
@@ -198,14 +200,16 @@ def _generate_checked(imp, pol, out: Path, model: str, board: str, spec: BoardSp
     return replace(gen, directory=dest), rep
 
 
-def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
+def deploy(model, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
            images: int = DEFAULT_IMAGES, out: str | Path | None = None,
            policy_file: str | None = None, bar_factory=None, kernel_lookup=None,
            sram_kb: float | None = None, zephyr_base: str | Path | None = None,
-           port: str | None = None, timeout: float | None = None) -> dict:
+           port: str | None = None, timeout: float | None = None, data_source=None) -> dict:
     """Generate, build, boot, run `images` test images over RPC; returns the measurements.
     `timeout`: seconds without an answer after which the board is declared hung (default:
-    hang_timeout of the model's expected instructions).
+    hang_timeout of the model's expected instructions). `model`: zoo name, FILE.pt2,
+    FILE.py:factory or a ModelRef; `data_source`: the test (and calibration) images, default
+    Fashion-MNIST.
 
     zephyr:BOARD: a Zephyr application, built with west when a Zephyr tree is given
     (`zephyr_base` or $ZEPHYR_BASE; else generated only), run under QEMU for boards Zephyr
@@ -219,13 +223,16 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     spec, facts = board_spec(board, zephyr_base)
     if images < 1:
         raise DeployError("--images must be at least 1")
-    test = data.load("test")
+    src = data.source(data_source)
+    test = src.split("test")
     if images > len(test):
         raise DeployError(f"--images {images}: the test set has {len(test):,} images; give at "
                           f"most {len(test)}")
     t0 = time.time()
     imp = pipeline.load(model)
-    pol = resolve_policy(model, policy, policy_file, sram_kb=sram_kb)
+    model = imp.name
+    src.check(imp.input_shape)
+    pol = resolve_policy(imp, policy, policy_file, sram_kb=sram_kb, data_source=src)
     out = Path(out) if out else default_out(model, pol.name, board)
     gen, rep = _generate_checked(imp, pol, out, model, board, spec, facts, kernel_lookup)
     (out / "memory.md").write_text(format_report(rep))
@@ -241,8 +248,7 @@ def deploy(model: str, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
             out / "model", out / "project", opts)
         binary = project.build()
     n = images
-    size = imp.input_size
-    x_q = quantize_input(test.images(size, 0, n, imp.input_channels)).astype(np.uint8)
+    x_q = quantize_input(test.images(imp.input_shape, 0, n)).astype(np.uint8)
     labels = test.labels[:n]
     ref, flags = reference(imp.graph, pol, x_q)
     bar = bar_factory(n, f"deploy {board}") if bar_factory else None

@@ -1,4 +1,5 @@
-"""Shared front half of every command: load a zoo model, import it, calibrate, quantize."""
+"""Shared front half of every command: resolve the model (a zoo name, a torch.export program
+or ``FILE.py:factory``), import it, calibrate on its data, quantize."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ class Imported:
     torch_model: object
     relax_mod: object
     graph: Graph
-    input_size: int
+    input_size: int                  # H of the input (square zoo models: the resolution)
+    ref: models.ModelRef | None = None
 
     @property
     def input_channels(self) -> int:
@@ -28,29 +30,53 @@ class Imported:
 
     @property
     def model_hash(self) -> str:
-        return models.checkpoint_hash(self.name)
+        return self.ref.digest if self.ref is not None else models.checkpoint_hash(self.name)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.graph.input_shape)
+
+
+def resolve(model, checkpoint: str | None = None, input_shape=None) -> models.ModelRef:
+    """The one resolver every command uses: zoo name, FILE.pt2 or FILE.py:factory (or an
+    Imported / ModelRef, returned as its ModelRef)."""
+    if isinstance(model, Imported) and model.ref is not None:
+        return model.ref
+    return models.resolve(model, checkpoint, input_shape)
+
+
+def load(model, checkpoint: str | None = None, input_shape=None) -> Imported:
+    """Import a model (see :func:`resolve`); cached per model identity."""
+    if isinstance(model, Imported):
+        return model
+    return _load(resolve(model, checkpoint, input_shape))
 
 
 @lru_cache(maxsize=4)
-def load(name: str, checkpoint: str | None = None) -> Imported:
-    model, mod, graph = frontend.load_zoo(name, checkpoint)
-    return Imported(name, model, mod, graph, models.info(name).input_shape[1])
+def _load(ref: models.ModelRef) -> Imported:
+    torch_model = ref.build()
+    mod, graph = frontend.import_model(torch_model, ref.input_shape)
+    return Imported(ref.name, torch_model, mod, graph, ref.input_shape[1], ref)
+
+
+def calibration_stats(model, n_images: int = CALIBRATION_IMAGES, checkpoint: str | None = None,
+                      data_source: data.DataSource | None = None):
+    """fp32 statistics of every tensor over the first n calibration ('train') images."""
+    return _calibration_stats(resolve(model, checkpoint), n_images, data.source(data_source))
 
 
 @lru_cache(maxsize=4)
-def calibration_stats(name: str, n_images: int = CALIBRATION_IMAGES,
-                      checkpoint: str | None = None):
-    """fp32 statistics of every tensor over the first n training-split images."""
-    imp = load(name, checkpoint)
-    cal = data.load("train").images(imp.input_size, 0, n_images, imp.input_channels)
-    return quant.observe(imp.graph, cal)
+def _calibration_stats(ref: models.ModelRef, n_images: int, src: data.DataSource):
+    imp = _load(ref)
+    return quant.observe(imp.graph, src.split("train").images(imp.input_shape, 0, n_images))
 
 
-def quantized(name: str, bits: int | dict = 8, method: str = RANGE_METHOD,
-              pct: float = RANGE_PCT, checkpoint: str | None = None) -> quant.QGraph:
-    imp = load(name, checkpoint)
-    rng = quant.ranges(calibration_stats(name, CALIBRATION_IMAGES, checkpoint), method, pct)
-    return quant.quantize_graph(imp.graph, rng, bits)
+def quantized(model, bits: int | dict = 8, method: str = RANGE_METHOD,
+              pct: float = RANGE_PCT, checkpoint: str | None = None,
+              data_source: data.DataSource | None = None) -> quant.QGraph:
+    imp = load(model, checkpoint)
+    stats = calibration_stats(imp, CALIBRATION_IMAGES, data_source=data_source)
+    return quant.quantize_graph(imp.graph, quant.ranges(stats, method, pct), bits)
 
 
 def progress(total: int, desc: str, enabled: bool = True):
@@ -60,7 +86,7 @@ def progress(total: int, desc: str, enabled: bool = True):
                 dynamic_ncols=True)
 
 
-def evaluate_int(qg: quant.QGraph, split: data.Split, size: int, limit: int | None = None,
+def evaluate_int(qg: quant.QGraph, split: data.Split, size, limit: int | None = None,
                  batch: int = 100, bar=None) -> tuple[float, np.ndarray]:
     """Top-1 of the integer reference; returns (accuracy, predictions)."""
     preds = []

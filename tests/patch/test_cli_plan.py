@@ -19,7 +19,7 @@ JSON_KEYS = {"split_layer", "grid", "input_patch_hw", "macs_total", "macs_patch_
 @pytest.fixture
 def shared_graph(zoo, monkeypatch):
     """Let the command reuse the session's imported layer graphs."""
-    monkeypatch.setattr(plan_cmd, "_layer_graph", lambda name: zoo(name)[1])
+    monkeypatch.setattr(plan_cmd, "_layer_graph", lambda ref: zoo(ref.name)[1])
 
 
 def test_plan_below_layerwise_peak_json(shared_graph, capsys):

@@ -24,14 +24,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from micro_project.client import RpcError
     from micro_project.transport import TransportError
 
-    from ..data import DatasetCorruptError, DatasetMissingError
+    from ..data import DataShapeError, DatasetCorruptError, DatasetMissingError
     from ..frontend import UnsupportedOpError
-    from ..models import CheckpointError, UnknownModelError
+    from ..models import CheckpointError, ModelSpecError, UnknownModelError
     from ..quant.policy import PolicyMismatchError
     from ..search import SearchError
+    from ..userdata import DataError
     return (UserError, UnknownModelError, CheckpointError, DatasetMissingError,
             DatasetCorruptError, PolicyMismatchError, SearchError, UnsupportedOpError,
-            ProjectError, RpcError, TransportError)
+            ProjectError, RpcError, TransportError, ModelSpecError, DataError, DataShapeError)
 
 
 def _one_line(e: BaseException, limit: int = 400) -> str:

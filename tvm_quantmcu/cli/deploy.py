@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from . import UserError
+from .options import add_model_options, data_source, model_ref
 from .outputs import atomic_dir, relocate
 
 
@@ -24,7 +25,7 @@ def register(sub) -> None:
                     "same way: under QEMU (-icount) for boards Zephyr runs there, else flashed "
                     "with `west flash` and reached on --port. Without a tree it generates the "
                     "application and says what is missing.")
-    p.add_argument("--model", default="mbv2-fmnist", help="zoo model (default mbv2-fmnist)")
+    add_model_options(p)
     p.add_argument("--board", default=DEFAULT_BOARD,
                    help=f"{', '.join(BOARDS)} or zephyr:BOARD, e.g. zephyr:nucleo_f746zg "
                         f"(default {DEFAULT_BOARD})")
@@ -63,13 +64,11 @@ def run(args) -> int:
     from micro_project.transport import TransportError
 
     from .. import deploy as dep
-    from .. import models, pipeline
+    from .. import pipeline
     from ..codegen import UnsupportedModelError
 
-    mi = models.info(args.model)
-    if not mi.trained:
-        raise UserError(f"{args.model} is architecture-only (random weights); deploy a trained "
-                        f"model: {', '.join(n for n, m in models.REGISTRY.items() if m.trained)}")
+    ref = model_ref(args, need_trained="deploy")
+    src = data_source(args, ref.input_shape)
     lookup = None
     if args.tuning_db:
         from ..tune import TuningDatabaseError, kernel_lookup_from_db
@@ -89,14 +88,14 @@ def run(args) -> int:
         raise UserError("--images must be at least 1")
     show = not (args.json or args.no_progress)
     policy_name = Path(args.policy_file).stem if args.policy_file else args.policy
-    out = Path(args.out) if args.out else dep.default_out(args.model, policy_name, args.board)
+    out = Path(args.out) if args.out else dep.default_out(ref.name, policy_name, args.board)
     try:
         with atomic_dir(out) as tmp:     # --out appears whole, or stays as it was
-            res = dep.deploy(args.model, args.board, args.policy, args.images, tmp,
+            res = dep.deploy(ref, args.board, args.policy, args.images, tmp,
                              args.policy_file, kernel_lookup=lookup,
                              bar_factory=lambda n, d: pipeline.progress(n, d, show),
                              sram_kb=args.sram_kb, zephyr_base=args.zephyr_base, port=args.port,
-                             timeout=args.timeout)
+                             timeout=args.timeout, data_source=src)
     except (dep.DeployError, UnsupportedModelError, ToolMissingError, FileExistsError) as e:
         raise UserError(str(e)) from e
     except ProjectError as e:

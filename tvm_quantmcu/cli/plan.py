@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from . import UserError
+from .options import add_model_options, model_ref
 from .outputs import atomic_file
 
 
@@ -13,10 +14,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "plan", help="choose a patch split and grid for an SRAM budget",
         description="Enumerate the split points and p×q grids of patch-based inference "
-                    "(MCUNetV2-style) for a zoo model, and choose the plan with the least MAC "
+                    "(MCUNetV2-style) for a model, and choose the plan with the least MAC "
                     "overhead whose peak SRAM fits the budget. Prints the chosen plan and the "
                     "table of every candidate.")
-    p.add_argument("--model", default=None, help="zoo model name (default: mbv2-fmnist)")
+    add_model_options(p, data=False)
     p.add_argument("--sram-kb", type=float, required=True,
                    help="SRAM budget for activations in KB (1 KB = 1024 bytes)")
     p.add_argument("--bits", type=int, default=8, choices=[8, 4, 2],
@@ -31,12 +32,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _layer_graph(name: str):
-    from .. import frontend, models
-    mi = models.info(name)
-    # the plan depends on the architecture only: random weights avoid needing a checkpoint
-    _, graph = frontend.import_model(models.get(name, pretrained=False), mi.input_shape)
-    return graph
+def _layer_graph(ref):
+    from .. import frontend, models, pipeline
+    if ref.kind == "zoo" and ref.checkpoint is None:
+        # the plan depends on the architecture only: random weights need no checkpoint
+        _, graph = frontend.import_model(models.get(ref.name, pretrained=False),
+                                         ref.input_shape)
+        return graph
+    return pipeline.load(ref).graph
 
 
 def _fmt_row(r: dict) -> str:
@@ -77,16 +80,16 @@ def _plot(path: str, plan, layerwise: list[int], names: list[str], title: str) -
 
 
 def run(args) -> int:
-    from .. import models, patch
+    from .. import patch
 
-    name = args.model or models.DEFAULT_MODEL
-    models.info(name)                        # unknown name → one-line error
     if not (math.isfinite(args.sram_kb) and args.sram_kb > 0):
         raise UserError(f"--sram-kb {args.sram_kb}: give a positive number of KB")
     if args.max_grid < 2:
         raise UserError("--max-grid must be at least 2")
     budget = int(args.sram_kb * 1024)
-    graph = _layer_graph(name)
+    ref = model_ref(args)
+    name = ref.name
+    graph = _layer_graph(ref)
     try:
         search = patch.plan(graph, budget, args.max_grid, args.bits,
                             allow_layerwise=not args.patch_only)

@@ -5,6 +5,7 @@ import os
 import sys
 
 from . import UserError
+from .options import add_model_options, data_source, model_ref
 
 
 def register(sub) -> None:
@@ -18,7 +19,7 @@ def register(sub) -> None:
                     "BitOPs/accuracy front over λ with the baselines. Numbers come from "
                     f"{os.path.relpath(BENCHMARK_JSON)} when it covers the model and budget, "
                     "otherwise they are computed on --images test images.")
-    p.add_argument("--model", default="mbv2-fmnist", help="zoo model (default mbv2-fmnist)")
+    add_model_options(p)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="report directory (default reports/MODEL/)")
     p.add_argument("--images", type=int, default=DEFAULT_IMAGES,
@@ -37,26 +38,31 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import models, report
+    from .. import report
     from ..report.build import OutputDirError
 
-    models.info(args.model)                 # unknown name → one line listing the known ones
+    ref = model_ref(args)                   # unknown name → one line listing the known ones
+    src = data_source(args, ref.input_shape)
     if args.images < 1:
         raise UserError("--images must be at least 1")
     if args.sram_kb <= 0:
         raise UserError("--sram-kb must be positive")
     if args.rl_seconds < 0:
         raise UserError("--rl-seconds must not be negative")
-    out = args.out or os.path.join("reports", args.model)
+    out = args.out or os.path.join("reports", ref.name)
     try:
         report.build.check_output_dir(out)  # fail before minutes of measuring
     except OutputDirError as e:
         raise UserError(str(e)) from e
-    log = lambda s: print(f"report {args.model}: {s}", file=sys.stderr, flush=True)  # noqa
-    data = None if args.recompute else \
-        report.from_benchmark(args.model, args.sram_kb, args.benchmark_json)
+    log = lambda s: print(f"report {ref.name}: {s}", file=sys.stderr, flush=True)  # noqa
+    # the benchmark covers the zoo's committed weights on Fashion-MNIST only
+    reuse = not args.recompute and ref.kind == "zoo" and ref.checkpoint is None and \
+        src.path is None
+    data = report.from_benchmark(ref.name, args.sram_kb, args.benchmark_json) if reuse \
+        else None
     if data is None:
-        data = report.collect(args.model, args.sram_kb, args.images, args.rl_seconds, log)
+        data = report.collect(ref, args.sram_kb, args.images, args.rl_seconds, log,
+                              data_source=src)
     else:
         log(f"numbers from {args.benchmark_json}")
     try:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 from . import UserError
+from .options import add_model_options, data_source, model_ref
 from .outputs import atomic_file
 
 
@@ -29,7 +31,7 @@ def register(sub) -> None:
                     "(runtime VDPC routing included). quantmcu = VDPC + VDQS; int8 = MCUNetV2 "
                     "(patches, uniform int8); layerwise-int8 = no patches; memory-driven = "
                     "Rusci et al.; rl = HAQ-style agent (Fariselli et al.).")
-    p.add_argument("--model", default="mbv2-fmnist", help="zoo model (default mbv2-fmnist)")
+    add_model_options(p)
     p.add_argument("--policy", default="quantmcu", choices=POLICIES)
     p.add_argument("--sram-kb", type=float, default=DEFAULT_SRAM_KB,
                    help=f"SRAM budget for activations in KB (default {DEFAULT_SRAM_KB})")
@@ -43,12 +45,19 @@ def register(sub) -> None:
     p.add_argument("--max-drop", type=float, default=0.5,
                    help="accuracy-drop bound in points for --lambda auto (default 0.5)")
     p.add_argument("--limit", type=int, default=None,
-                   help="test images to measure on (default all 10,000)")
+                   help="test images to measure on (default all)")
     p.add_argument("--engine", choices=("auto", "sim", "c"), default="auto",
                    help="how images are run: c = the policy's generated C on the host "
                         "(bit-exact with sim, several times faster on many images; needs "
                         "gcc), sim = the numpy integer simulator; auto (default) = c when gcc "
                         "is found")
+    p.add_argument("--classification-map", default=None, metavar="TENSOR",
+                   help="VDPC classification point: the patch-stage feature map whose per-patch "
+                        "max |x| decides the branch (default: the first one computed in the "
+                        "branch; the names are the layer outputs of `quantmcu plan --json`)")
+    p.add_argument("--threshold-pct", type=float, default=99.99,
+                   help="VDPC threshold T: this percentile of |x| of the classification map on "
+                        "calibration (default 99.99)")
     p.add_argument("--rl-seconds", type=float, default=120.0,
                    help="search-time budget of the RL agent (default 120 s)")
     p.add_argument("--out", default=None, metavar="policy.json", help="save the policy here")
@@ -76,9 +85,15 @@ def run(args) -> int:
     if args.sram_kb <= 0 or (args.flash_kb is not None and args.flash_kb <= 0):
         raise UserError("budgets must be positive")
     show = not (args.json or args.no_progress)
-    params = search.SearchParams(sram_kb=args.sram_kb, drop_pt=args.max_drop)
+    if not 0.0 < args.threshold_pct <= 100.0:
+        raise UserError("--threshold-pct must be in (0, 100]")
+    params = search.SearchParams(sram_kb=args.sram_kb, drop_pt=args.max_drop,
+                                 threshold_pct=args.threshold_pct,
+                                 classification_map=args.classification_map)
     t0 = time.time()
-    ctx = search.prepare(args.model, params, engine=_engine(args.engine))
+    ref = model_ref(args)
+    src = data_source(args, ref.input_shape)
+    ctx = search.prepare(ref, params, engine=_engine(args.engine), data_source=src)
     bar = pipeline.progress(0, f"search {args.policy}", show)
     try:
         pol, info = search.make_policy(ctx, args.policy, lam, args.flash_kb, args.ram_kb,
@@ -86,7 +101,7 @@ def run(args) -> int:
     except BudgetError as e:
         raise UserError(str(e)) from e
     bar.close()
-    n = args.limit or 10000
+    n = min(args.limit or 10 ** 9, len(src.split("test")))
     bar = pipeline.progress(n, f"measure {args.policy}", show)
     res = search.evaluate_policy(ctx, pol, "test", args.limit, bar)
     bar.close()
@@ -95,7 +110,7 @@ def run(args) -> int:
     if pol.split_index is None:      # layer by layer: the same layers without patches
         stage = float(sum(ctx.graph.macs(l) * 64 for l in ctx.plan.stage_layers))
     out = {
-        "model": args.model, "policy": args.policy, "top1": res["top1"], "images": res["images"],
+        "model": ctx.name, "data": src.name, "policy": args.policy, "top1": res["top1"], "images": res["images"],
         "bitops_patch_stage": stage, "bitops_total": res["bitops_total"],
         "bitops_patch_stage_vs_int8": s8 / stage, "bitops_total_vs_int8": t8 / res["bitops_total"],
         "outlier_patch_rate": res["outlier_patch_rate"],
@@ -106,6 +121,11 @@ def run(args) -> int:
         "plan": {"split_layer": ctx.plan.split_layer, "grid": list(ctx.plan.grid)},
         "threshold": pol.threshold, "engine": ctx.engine, "seconds": round(time.time() - t0, 1),
     }
+    if pol.vdpc:
+        out["vdpc_calibration"] = ctx.cal.routing()
+        if "warning" in out["vdpc_calibration"]:
+            print(f"quantmcu search: warning: {out['vdpc_calibration']['warning']}",
+                  file=sys.stderr)
     for k in ("auto_lambda_seconds", "int8_val_top1"):
         if k in info:
             out[k] = info[k]
@@ -116,7 +136,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{args.model} {args.policy}: top-1 {out['top1']:.4f} on {out['images']} images; "
+        print(f"{ctx.name} {args.policy}: top-1 {out['top1']:.4f} on {out['images']} images; "
               f"patch-stage BitOPs {stage:,.0f} ({out['bitops_patch_stage_vs_int8']:.2f}x fewer "
               f"than int8), total {out['bitops_total_vs_int8']:.2f}x; outlier patches "
               f"{100 * out['outlier_patch_rate']:.1f}%; peak SRAM {out['peak_sram_bytes']:,} B; "

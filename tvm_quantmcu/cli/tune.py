@@ -5,6 +5,7 @@ import json
 import math
 
 from . import UserError
+from .options import add_model_options, data_source, model_ref
 
 
 def register(sub) -> None:
@@ -23,7 +24,7 @@ def register(sub) -> None:
                     "--tuning-db DIR` applies. --trials is the budget of the model in the "
                     "database: a re-run with the same budget measures nothing new, a larger "
                     "one continues where the last stopped.")
-    p.add_argument("--model", default="mbv2-fmnist", help="zoo model (default mbv2-fmnist)")
+    add_model_options(p)
     p.add_argument("--board", default=DEFAULT_BOARD, choices=qemu,
                    help=f"board to time on (default {DEFAULT_BOARD})")
     p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES,
@@ -56,7 +57,6 @@ def register(sub) -> None:
 def run(args) -> int:
     from micro_project import ProjectError, qemu
 
-    from .. import models
     from ..codegen import UnsupportedModelError
     from ..deploy import DeployError
     from ..tune import TuningDatabaseError, tune_model
@@ -70,21 +70,19 @@ def run(args) -> int:
         raise UserError("--workers must be at least 1")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UserError(f"--timeout {args.timeout}: give a positive number of seconds")
-    mi = models.info(args.model)
-    if not mi.trained:
-        raise UserError(f"{args.model} is architecture-only (random weights); tune a trained "
-                        f"model: {', '.join(n for n, m in models.REGISTRY.items() if m.trained)}")
+    ref = model_ref(args, need_trained="tune")
+    src = data_source(args, ref.input_shape)
     if not args.tracker and not qemu.have_toolchain():
         raise UserError("tuning needs qemu-system-arm and arm-none-eabi-gcc (apt-get install "
                         "--no-install-recommends qemu-system-arm gcc-arm-none-eabi "
                         "libnewlib-arm-none-eabi), or --tracker with remote workers")
     show = not (args.json or args.no_progress)
     try:
-        res = tune_model(args.model, args.board, args.policy, args.trials, args.db,
+        res = tune_model(ref, args.board, args.policy, args.trials, args.db,
                          args.workers, args.tracker, args.key or args.board, args.seed,
                          args.trials_per_task, args.policy_file,
                          bar_factory=(lambda n, d: _bar(n, d)) if show else None,
-                         timeout=args.timeout)
+                         timeout=args.timeout, data_source=src)
     except (DeployError, UnsupportedModelError, TuningDatabaseError, TuneError,
             ProjectError, ValueError) as e:
         raise UserError(str(e)) from e

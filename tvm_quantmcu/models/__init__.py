@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .blocks import BlockSpec, ConvBNAct, InvertedResidual, MBNet, fold_batchnorm
+from .resolve import ModelRef, ModelSpecError, parse_input_shape, resolve
 
 CHECKPOINT_DIR = os.path.join(os.path.dirname(__file__), "checkpoints")
 
@@ -201,4 +202,5 @@ def recorded_metrics(name: str) -> dict:
 
 __all__ = ["BlockSpec", "ConvBNAct", "InvertedResidual", "MBNet", "fold_batchnorm",
            "REGISTRY", "DEFAULT_MODEL", "ModelInfo", "info", "get", "checkpoint_hash",
-           "UnknownModelError", "CheckpointError", "recorded_metrics", "load_checkpoint"]
+           "UnknownModelError", "CheckpointError", "recorded_metrics", "load_checkpoint",
+           "ModelRef", "ModelSpecError", "resolve", "parse_input_shape"]

@@ -48,11 +48,25 @@ class TensorStats:
         return np.histogram(self.sample(), bins=bins, range=(self.lo, max(self.hi, self.lo + 1e-8)))
 
 
+# float tensors of one calibration batch held at once (a batch is cut to fit)
+MAX_BATCH_BYTES = 512 << 20
+
+
+def images_per_batch(graph: Graph, batch: int, max_bytes: int) -> int:
+    """`batch`, cut so that every float tensor of the graph for one batch fits max_bytes."""
+    per_image = 4 * sum(int(np.prod(s)) for s in graph.shapes.values())
+    return max(1, min(batch, max_bytes // max(per_image, 1)))
+
+
 def observe(graph: Graph, images: np.ndarray, batch: int = 64, per_batch_samples: int = 4096,
-            seed: int = 0, progress=None) -> dict[str, TensorStats]:
-    """Run the float graph over N×C×H×W calibration images, collecting stats per tensor."""
+            seed: int = 0, progress=None,
+            max_batch_bytes: int = MAX_BATCH_BYTES) -> dict[str, TensorStats]:
+    """Run the float graph over N×C×H×W calibration images, collecting stats per tensor.
+    Large graphs run in smaller batches (max_batch_bytes of tensors at once); each batch
+    adds per_batch_samples samples per tensor whatever its size."""
     rng = np.random.default_rng(seed)
     stats = {t: TensorStats() for t in graph.shapes}
+    batch = images_per_batch(graph, batch, max_batch_bytes)
     for s in range(0, len(images), batch):
         env = run_float(graph, images[s:s + batch], keep=True)
         for t, v in env.items():

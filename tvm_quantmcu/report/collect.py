@@ -141,16 +141,20 @@ def _measure(ctx, pol, images: int, info: dict | None, s8: float, t8: float) -> 
             "bits": dict(pol.bits_low), "search_seconds": (info or {}).get("search_seconds")}
 
 
-def collect(name: str, sram_kb: float, images: int = DEFAULT_IMAGES,
-            rl_seconds: float = DEFAULT_RL_SECONDS, log=lambda s: None) -> ReportData:
+def collect(name, sram_kb: float, images: int = DEFAULT_IMAGES,
+            rl_seconds: float = DEFAULT_RL_SECONDS, log=lambda s: None,
+            data_source=None) -> ReportData:
     """Compute the report's numbers: plan and calibrate, make every policy (QuantMCU with the
-    automatic λ chosen on `images` validation images), measure each on `images` test images."""
+    automatic λ chosen on `images` validation images), measure each on `images` test images.
+    name: a zoo name, FILE.pt2, FILE.py:factory or a ModelRef; data_source: the images
+    (default Fashion-MNIST)."""
     from .. import search
     from ..search.baselines import BudgetError
 
     params = search.SearchParams(sram_kb=sram_kb,
                                  val_images=min(images, search.api.VAL_IMAGES_AUTO))
-    ctx = search.prepare(name, params)
+    ctx = search.prepare(name, params, data_source=data_source)
+    name = ctx.name
     log(f"plan: split after {ctx.plan.split_layer}, grid {ctx.plan.grid[0]}x{ctx.plan.grid[1]}")
     s8, t8 = search.int8_bitops(ctx)
     rows, skipped = [], {}
@@ -190,6 +194,6 @@ def collect(name: str, sram_kb: float, images: int = DEFAULT_IMAGES,
                         f"{len(ctx.cal_images)} calibration images"),
         policies=[_row(r) for r in rows], front=front, lam=qm["lambda"],
         threshold=ctx.cal.threshold, skipped=skipped,
-        source=f"computed for this report on {images} Fashion-MNIST test images per policy "
-               f"(λ chosen on {params.val_images} validation images)",
+        source=f"computed for this report on {images} {ctx.data.name} test images per policy"
+               f" (λ chosen on {params.val_images} validation images)",
         latency=latency_rows(name))

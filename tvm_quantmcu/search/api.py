@@ -14,7 +14,7 @@ from .engine import ENGINES, runner
 from ..quant.policy import POLICIES, Policy
 from .rl import run_agent
 from .simulate import Simulator, evaluate
-from .vdqs import DEFAULT_BITS, DEFAULT_W_BITS, VDQS
+from .vdqs import DEFAULT_BITS, DEFAULT_W_BITS, ENTROPY_BYTES, VDQS, entropy_image_count
 
 DEFAULT_SRAM_KB = 32
 DEFAULT_DROP_PT = 0.5
@@ -35,10 +35,14 @@ class SearchParams:
     threshold: str = "percentile"          # VDPC T_i: percentile | meanstd | clip
     threshold_pct: float = 99.99
     threshold_k: float = 6.0
+    # VDPC classification point: the stage feature map whose per-patch max |x| is compared
+    # with T (None: the first feature map computed in the branch)
+    classification_map: str | None = None
     range_method: str = "mse"              # low-bit ranges: mse | percentile | minmax
     candidate_bits: tuple = DEFAULT_BITS
     candidate_w_bits: tuple = DEFAULT_W_BITS   # weight widths VDQS may give a stage layer
-    entropy_images: int = 128              # calibration images for Ω
+    entropy_images: int = 128              # calibration images for Ω (at most; see below)
+    entropy_bytes: int = ENTROPY_BYTES     # cut entropy_images so one branch's tensors fit
     phi_norm: str = "stage"                # Φ normalisation: stage | consumer (vdqs.py)
     omega_norm: str = "hb"                 # Ω normalisation: hb | h8 (vdqs.py)
     drop_pt: float = DEFAULT_DROP_PT       # accuracy-drop bound of the automatic λ
@@ -63,7 +67,13 @@ class SearchContext:
     model_hash: str
     stats: dict = field(default_factory=dict)
     engine: str = "sim"            # how evaluate_policy runs images: sim | c (see engine.py)
+    model: object = None           # the ModelRef (pipeline.resolve)
+    data: data.DataSource = data.FASHION_MNIST
     _vdqs: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.graph.input_shape)
 
     def samples_all(self, tensor: str) -> np.ndarray:
         if tensor in self.cal.samples_all:
@@ -73,8 +83,9 @@ class SearchContext:
     def vdqs(self, vdpc: bool = True) -> VDQS:
         if vdpc not in self._vdqs:
             p = self.params
+            n = entropy_image_count(self.plan, p.entropy_images, p.entropy_bytes)
             self._vdqs[vdpc] = VDQS(self.graph, self.plan, self.cal, self.ranges8,
-                                    self.cal_images[:p.entropy_images], p.candidate_bits,
+                                    self.cal_images[:n], p.candidate_bits,
                                     p.range_method, vdpc=vdpc, phi_norm=p.phi_norm,
                                     omega_norm=p.omega_norm,
                                     candidate_w_bits=p.candidate_w_bits)
@@ -88,22 +99,28 @@ class SearchContext:
                       params={"sram_kb": self.params.sram_kb})
 
 
-def prepare(name: str, params: SearchParams | None = None, engine: str = "sim") -> SearchContext:
-    """Import, plan for the SRAM budget (a patch plan is always made), calibrate. `engine`
-    is the default evaluation engine of the context (results do not depend on it)."""
+def prepare(model, params: SearchParams | None = None, engine: str = "sim",
+            data_source: data.DataSource | str | None = None) -> SearchContext:
+    """Import, plan for the SRAM budget (a patch plan is always made), calibrate. `model`: a
+    zoo name, FILE.pt2, FILE.py:factory or a ModelRef (pipeline.resolve); `data_source`: the
+    calibration/evaluation images (default Fashion-MNIST). `engine` is the default
+    evaluation engine of the context (results do not depend on it)."""
     p = params or SearchParams()
-    imp = pipeline.load(name)
-    images = data.load("train").images(imp.input_size, 0, p.calibration_images,
-                                       imp.input_channels)
-    return prepare_graph(imp.graph, images, p, name, imp.model_hash, engine,
-                         stats=pipeline.calibration_stats(name, p.calibration_images))
+    imp = pipeline.load(model)
+    src = data.source(data_source)
+    images = src.split("train").images(imp.input_shape, 0, p.calibration_images)
+    stats = pipeline.calibration_stats(imp, p.calibration_images, data_source=src)
+    return prepare_graph(imp.graph, images, p, imp.name, imp.model_hash, engine, stats=stats,
+                         model=imp.ref, data_source=src)
 
 
 def prepare_graph(graph, images: np.ndarray, params: SearchParams | None = None,
                   name: str = "model", model_hash: str = "", engine: str = "sim",
-                  stats: dict | None = None) -> SearchContext:
+                  stats: dict | None = None, model=None,
+                  data_source: data.DataSource | None = None) -> SearchContext:
     """:func:`prepare` for any layer graph (e.g. ``frontend.from_relax`` of a module TVM's
-    importer made) with its calibration images (N×C×H×W floats in [0, 1])."""
+    importer made) with its calibration images (N×C×H×W floats in [0, 1]); `data_source`:
+    where evaluate_policy takes its images (default Fashion-MNIST)."""
     p = params or SearchParams()
     check_engine(engine)
     budget = int(p.sram_kb * 1024)
@@ -115,9 +132,13 @@ def prepare_graph(graph, images: np.ndarray, params: SearchParams | None = None,
     if stats is None:
         stats = quant.observe(graph, images)
     ranges8 = quant.ranges(stats, pipeline.RANGE_METHOD, pipeline.RANGE_PCT)
-    cal = calibrate_stage(chosen, images, p.threshold, p.threshold_pct, p.threshold_k)
+    try:
+        cal = calibrate_stage(chosen, images, p.threshold, p.threshold_pct, p.threshold_k,
+                              p.classification_map)
+    except ValueError as e:
+        raise SearchError(str(e)) from e
     return SearchContext(name, p, graph, chosen, cal, ranges8, images, model_hash, stats,
-                         engine)
+                         engine, model, data.source(data_source))
 
 
 def check_engine(engine: str) -> None:
@@ -144,7 +165,8 @@ def quantmcu_policy(ctx: SearchContext, lam: float, vdpc: bool = True,
     pol.ranges_low = res.ranges
     pol.lam = None if uniform_bits else lam
     pol.params = {**ctx.params.to_json(), "vdqs_table": res.table,
-                  "calibration_outlier_rate": ctx.cal.outlier_rate}
+                  "calibration_outlier_rate": ctx.cal.outlier_rate,
+                  "vdpc_routing": ctx.cal.routing() if vdpc else None}
     return pol, res.seconds
 
 
@@ -156,10 +178,9 @@ def evaluate_policy(ctx: SearchContext, pol: Policy, split: str = "test",
     many images, but it costs one C build); default: the context's."""
     engine = engine or ctx.engine
     check_engine(engine)
-    ds = data.load(split)
+    ds = ctx.data.split(split)
     sim = Simulator(ctx.graph, pol, None if pol.split_index is None else ctx.plan)
-    size = pipeline.load(ctx.name).input_size
-    res = evaluate(runner(sim, engine), ds.batches(size, batch, limit), bar)
+    res = evaluate(runner(sim, engine), ds.batches(ctx.input_shape, batch, limit), bar)
     res["engine"] = engine
     res["peak_sram_bytes"] = peak_sram(ctx, pol)
     res["flash_bytes"] = weight_bytes(ctx.graph, pol.w_bits)

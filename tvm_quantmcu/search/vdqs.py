@@ -45,6 +45,11 @@ from ..quant import INPUT_QUANT, quantize_graph, requant_int
 from .calibrate import StageCalibration, best_range
 
 DEFAULT_BITS = (8, 4, 2)
+# memoised branch tensors kept across keys and λs; above this, only the current key's
+# ancestors are kept (the rest is recomputed when asked for again)
+ENV_CACHE_BYTES = 1 << 30
+# integer branch tensors of the entropy images along one key (every patch, every stage map)
+ENTROPY_BYTES = 512 << 20
 DEFAULT_W_BITS = (8, 4)
 PHI_NORMS = ("stage", "consumer")
 OMEGA_NORMS = ("h8", "hb")
@@ -91,6 +96,7 @@ class VDQS:
         self.vdpc = vdpc
         self._omega_cache: dict = {}
         self._env_cache: dict = {}
+        self._env_bytes: dict = {}        # key → bytes of the tensors the key added
         self.candidate_bits = tuple(sorted(set(candidate_bits) | {8}, reverse=True))
         self.w_bits = w_bits or {}
         self.maps = [l.output for l in plan.stage_layers if l.output != plan.stage_output]
@@ -157,8 +163,18 @@ class VDQS:
                 envs.append(env)
         else:
             envs = self._step(self._branch_envs(key[:-1]), key)
-        self._env_cache[key] = envs
+        self._remember(key, envs)
         return envs
+
+    def _remember(self, key: tuple, envs: list[dict]) -> None:
+        m = key[-1][0] if key else self.graph.input
+        added = sum(e[m].nbytes for e in envs if m in e)
+        if sum(self._env_bytes.values()) + added > ENV_CACHE_BYTES:
+            keep = {key[:i] for i in range(len(key))}
+            for k in [k for k in self._env_cache if k not in keep]:
+                del self._env_cache[k], self._env_bytes[k]
+        self._env_cache[key] = envs
+        self._env_bytes[key] = added
 
     def _step(self, parent: list[dict], key: tuple) -> list[dict]:
         """The parent's tensors plus key's last entry, computed."""
@@ -223,6 +239,7 @@ class VDQS:
     def clear_cache(self) -> None:
         """Forget the memoised branch tensors and Ω tables (shared by every λ)."""
         self._env_cache.clear()
+        self._env_bytes.clear()
         self._omega_cache.clear()
 
     def _best(self, lam: float, omega: dict, phi, table: list, row: dict) -> int:
@@ -273,3 +290,11 @@ class VDQS:
         """Every searchable map at b bits (the 'VDPC + uniform b-bit' ablation)."""
         bits = {m: b for m in self.maps} if b != 8 else {}
         return VDQSResult(bits, {m: self.low_ranges[(m, b)] for m in self.maps})
+
+
+def entropy_image_count(plan: PatchPlan, images: int, max_bytes: int = ENTROPY_BYTES) -> int:
+    """How many of `images` calibration images Ω is measured on: all of them unless the
+    int32 tensors of every patch along one branch would exceed max_bytes (large inputs)."""
+    per_image = 4 * sum((r.h1 - r.h0) * (r.w1 - r.w0) * plan.graph.shapes[t][0]
+                        for p in plan.all_patches() for t, r in p.regions.items())
+    return max(1, min(images, max_bytes // max(per_image, 1)))

@@ -72,12 +72,12 @@ def extract_tasks(program, outlier_rate: float = 0.0) -> list[Task]:
     return list(tasks.values())
 
 
-def estimate_outlier_rate(graph, policy, images: int = OUTLIER_IMAGES) -> float:
+def estimate_outlier_rate(graph, policy, images: int = OUTLIER_IMAGES,
+                          data_source=None) -> float:
     """Share of patches routed to the 8-bit branch on the first validation images."""
     if not policy.vdpc or policy.split_index is None:
         return 0.0
-    val = data.load("val")
-    x = quantize_input(val.images(graph.input_shape[-1], 0, images,
-                                  graph.input_shape[0])).astype(np.uint8)
+    val = data.source(data_source).split("val")
+    x = quantize_input(val.images(tuple(graph.input_shape), 0, images)).astype(np.uint8)
     _, flags = Simulator(graph, policy).run(x)
     return float(flags.mean()) if flags.size else 0.0
