@@ -2,8 +2,9 @@
 Add the QuantMCU passes to your own Relax pipeline
 ==================================================
 
-You have a trained PyTorch CNN and a Relax pipeline of your own. This tutorial imports the
-model into Relax, then adds the four QuantMCU passes to a ``tvm.transform.Sequential``:
+You have a PyTorch CNN and a Relax pipeline of your own. This tutorial defines a small CNN
+(yours would go here), trains it for a moment, searches a QuantMCU policy for it, imports it
+into Relax, then adds the four QuantMCU passes to a ``tvm.transform.Sequential``:
 
 1. ``PatchSplit`` runs the first layers once per patch of a p×q grid (MCUNetV2's patch-based
    inference: one private function per patch, windows with halo, tiles concatenated back);
@@ -20,40 +21,80 @@ computes the original network, and the lowered integer module equals the integer
 Run it with ``python tutorials/01_add_quantmcu_passes.py`` (``QUANTMCU_FAST=1``: fewer images).
 """
 # %%
-# Import a torch model into Relax
-# -------------------------------
-# ``to_relax`` is ``torch.export`` + ``from_exported_program`` with BatchNorm folded into the
-# convolutions; ``from_relax`` reads the layer graph the planner and the search work on.
+# Your model
+# ----------
+# Any ``torch.nn.Module`` of the common MCU ops: convolutions (depthwise too), ReLU/ReLU6,
+# pooling, residual adds, flatten and linear layers. This one takes 28×28 grey images and is
+# trained here for a moment on Fashion-MNIST; a model you trained elsewhere works the same
+# (on the command line: ``--model net.py:make --checkpoint net.pt`` or ``--model net.pt2``).
 import os
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import tvm
+from torch import nn
 from tvm import relax
 
 from relax_passes import (AnnotateBits, LowerToQuantMCUKernels, PatchSplit, VDPCRouting,
                           patch_functions)
-from tvm_quantmcu import compile_vm, data, models
+from tvm_quantmcu import compile_vm, data, pipeline, search
 from tvm_quantmcu.frontend import from_relax, to_relax
-from tvm_quantmcu.models.policies import load_policy
 from tvm_quantmcu.patch import analyze
 from tvm_quantmcu.quant import quantize_input
 from tvm_quantmcu.search.simulate import Simulator
 
 FAST = os.environ.get("QUANTMCU_FAST") == "1"
 IMAGES = 8 if FAST else 100
+INPUT_SHAPE = (1, 28, 28)
 
-torch_model = models.get("mbv2-fmnist").eval()           # trained checkpoint, 1×64×64 input
-mod = to_relax(torch_model, (1, 64, 64))
+
+class MyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16), nn.ReLU6(),   # depthwise
+            nn.Conv2d(16, 32, 1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+torch.manual_seed(0)
+torch_model = MyNet()
+train = data.load("train")
+n_train = 2000 if FAST else 20000
+x_train = torch.from_numpy(train.images(28, 0, n_train))
+y_train = torch.from_numpy(train.labels[:n_train])
+opt = torch.optim.Adam(torch_model.parameters(), 3e-3)
+for epoch in range(1 if FAST else 3):
+    for idx in torch.randperm(n_train).split(64):
+        opt.zero_grad()
+        F.cross_entropy(torch_model(x_train[idx]), y_train[idx]).backward()
+        opt.step()
+torch_model.eval()
+
+# %%
+# Import it into Relax
+# --------------------
+# ``to_relax`` is ``torch.export`` + ``from_exported_program`` with BatchNorm folded into the
+# convolutions; ``from_relax`` reads the layer graph the planner and the search work on.
+mod = to_relax(torch_model, INPUT_SHAPE)
 graph = from_relax(mod)
 print(f"{len(graph.layers)} layers; first: {graph.layers[0].name} ({graph.layers[0].op})")
 
 # %%
 # A policy and its patch plan
 # ---------------------------
-# A QuantMCU policy (``quantmcu search --out policy.json`` makes one; the shipped one is used
-# here) names the split point and grid, the VDPC threshold and the low-bit maps.
-policy = load_policy("mbv2-fmnist", "quantmcu")
+# The search plans patch-based inference for an SRAM budget, calibrates on a few hundred
+# training images, and chooses per-feature-map bit widths (VDQS) for the low-bit branch and
+# the VDPC threshold (``quantmcu search --out policy.json`` does the same from the shell).
+model = pipeline.resolve(torch_model, input_shape=INPUT_SHAPE)
+ctx = search.prepare(model, search.SearchParams(sram_kb=6, calibration_images=256))
+policy, _ = search.make_policy(ctx, "quantmcu", lam=0.2)
 plan = analyze(graph, policy.split_index, policy.grid)
 print(f"split after {plan.split_layer}, grid {plan.grid}, low-bit maps {policy.bits_low}, "
       f"classification map {policy.classification_map}")
@@ -95,7 +136,7 @@ print(routed[first].script()[:3000])
 # Both continuations of a patch hold the same float ops (their bits are annotations so far),
 # so whatever the routing, the logits are the torch model's.
 test = data.load("test")
-images = test.images(64, 0, IMAGES)
+images = test.images(28, 0, IMAGES)
 vm = relax.VirtualMachine(tvm.compile(routed, target=tvm.target.Target({"kind": "llvm"})),
                           tvm.cpu())
 with torch.no_grad():
