@@ -16,6 +16,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .userdata import DataShapeError, hw_of, user_split  # noqa: F401  (DataShapeError: API)
+
 DATA_DIR_ENV = "QUANTMCU_FMNIST_DIR"
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 APT_PACKAGE = "dataset-fashion-mnist"
@@ -93,17 +95,6 @@ def split_indices() -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[N_VALIDATION:]), np.sort(perm[:N_VALIDATION])
 
 
-class DataShapeError(ValueError):
-    """Images that do not fit the model's input (channels or size)."""
-
-
-def hw_of(size) -> tuple[int, int]:
-    """(H, W) of a square size or a (C, H, W) / (H, W) shape."""
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    return int(size[-2]), int(size[-1])
-
-
 def resize(images_u8: np.ndarray, size, channels: int = 1) -> np.ndarray:
     """uint8 N×28×28 → float32 N×channels×H×W in [0,1] (bilinear, align_corners=False;
     the grey image in every channel). size: H (square), or the model's (C, H, W), whose C
@@ -169,7 +160,6 @@ class DataSource:
         """'train' (calibration), 'val' (automatic λ) or 'test' (evaluation)."""
         if self.path is None:
             return load(kind)
-        from .userdata import user_split
         return user_split(self.path, kind, self.resize)
 
     def check(self, input_shape) -> None:

@@ -20,7 +20,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from .data import DataShapeError, hw_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                   ".ppm")
@@ -29,6 +28,17 @@ SPLITS = ("train", "val", "test")
 
 class DataError(ValueError):
     """User data that cannot be read (names the file and what to change)."""
+
+
+class DataShapeError(ValueError):
+    """Images that do not fit the model's input (channels or size)."""
+
+
+def hw_of(size) -> tuple[int, int]:
+    """(H, W) of a square size or a (C, H, W) / (H, W) shape."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    return int(size[-2]), int(size[-1])
 
 
 def prepare(x: np.ndarray, size, resize: bool, what: str) -> np.ndarray:

@@ -40,7 +40,7 @@ def test_routing_report_and_degenerate_warning(npz):
 
 
 def test_classification_map_option(npz):
-    from tvm_quantmcu.cli import UserError
+    from tvm_quantmcu.search import SearchError
     ctx = _prepare(npz)
     maps = [l.output for l in ctx.plan.stage_layers]
     if len(maps) > 1:
@@ -50,5 +50,5 @@ def test_classification_map_option(npz):
         pol, _ = search.quantmcu_policy(other, 0.1)
         assert pol.classification_map == maps[1]
         assert pol.params["vdpc_routing"]["classification_map"] == maps[1]
-    with pytest.raises(UserError, match="not a patch-stage feature map"):
+    with pytest.raises(SearchError, match="not a patch-stage feature map"):
         _prepare(npz, classification_map="no_such_tensor")
