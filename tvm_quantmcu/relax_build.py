@@ -17,7 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from . import pipeline
+from . import models, pipeline
 from .patch import PatchPlan, analyze
 from .quant import quantize_input
 from .quant.packing import unpack
@@ -25,12 +25,10 @@ from .quant.policy import Policy, PolicyMismatchError
 
 
 def _imported(model) -> pipeline.Imported:
-    if isinstance(model, str):
-        return pipeline.load(model)
-    if isinstance(model, pipeline.Imported):
-        return model
-    raise TypeError(f"model must be a zoo model name or tvm_quantmcu.pipeline.Imported, got "
-                    f"{type(model).__name__}")
+    if isinstance(model, (str, pipeline.Imported, models.ModelRef)):
+        return pipeline.load(model)         # a zoo name, FILE.pt2 or FILE.py:factory too
+    raise TypeError(f"model must be a model name or file (pipeline.resolve), a ModelRef or "
+                    f"tvm_quantmcu.pipeline.Imported, got {type(model).__name__}")
 
 
 def _policy(imp: pipeline.Imported, policy) -> Policy:

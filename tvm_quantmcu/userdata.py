@@ -9,7 +9,8 @@
 A split missing from the data falls back to all of it: the same images then serve
 calibration and evaluation (post-training quantization uses no labels to calibrate).
 Images stay raw pixels in [0, 1]: that is what the device receives. A model that expects
-normalised inputs carries the normalisation itself (its first layer), see ``--mean/--std``.
+normalised inputs does the normalisation in its ``forward`` (``(x - mean) / std``): the import
+folds it into the first layer.
 Folder images are decoded batch by batch when asked for, never all at once.
 """
 from __future__ import annotations
@@ -53,8 +54,8 @@ def prepare(x: np.ndarray, size, resize: bool, what: str) -> np.ndarray:
         if x.size and (x.min() < 0.0 or x.max() > 1.0):
             raise DataError(f"{what}: pixel values span [{x.min():.3g}, {x.max():.3g}]; the "
                             "device input is pixels in [0, 1]: store raw pixels (uint8, or "
-                            "floats in [0, 1]) and give the model's normalisation as "
-                            "--mean/--std")
+                            "floats in [0, 1]) and normalise in the model's forward "
+                            "((x - mean) / std is folded into its first layer)")
     if c_model is not None and x.shape[1] != c_model:
         raise DataShapeError(f"{what}: images have {x.shape[1]} channel(s) but the model takes "
                              f"{c_model}")
