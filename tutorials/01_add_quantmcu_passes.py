@@ -222,7 +222,7 @@ if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
         work / "model", work / "project", {"board": "mps2-an386"})
     project.build()
     device_images = 4 if FAST else 20
-    x_dev = quantize_input(test.images(64, 0, device_images)).astype(np.uint8)
+    x_dev = quantize_input(test.images(28, 0, device_images)).astype(np.uint8)
     # the golden model of the changed module, built from that module alone
     expected, _ = Simulator(layer_graph(changed), policy_of(changed)).run(x_dev)
     original, _ = Simulator(graph, policy).run(x_dev)
