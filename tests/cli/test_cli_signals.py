@@ -96,13 +96,16 @@ def test_deploy_reports_a_stopped_board(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_tune_reports_a_stopped_board(tmp_path):
     cli = _start("tune", "--trials", "0", "--no-progress", "--db", str(tmp_path / "db"),
                  "--workers", "1")
     _stop_and_expect_report(cli, "tune")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM,
+                                 pytest.param(signal.SIGINT, marks=pytest.mark.slow),
+                                 pytest.param(signal.SIGHUP, marks=pytest.mark.slow)])
 def test_a_signal_to_the_cli_leaves_no_qemu(tmp_path, sig):
     cli = _start("deploy", "--images", "200", "--no-progress", "--out", str(tmp_path / "out"))
     qemu = _running_qemu(cli, settle=0.5)
