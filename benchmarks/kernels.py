@@ -215,9 +215,10 @@ def lowbit_markdown(results: list[dict]) -> list[str]:
     out = ["", "## Low-bit weights: (activation, weight) bits against int8", "",
            "Same QEMU run as the table above; ÷int8 = instructions (cycles) of the pair over "
            "`dsp 8b`. a4w4…a2w2 use the packed low-bit-weight micro-kernels "
-           "(`topi/wpack.py`: two output channels per `SMLAD` lane) where the layer reads whole "
-           "words of activations (otherwise, marked *gathered*, the int8-weight kernel); a4w8 "
-           "and a2w8 are the dsp 4b/2b rows.", "",
+           "(`topi/wpack.py`: two output channels per `SMLAD` lane) where "
+           "`compute.packs_weights` selects them; cells marked *int8 w* ran the int8-weight "
+           "kernel (gathered windows, a4w4 reductions that would drain, one weight word per "
+           "channel pair); a4w8 and a2w8 are the dsp 4b/2b rows.", "",
            "| layer | MACs/output | " + " | ".join(f"{n} i÷int8" for n in names) + " | "
            + " | ".join(f"{n} c÷int8" for n in names) + " | mismatches |",
            "|---|---:|" + "---:|" * (2 * len(names)) + "---:|"]
@@ -227,7 +228,7 @@ def lowbit_markdown(results: list[dict]) -> list[str]:
         d8 = by[("dsp", 8)]
 
         def cell(x, key):
-            return f"{x[key]:.2f}" + ("" if x.get("packed", True) else " *gathered*")
+            return f"{x[key]:.2f}" + ("" if x.get("packed", True) else " *int8 w*")
         w8 = [{"vs_int8": by[("dsp", b)]["instructions"] / d8["instructions"],
                "cycles_vs_int8": by[("dsp", b)]["cycles"] / d8["cycles"]} for b in (4, 2)]
         bad = sum(x["mismatches"] for x in lw)
