@@ -62,7 +62,7 @@ def _tail(path: Path | None, limit: int = 2000) -> str:
 
 
 _live: "weakref.WeakSet[ProcessTransport]" = weakref.WeakSet()
-_live_lock = threading.Lock()
+_live_lock = threading.RLock()       # re-entered by the signal handler's kill
 
 
 def kill_all_processes() -> list[int]:

@@ -6,7 +6,7 @@ from tvm import relax
 
 from tvm_quantmcu.frontend import from_relax
 
-from .patch_split import LAYERS_FUNC as _LAYERS_FUNC, layers_function  # noqa: F401
+from .patch_split import LAYERS_FUNC, layers_function  # noqa: F401  (shared with the passes)
 from .patch_split import patch_functions as _patch_positions
 
 # Function attributes written by AnnotateBits / VDPCRouting and read by the lowering.
@@ -24,8 +24,6 @@ ATTR_ROUTING = "quantmcu.routing"          # {"map", "threshold_q", "threshold_q
 # main: the policy's ranges, VDPC classification map and threshold, plan and provenance (JSON);
 # the widths are the functions' ATTR_BITS* / ATTR_W_BITS attributes
 ATTR_QUANTIZATION = "quantmcu.quantization"
-# the float function the layer graph is read from after PatchSplit (the unsplit main)
-LAYERS_FUNC = _LAYERS_FUNC
 
 QUANT_8BIT, QUANT_LOW = "8bit", "low"
 INPUT_TENSOR = "input"                     # the image tensor of frontend.from_relax graphs

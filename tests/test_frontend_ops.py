@@ -184,3 +184,28 @@ def test_common_idioms_match_torch():
     _, g = frontend.import_model(model, (3, 12, 12))
     assert [l.kind for l in g.layers] == ["conv", "conv", "add", "avgpool", "dense"]
     assert np.abs(graph.run_float(g, x) - _torch(model, x)).max() <= 1e-4
+
+
+class _ConvBnNoAct(nn.Module):
+    """A BatchNorm that is an attribute of its own, right after a conv, with no activation."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.bn(self.conv(x)), 1))
+
+
+def test_layer_values_of_an_unfolded_batchnorm_are_tensors():
+    torch.manual_seed(0)
+    model = _ConvBnNoAct().eval()
+    model.bn.running_mean.uniform_(-1, 1)
+    model.bn.running_var.uniform_(0.5, 2)
+    mod = frontend.export_relax(model, (1, 6, 6), fold_bn=False)
+    x = np.random.default_rng(0).random((1, 1, 6, 6)).astype(np.float32)
+    values = frontend.relax_layer_values(mod, x)
+    with torch.no_grad():
+        conv_bn = model.bn(model.conv(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(values[0], conv_bn, atol=1e-5)

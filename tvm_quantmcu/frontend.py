@@ -422,7 +422,10 @@ def read_layers(mod, func: str = "main") -> tuple[Graph, dict]:
             tup = r.value(e.tuple_value)
             if not isinstance(tup, list):
                 fail(v, "indexing a value that is not a tuple")
-            r.values[v] = tup[int(e.index)]
+            item = r.values[v] = tup[int(e.index)]
+            lay = r.by_output.get(item) if isinstance(item, str) else None
+            if lay is not None and e.tuple_value.same_as(r.layer_var.get(lay.name)):
+                r.layer_var[lay.name] = v      # BatchNorm's tuple → the layer's tensor
         elif isinstance(e, relax.Call):
             current["op"] = e.op.name if hasattr(e.op, "name") else str(e.op)
             r.read(v, e, current["op"], list(e.args))

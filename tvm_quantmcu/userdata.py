@@ -16,6 +16,7 @@ Folder images are decoded batch by batch when asked for, never all at once.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -154,7 +155,7 @@ def _npz(path: str, _mtime: float, kind: str):
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"data {path}: not a readable .npz ({e})") from e
     # this split's own arrays, else the whole set, else another split's
     order = [kind] + [k for k in SPLITS if k != kind]

@@ -122,6 +122,9 @@ def test_npz_splits_layouts_and_resize(tmp_path):
     np.savez(path, pics=nhwc)
     with pytest.raises(DataError, match="needs 'images' and 'labels'"):
         data.source(str(path)).split("test")
+    path.write_bytes(path.read_bytes()[:60])            # truncated: not a zip any more
+    with pytest.raises(DataError, match="not a readable .npz"):
+        data.source(str(path)).split("test")
 
 
 def test_image_folder(tmp_path):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from ..graph import Graph
-from .qparams import ActQuant
+from .qparams import ACT_BITS, WEIGHT_BITS, ActQuant
 from .reference import QGraph, quantize_graph
 
 FORMAT_VERSION = 1
@@ -25,7 +25,7 @@ class PolicyMismatchError(ValueError):
     """A policy file does not belong to this model or plan, or is not a valid policy."""
 
 
-BITS = (2, 4, 8)
+BITS = tuple(sorted(set(ACT_BITS) | set(WEIGHT_BITS)))
 
 
 def _is_int(v) -> bool:

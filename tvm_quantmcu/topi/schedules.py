@@ -109,14 +109,9 @@ def _tensorize(sch, comp, acc, y, yw, npx):
     target = [acc, y] if fused else sch.get_loops(acc)[below]
     block = sch.blockize(target, preserve_unit_iters=False)
     packed = packs_weights(spec)
-    try:
-        sch.tensorize(block, intrinsics.product(
-            kind, npx, kh, kw, spec.in_channels, oc, spec.stride[1], spec.in_bits,
-            lane_order(spec), spec.out_bits if fused else None,
-            intrinsics.block_regions(sch.get(block)), spec.w_bits if packed else 8))
-    except s_tir.ScheduleError:
-        # Packed weights: where TVM simplifies the weight index of a degenerate shape (one
-        # word of activations and one weight word per pair, a one-byte single-pixel output)
-        # differently from the description, the block stays generated code (exact, slower).
-        if not packed:
-            raise
+    # packs_weights leaves out the degenerate shapes whose weight index TVM simplifies
+    # differently from the packed description, so every selected kernel tensorizes
+    sch.tensorize(block, intrinsics.product(
+        kind, npx, kh, kw, spec.in_channels, oc, spec.stride[1], spec.in_bits,
+        lane_order(spec), spec.out_bits if fused else None,
+        intrinsics.block_regions(sch.get(block)), spec.w_bits if packed else 8))
