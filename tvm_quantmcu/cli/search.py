@@ -42,6 +42,11 @@ def register(sub) -> None:
     p.add_argument("--lambda", dest="lam", default="auto", metavar="L",
                    help="VDQS λ in [0, 1], or 'auto' (choose on the validation split for "
                         "--max-drop; default)")
+    p.add_argument("--phi", choices=("bitops", "device"), default="bitops",
+                   help="VDQS Φ: bitops = BitOPs saved (the paper's; default); device = "
+                        "modelled Cortex-M4 cycles of the real kernels saved, activation and "
+                        "weight widths chosen as pairs (each distinct kernel is timed once on "
+                        "QEMU and cached)")
     p.add_argument("--max-drop", type=float, default=0.5,
                    help="accuracy-drop bound in points for --lambda auto (default 0.5)")
     p.add_argument("--limit", type=int, default=None,
@@ -89,7 +94,7 @@ def run(args) -> int:
         raise UserError("--threshold-pct must be in (0, 100]")
     params = search.SearchParams(sram_kb=args.sram_kb, drop_pt=args.max_drop,
                                  threshold_pct=args.threshold_pct,
-                                 classification_map=args.classification_map)
+                                 classification_map=args.classification_map, phi=args.phi)
     t0 = time.time()
     ref = model_ref(args)
     src = data_source(args, ref.input_shape)
@@ -119,7 +124,8 @@ def run(args) -> int:
         "search_seconds": info.get("search_seconds"), "lambda": pol.lam,
         "bits": pol.bits_low, "w_bits": pol.w_bits,
         "plan": {"split_layer": ctx.plan.split_layer, "grid": list(ctx.plan.grid)},
-        "threshold": pol.threshold, "engine": ctx.engine, "seconds": round(time.time() - t0, 1),
+        "threshold": pol.threshold, "phi": args.phi, "engine": ctx.engine,
+        "seconds": round(time.time() - t0, 1),
     }
     if pol.vdpc:
         out["vdpc_calibration"] = ctx.cal.routing()

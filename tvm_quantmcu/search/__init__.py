@@ -1,7 +1,7 @@
 """QuantMCU search: patch-aware calibration, VDPC routing, VDQS, the baselines, the exact
 integer simulation of a policy, and versioned policy files."""
 from .api import (DEFAULT_SRAM_KB, SearchContext, SearchError, SearchParams, auto_lambda,
-                  evaluate_policy, int8_bitops, lambda_front, make_policy, prepare,
+                  device_cost, evaluate_policy, int8_bitops, lambda_front, make_policy, prepare,
                   prepare_graph, quantmcu_policy, rl_policy)
 from . import api, rl
 from .baselines import BudgetError, memory_driven, weight_bytes
@@ -16,5 +16,6 @@ __all__ = [
     "lambda_front", "make_policy", "prepare", "quantmcu_policy", "rl_policy", "BudgetError",
     "memory_driven", "weight_bytes", "StageCalibration", "best_range", "calibrate_stage",
     "POLICIES", "Policy", "PolicyMismatchError", "Simulator", "evaluate", "VDQS", "entropy",
-    "ENGINES", "CompiledPolicy", "fastest_engine",
+    "ENGINES", "CompiledPolicy", "fastest_engine", "DeviceCost", "policy_profile",
+    "device_cost",
 ]

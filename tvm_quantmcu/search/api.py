@@ -14,7 +14,8 @@ from .engine import ENGINES, runner
 from ..quant.policy import POLICIES, Policy
 from .rl import run_agent
 from .simulate import Simulator, evaluate
-from .vdqs import DEFAULT_BITS, DEFAULT_W_BITS, ENTROPY_BYTES, VDQS, entropy_image_count
+from .devcost import DeviceCost, policy_profile
+from .vdqs import DEFAULT_BITS, DEFAULT_W_BITS, ENTROPY_BYTES, PHIS, VDQS, entropy_image_count
 
 DEFAULT_SRAM_KB = 32
 DEFAULT_DROP_PT = 0.5
@@ -45,6 +46,9 @@ class SearchParams:
     entropy_bytes: int = ENTROPY_BYTES     # cut entropy_images so one branch's tensors fit
     phi_norm: str = "stage"                # Φ normalisation: stage | consumer (vdqs.py)
     omega_norm: str = "hb"                 # Ω normalisation: hb | h8 (vdqs.py)
+    # Φ: "bitops" (the paper's: BitOPs saved) | "device" (modelled Cortex-M4 cycles of the
+    # real kernels saved, activation and weight widths chosen as pairs; devcost.py)
+    phi: str = "bitops"
     drop_pt: float = DEFAULT_DROP_PT       # accuracy-drop bound of the automatic λ
     val_images: int = VAL_IMAGES_AUTO
 
@@ -70,6 +74,14 @@ class SearchContext:
     model: object = None           # the ModelRef (pipeline.resolve)
     data: data.DataSource = data.FASHION_MNIST
     _vdqs: dict = field(default_factory=dict)
+    _device: DeviceCost | None = None
+
+    @property
+    def device(self) -> DeviceCost:
+        """The kernel cost model of device Φ (Cortex-M4 modelled cycles, cached on disk)."""
+        if self._device is None:
+            self._device = DeviceCost()
+        return self._device
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -88,7 +100,8 @@ class SearchContext:
                                     self.cal_images[:n], p.candidate_bits,
                                     p.range_method, vdpc=vdpc, phi_norm=p.phi_norm,
                                     omega_norm=p.omega_norm,
-                                    candidate_w_bits=p.candidate_w_bits)
+                                    candidate_w_bits=p.candidate_w_bits, phi=p.phi,
+                                    device=self.device if p.phi == "device" else None)
         return self._vdqs[vdpc]
 
     def base(self, name: str = "int8") -> Policy:
@@ -123,6 +136,8 @@ def prepare_graph(graph, images: np.ndarray, params: SearchParams | None = None,
     where evaluate_policy takes its images (default Fashion-MNIST)."""
     p = params or SearchParams()
     check_engine(engine)
+    if p.phi not in PHIS:
+        raise SearchError(f"unknown Φ {p.phi!r}; one of {', '.join(PHIS)}")
     budget = int(p.sram_kb * 1024)
     try:
         chosen = make_plan(graph, budget, allow_layerwise=False).chosen
@@ -229,22 +244,41 @@ def lambda_front(ctx: SearchContext, lambdas=LAMBDAS, split: str = "val",
     """Every λ's policy with accuracy, BitOPs and the Pareto flag."""
     def measure(pol, secs):
         r = evaluate_policy(ctx, pol, split, limit, bar)
-        return {k: r[k] for k in ("top1", "bitops_patch_stage", "bitops_total",
-                                  "outlier_patch_rate")}
+        row = {k: r[k] for k in ("top1", "bitops_patch_stage", "bitops_total",
+                                 "outlier_patch_rate")}
+        if ctx.params.phi == "device":
+            row["device_cycles"] = device_cost(ctx, pol, r["outlier_patch_rate"])["cycles"]
+        return row
     rows = sweep_lambdas(ctx, measure, lambdas)
-    mark_pareto(rows)
+    mark_pareto(rows, front_key(ctx))
     return rows
 
 
+def front_key(ctx: SearchContext) -> str:
+    """What the λ front and the automatic λ minimise: patch-stage BitOPs, or the modelled
+    device cycles per inference under device Φ."""
+    return "device_cycles" if ctx.params.phi == "device" else "bitops_patch_stage"
+
+
+def device_cost(ctx: SearchContext, pol: Policy, outlier_rate: float = 0.0) -> dict:
+    """Modelled kernel cost per inference of `pol` (devcost.policy_profile): per layer and in
+    total, cycles and instructions."""
+    plan = ctx.plan if pol.split_index == ctx.plan.split_index and \
+        tuple(pol.grid or ()) == tuple(ctx.plan.grid) else None
+    return policy_profile(ctx.graph, pol, ctx.device, outlier_rate, plan)
+
+
 def auto_lambda(ctx: SearchContext, bar=None) -> tuple[float, list[dict], float]:
-    """The λ whose policy has the fewest patch-stage BitOPs with validation top-1 at most
+    """The λ whose policy has the fewest patch-stage BitOPs (device Φ: modelled device cycles
+    per inference) with validation top-1 at most
     drop_pt below the int8 baseline's. Returns (λ, the front on the validation split,
     int8 validation top-1)."""
     p = ctx.params
     base = evaluate_policy(ctx, ctx.base("int8"), "val", p.val_images, bar)["top1"]
     front = lambda_front(ctx, LAMBDAS, "val", p.val_images, bar)
     ok = [r for r in front if r["top1"] >= base - p.drop_pt / 100]
-    best = min(ok, key=lambda r: (r["bitops_patch_stage"], -r["top1"], -r["lambda"])) \
+    key = front_key(ctx)
+    best = min(ok, key=lambda r: (r[key], -r["top1"], -r["lambda"])) \
         if ok else max(front, key=lambda r: r["lambda"])
     return best["lambda"], front, base
 

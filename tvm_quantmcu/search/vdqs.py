@@ -31,6 +31,15 @@ just before its output map, with
 Weights are shared by both VDPC branches (one copy in flash), so a weight width applies to the
 outlier branch too; with VDPC the layers up to the classification map keep 8-bit weights (every
 patch runs them before it is routed).
+
+Device Φ (phi="device", ours): on the Cortex-M4 BitOPs do not predict time — a 4-bit map read
+by a kernel with 8-bit weights costs the same SMLADs, and only packed ≤ 4-bit weights against
+≤ 4-bit activations pay (topi/wpack.py). Φ(i, b) is then the modelled device cost (cycles of
+the real kernels, devcost.py) saved on the producer and the consumers of map i, divided by the
+stage's 8-bit cost. Because only the pair (input width, weight width) of a kernel decides its
+speed, a map whose next layer is a searchable weighted layer reading only it is chosen together
+with that layer's weights: candidates (b, w), Ω(i, b) + Ω(l, w | i at b), Φ the cost saved by
+the pair. Other layers' weights keep their own score (device cost saved, output at 8 bits).
 """
 from __future__ import annotations
 
@@ -43,6 +52,7 @@ from ..graph import Graph
 from ..patch import PatchPlan, input_window, run_patch
 from ..quant import INPUT_QUANT, quantize_graph, requant_int
 from .calibrate import StageCalibration, best_range
+from .devcost import DeviceCost, NetworkSpecs
 
 DEFAULT_BITS = (8, 4, 2)
 # memoised branch tensors kept across keys and λs; above this, only the current key's
@@ -52,6 +62,7 @@ ENV_CACHE_BYTES = 1 << 30
 ENTROPY_BYTES = 512 << 20
 DEFAULT_W_BITS = (8, 4)
 PHI_NORMS = ("stage", "consumer")
+PHIS = ("bitops", "device")
 OMEGA_NORMS = ("h8", "hb")
 
 
@@ -85,8 +96,13 @@ class VDQS:
                  ranges8: dict, cal_images: np.ndarray, candidate_bits=DEFAULT_BITS,
                  range_method: str = "mse", range_pct: float = 99.9, w_bits=None,
                  vdpc: bool = True, phi_norm: str = "stage", omega_norm: str = "hb",
-                 candidate_w_bits=DEFAULT_W_BITS):
-        """vdpc=False: one branch for every patch (no routing), calibrated on all patches."""
+                 candidate_w_bits=DEFAULT_W_BITS, phi: str = "bitops",
+                 device: DeviceCost | None = None):
+        """vdpc=False: one branch for every patch (no routing), calibrated on all patches.
+        phi: "bitops" (the paper's) or "device" (modelled cost of the real kernels, measured
+        through `device`, default a DeviceCost on the Cortex-M4)."""
+        if phi not in PHIS:
+            raise ValueError(f"VDQS phi={phi!r}: one of {', '.join(PHIS)}")
         if phi_norm not in PHI_NORMS or omega_norm not in OMEGA_NORMS:
             raise ValueError(f"VDQS normalisation phi_norm={phi_norm!r} omega_norm="
                              f"{omega_norm!r}: phi_norm is one of {PHI_NORMS}, omega_norm one "
@@ -116,6 +132,12 @@ class VDQS:
                         for i, p in enumerate(plan.all_patches())]
         self.qg8 = quantize_graph(graph, ranges8, 8, self.w_bits or 8)
         self._bitops()
+        self.phi_kind = phi
+        if phi == "device":
+            self.device = device or DeviceCost()
+            self.net = NetworkSpecs(graph, plan)
+            self._prefetch()
+            self.stage_cost8 = sum(self._cost(l.name, {}, {}) for l in plan.stage_layers)
 
     def _index_of(self, m: str) -> int:
         return next(i for i, l in enumerate(self.plan.stage_layers) if l.output == m)
@@ -146,6 +168,95 @@ class VDQS:
         if self.phi_norm == "consumer":
             return (8 - w) / 8
         return self.layer_macs.get(layer, 0) * in_bits * (8 - w) / self.stage_bitops8
+
+    # ---- device Φ
+    def _cost(self, layer: str, bits: dict, w_bits: dict) -> float:
+        """Modelled cost per inference of a stage layer's calls (every patch)."""
+        c = self.net.call(layer, bits, w_bits)
+        return self.device.cost(c.spec) * c.runs
+
+    def _prefetch(self) -> None:
+        """Measure every spec the search can ask for in one batch (distinct specs only)."""
+        specs = []
+        bits_c, w_c = self.candidate_bits, self.candidate_w_bits
+        for l in self.plan.stage_layers:
+            ws = w_c if l.name in self.wlayers else (self.w_bits.get(l.name, 8),)
+            for a_in in bits_c:
+                for a_out in bits_c:
+                    for w in ws:
+                        bits = {t: a_in for t in l.inputs}
+                        bits[l.output] = a_out
+                        specs.append(self.net.call(l.name, bits, {l.name: w}).spec)
+        self.device.costs(specs)
+
+    def _saving(self, m: str, b: int, bits: dict, w_bits: dict, pair_w: dict) -> float:
+        """Device cost saved on m's producer and stage consumers when m has b bits (and the
+        consumers in pair_w those weight widths), normalised by the stage's 8-bit cost."""
+        stage = {l.name for l in self.plan.stage_layers}
+        layers = [self.graph.producer(m).name] + [c.name for c in self.graph.consumers(m)
+                                                  if c.name in stage]
+        before = dict(bits, **{m: 8})
+        after = dict(bits, **{m: b})
+        w_after = dict(w_bits, **pair_w)
+        saved = sum(self._cost(n, before, w_bits) - self._cost(n, after, w_after)
+                    for n in layers)
+        return saved / self.stage_cost8
+
+    def _saving_w(self, layer: str, w: int, bits: dict, w_bits: dict) -> float:
+        return (self._cost(layer, bits, w_bits) - self._cost(layer, bits, dict(w_bits, **{layer: w}))) \
+            / self.stage_cost8
+
+    def omega_pair_table(self, prefix: tuple, m: str, w: int, b: int, nxt: str) -> dict:
+        """Ω(nxt, w') of each candidate weight width of layer `nxt` (which reads only m), with
+        m at b bits (its producer's weights w)."""
+        key = (prefix, m, w, b, nxt, "pair")
+        if key not in self._omega_cache:
+            out = self.graph.layer(nxt).output
+            self._omega_cache[key] = self._omegas(
+                prefix + ((m, b, w),), {wc: (out, 8, wc) for wc in self.candidate_w_bits},
+                weights=True)
+        return self._omega_cache[key]
+
+    def _search_device(self, lam: float) -> VDQSResult:
+        t0 = time.time()
+        chosen: dict[str, int] = {}
+        w_chosen: dict[str, int] = {}
+        fixed: dict[str, int] = {}        # weight widths chosen with their input map
+        table: list[dict] = []
+        prefix: tuple = ()
+        layers = self.plan.stage_layers
+        for i, l in enumerate(layers):
+            m = l.output
+            w = fixed.get(l.name, 8)
+            if l.name in self.wlayers and l.name not in fixed:
+                w = self._best(lam, self.omega_w_table(prefix, m),
+                               lambda c: self._saving_w(l.name, c, chosen, w_chosen), table,
+                               {"layer": l.name, "kind": "weight"})
+            if w != 8:
+                w_chosen[l.name] = w
+            if m in self.maps:
+                nxt = layers[i + 1] if i + 1 < len(layers) else None
+                pair = nxt.name if (nxt is not None and nxt.name in self.wlayers
+                                    and list(nxt.inputs) == [m]) else None
+                act = self.omega_table(prefix, m, w)
+                omega, phi = {}, {}
+                for b in self.candidate_bits:
+                    wo = self.omega_pair_table(prefix, m, w, b, pair) if pair else {8: 0.0}
+                    for wc, ow in wo.items():
+                        omega[(b, wc)] = act[b] + ow
+                        phi[(b, wc)] = self._saving(m, b, chosen, w_chosen,
+                                                    {pair: wc} if pair else {})
+                b, wc = self._best(lam, omega, phi.__getitem__, table,
+                                   {"map": m, "kind": "activation+weight" if pair
+                                    else "activation", **({"layer": pair} if pair else {})},
+                                   zero=(8, 8))
+                chosen[m] = b
+                if pair:
+                    fixed[pair] = wc
+            prefix += ((m, chosen.get(m, 8), w),)
+        low = {m: b for m, b in chosen.items() if b != 8}
+        ranges = {m: self.low_ranges[(m, chosen[m])] for m in self.maps}
+        return VDQSResult(low, ranges, table, time.time() - t0, w_chosen)
 
     def _branch_envs(self, key: tuple) -> list[dict]:
         """Per-patch tensors of the low-bit branch on the non-outlier calibration windows.
@@ -242,12 +353,14 @@ class VDQS:
         self._env_bytes.clear()
         self._omega_cache.clear()
 
-    def _best(self, lam: float, omega: dict, phi, table: list, row: dict) -> int:
-        """The width maximising S = -λ·Ω + (1-λ)·Φ (S = 0 at 8 bits)."""
-        best_b, best_s = 8, 0.0
+    def _best(self, lam: float, omega: dict, phi, table: list, row: dict, zero=8):
+        """The width (or (width, weight width) pair) maximising S = -λ·Ω + (1-λ)·Φ (S = 0 at
+        `zero`, all 8 bits)."""
+        best_b, best_s = zero, 0.0
         for b in omega:
-            s = -lam * omega[b] + (1 - lam) * phi(b) if b != 8 else 0.0
-            table.append({**row, "bits": b, "omega": round(omega[b], 5),
+            s = -lam * omega[b] + (1 - lam) * phi(b) if b != zero else 0.0
+            width = {"bits": b[0], "w_bits": b[1]} if isinstance(b, tuple) else {"bits": b}
+            table.append({**row, **width, "omega": round(omega[b], 5),
                           "phi": round(phi(b), 5), "score": round(s, 5)})
             if s > best_s + 1e-12:
                 best_b, best_s = b, s
@@ -261,6 +374,8 @@ class VDQS:
             raise ValueError(f"λ must be in [0, 1], got {lam}")
         if cold:
             self.clear_cache()
+        if self.phi_kind == "device":
+            return self._search_device(lam)
         t0 = time.time()
         chosen: dict[str, int] = {}
         w_chosen: dict[str, int] = {}

@@ -1,0 +1,96 @@
+"""Device cost model (modelled kernel cost per spec, cached by source digest) and device Φ."""
+import json
+
+import pytest
+
+from tvm_quantmcu import search
+from tvm_quantmcu.codegen.program import build_program
+from tvm_quantmcu.search import devcost
+from tvm_quantmcu.search.devcost import DeviceCost, KernelCost, NetworkSpecs
+from tvm_quantmcu.topi import KernelSpec
+from helpers import have, trained
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    if not trained("mbv2-fmnist"):
+        pytest.skip("mbv2-fmnist has no trained checkpoint")
+    return search.prepare("mbv2-fmnist", search.SearchParams(calibration_images=64,
+                                                             entropy_images=16))
+
+
+def _policy(ctx):
+    pol, _ = search.quantmcu_policy(ctx, 0.0)       # low bits and 4-bit weights everywhere
+    assert pol.bits_low and pol.w_bits
+    return pol
+
+
+def test_network_specs_are_the_generated_programs_kernels(ctx):
+    pol = _policy(ctx)
+    prog = build_program(ctx.graph, pol, "m")
+    ns = NetworkSpecs(ctx.graph, ctx.plan)
+    for c in prog.calls:
+        bits = {} if c.branch == "8" else pol.bits_low
+        got = ns.call(c.layer, bits, pol.w_bits)
+        assert got.spec == c.kernel.spec, c.tag
+        assert got.runs == (len(ctx.plan.all_patches()) if c.layer in ns.stage_names else 1)
+
+
+class FakeDevice(DeviceCost):
+    """Costs from a formula instead of QEMU: packed ≤ 4-bit weights with ≤ 4-bit inputs
+    halve a conv2d, every other width costs as int8."""
+
+    def __init__(self):
+        super().__init__(progress=False)
+        self.asked = []
+
+    def costs(self, specs):
+        out = {}
+        for s in specs:
+            self.asked.append(s)
+            half = s.op == "conv2d" and s.w_bits <= 4 and s.in_bits <= 4
+            out[s] = KernelCost(s.macs // (2 if half else 1) + 100, None)
+        return out
+
+
+def test_device_phi_chooses_activation_and_weight_widths_as_pairs(ctx):
+    v = search.VDQS(ctx.graph, ctx.plan, ctx.cal, ctx.ranges8, ctx.cal_images[:16],
+                    phi="device", device=FakeDevice())
+    assert v.device.asked            # every candidate spec asked for before the search
+    res = v.search(0.0)
+    # only pairs pay: every low-bit map feeds a layer with packed weights, and those layers
+    # read a low-bit map; depthwise inputs and outputs stay at 8 bits (no saving)
+    assert res.bits and res.w_bits
+    for layer, w in res.w_bits.items():
+        assert w == 4 and res.bits.get(ctx.graph.layer(layer).inputs[0], 8) <= 4, layer
+    for m in res.bits:
+        consumers = ctx.graph.consumers(m)
+        assert any(c.name in res.w_bits for c in consumers), m
+    assert any(r["kind"] == "activation+weight" for r in res.table)
+    assert v.search(1.0).bits == {}                 # only entropy counts: stay at 8 bits
+
+
+def test_device_phi_is_a_search_parameter(ctx):
+    with pytest.raises(search.SearchError, match="unknown Φ"):
+        search.prepare_graph(ctx.graph, ctx.cal_images, search.SearchParams(phi="macs"))
+    assert search.SearchParams().to_json()["phi"] == "bitops"
+
+
+@pytest.mark.skipif(not (have("arm-none-eabi-gcc") and have("qemu-system-arm")),
+                    reason="needs the Arm toolchain and qemu-system-arm")
+def test_kernel_costs_are_measured_once_and_invalidated_by_the_source(tmp_path, monkeypatch):
+    spec = KernelSpec("conv2d", (4, 4, 8), 8, (1, 1))
+    spec4 = KernelSpec("conv2d", (4, 4, 8), 8, (1, 1), in_bits=4, w_bits=4)
+    d = DeviceCost(cache=tmp_path, progress=False)
+    c = d.costs([spec, spec4, spec])
+    assert d.measured == 2 and c[spec].instructions > 0
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 2
+    assert json.loads(files[0].read_text())["instructions"] > 0
+    again = DeviceCost(cache=tmp_path, progress=False)
+    assert again.costs([spec])[spec] == c[spec] and again.measured == 0
+    # another kernel source (e.g. a faster kernel landed) is another key: measured again
+    monkeypatch.setattr(devcost, "MEASURE_VERSION", devcost.MEASURE_VERSION + 1)
+    fresh = DeviceCost(cache=tmp_path, progress=False)
+    assert fresh.costs([spec])[spec].instructions == c[spec].instructions
+    assert fresh.measured == 1
