@@ -61,16 +61,23 @@ def is_tune_result(doc) -> bool:
             and isinstance(doc.get("runs"), list) and isinstance(doc.get("deploy"), dict))
 
 
+def is_latency_result(doc) -> bool:
+    return (isinstance(doc, dict) and doc.get("benchmark") == "latency"
+            and isinstance(doc.get("models"), list)
+            and all(isinstance(m, dict) and isinstance(m.get("rows"), list)
+                    for m in doc["models"]))
+
+
 def load_results(results_dir: Path) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
     """(search results, kernel results) as (file name, document), sorted by file name.
     Unreadable or unknown JSON files are skipped: they belong to other benchmarks."""
-    searches, kernels, _, _ = load_all(results_dir)
+    searches, kernels = load_all(results_dir)[:2]
     return searches, kernels
 
 
 def load_all(results_dir: Path):
-    """(search, kernel, deploy, tune) results as (file name, document) lists."""
-    searches, kernels, deploys, tunes = [], [], [], []
+    """(search, kernel, deploy, tune, latency) results as (file name, document) lists."""
+    searches, kernels, deploys, tunes, latencies = [], [], [], [], []
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
             doc = json.loads(path.read_text())
@@ -84,7 +91,9 @@ def load_all(results_dir: Path):
             deploys.append((path.name, doc))
         elif is_tune_result(doc):
             tunes.append((path.name, doc))
-    return searches, kernels, deploys, tunes
+        elif is_latency_result(doc):
+            latencies.append((path.name, doc))
+    return searches, kernels, deploys, tunes, latencies
 
 
 # ---------------------------------------------------------------- formatting
@@ -336,11 +345,66 @@ def tune_section(name: str, doc: dict) -> list[str]:
     return out + [""]
 
 
+def latency_section(name: str, doc: dict) -> list[str]:
+    a = doc.get("args") or {}
+    out = [f"### Latency against the SRAM budget (`{name}`)", ""]
+    out += prose(f"`python benchmarks/latency.py`: every policy searched for each SRAM budget "
+                 f"and deployed on {doc.get('board', '?')}; modelled Cortex-M4 cycles per "
+                 f"inference (QEMU plugin; mean over {num(a.get('images'), ',d')} images, "
+                 f"every output bit-exact with the integer reference), {DASH} where the "
+                 "policy does not fit the budget (peak SRAM read from the linked firmware). "
+                 f"Top-1 on {num(a.get('test_images'), ',d')} test images in "
+                 "`benchmarks/results/latency.md`.") + [""]
+    for m in sorted(doc["models"], key=lambda m: str(m.get("model", ""))):
+        rows = [r for r in m["rows"] if isinstance(r, dict)]
+        keys = []
+        for r in rows:
+            if r.get("policy") not in [k for k, _ in keys]:
+                keys.append((r.get("policy"), str(r.get("label", r.get("policy")))))
+        body = []
+        for kb in m.get("budgets_kb") or []:
+            by = {r.get("policy"): r for r in rows if r.get("budget_kb") == kb}
+            body.append([num(kb, "d")] + [
+                num(by[k].get("cycles_per_inference"), ",d")
+                if k in by and by[k].get("fits") else DASH for k, _ in keys])
+        out += [f"**{m.get('model', '?')}** (int8 patches fit from "
+                f"{num(m.get('int8_min_peak_bytes'), ',d')} B, layer-wise int8 peak "
+                f"{num(m.get('layerwise_peak_bytes'), ',d')} B)", ""]
+        out += table(["budget KB"] + [l for _, l in keys], ["r"] * (len(keys) + 1), body)
+        small = m.get("smallest_fit_kb") or {}
+        out += [""] + prose("Smallest budget fitted: " + "; ".join(
+            f"{l} {num(small.get(k), 'd', ' KB') if small.get(k) else 'none'}"
+            for k, l in keys) + ".") + [""]
+    body = []
+    for t in doc.get("targets") or []:
+        if t.get("target") == "patch-stage BitOPs":
+            met = "yes" if t.get("met") else f"no, by {num(t.get('missed_by'), '.2f', '×')}"
+            body.append([f"patch-stage BitOPs ÷, {t.get('policy')}", str(t.get("model")),
+                         num(t.get("budget_kb"), "d", " KB"),
+                         num(t.get("needed_ratio"), "g", "×"), num(t.get("ratio"), ".2f", "×"),
+                         num(t.get("drop_pt"), ".2f"), met])
+        else:
+            miss = t.get("missed_by") or {}
+            body.append([f"speed-up over int8 patches ({t.get('budget')}), {t.get('policy')}",
+                         str(t.get("model")), num(t.get("budget_kb"), "d", " KB"),
+                         num(t.get("needed_speedup"), "g", "×"),
+                         f"{num(t.get('cycles_speedup'), '.3f', '×')} cycles, "
+                         f"{num(t.get('instructions_speedup'), '.3f', '×')} instructions",
+                         num(t.get("drop_pt"), ".2f"),
+                         "yes" if t.get("met") else
+                         f"no, by {num(miss.get('speedup'), '.3f', '×')} and "
+                         f"{num(miss.get('accuracy_pt'), '.2f', ' pt')}"])
+    if body:
+        out += table(["target (#16)", "model", "budget", "needed", "measured", "Δ top-1 pt",
+                      "met"], ["l", "l", "r", "r", "r", "r", "l"], body) + [""]
+    return out
+
+
 # ---------------------------------------------------------------- README section
 
 def render(results_dir: Path = RESULTS) -> str:
     """The generated block, markers included."""
-    searches, kernels, deploys, tunes = load_all(results_dir)
+    searches, kernels, deploys, tunes, latencies = load_all(results_dir)
     out = [BEGIN, f"<!-- generated by `{GENERATOR}` from benchmarks/results/*.json;",
            "     rerun the benchmark to change it, do not edit this block -->", ""]
     for name, doc in searches:
@@ -351,7 +415,9 @@ def render(results_dir: Path = RESULTS) -> str:
         out += deploy_section(name, doc)
     for name, doc in tunes:
         out += tune_section(name, doc)
-    if not searches and not kernels and not deploys and not tunes:
+    for name, doc in latencies:
+        out += latency_section(name, doc)
+    if not (searches or kernels or deploys or tunes or latencies):
         out += [f"No benchmark results in `{Path(results_dir).name}/` yet.", ""]
     return "\n".join(out + [END])
 

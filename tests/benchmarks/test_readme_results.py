@@ -124,7 +124,7 @@ def test_check_detects_a_hand_edited_readme_number(workdir):
 def test_unknown_and_unreadable_json_is_ignored(workdir):
     _, results = workdir
     want = rr.render(results)
-    (results / "latency.json").write_text(json.dumps({"rows": [{"policy": "int8", "us": 3}]}))
+    (results / "other.json").write_text(json.dumps({"rows": [{"policy": "int8", "us": 3}]}))
     (results / "list.json").write_text("[1, 2, 3]")
     (results / "broken.json").write_text("{not json")
     (results / "aaa_models_without_policies.json").write_text(json.dumps({"models": [{}]}))

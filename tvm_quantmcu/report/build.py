@@ -11,11 +11,12 @@ import tempfile
 from .bits import plot_bits, plot_outliers
 from .collect import ReportData
 from .front import plot_front
-from .latency import plot_latency
+from .latency import plot_latency, plot_latency_vs_budget
 from .markdown import write_markdown
 from .memory import plot_memory
 
 LATENCY_PNG = "latency.png"    # drawn when the deploy benchmark covers the model
+LATENCY_BUDGET_PNG = "latency_budget.png"    # drawn when the latency benchmark covers it
 PNG_FILES = {"memory": "memory.png", "bits": "bits.png", "outliers": "outliers.png",
              "front": "front.png"}
 MARKDOWN = "report.md"
@@ -62,6 +63,10 @@ def render(d: ReportData, out_dir: str) -> dict[str, str]:
         p["latency"] = plot_latency(d.latency, f"{d.model}: latency per policy",
                                     os.path.join(out_dir, LATENCY_PNG))
         images["latency"] = LATENCY_PNG
+    if d.latency_budget:
+        p["latency_budget"] = plot_latency_vs_budget([d.latency_budget],
+                                                     os.path.join(out_dir, LATENCY_BUDGET_PNG))
+        images["latency_budget"] = LATENCY_BUDGET_PNG
     p["markdown"] = write_markdown(d, images, os.path.join(out_dir, MARKDOWN))
     p["json"] = os.path.join(out_dir, DATA_JSON)
     with open(p["json"], "w") as f:

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .latency import latency_rows
+from .latency import budget_latency, latency_rows
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCHMARK_JSON = os.path.join(REPO, "benchmarks", "results", "search.json")
@@ -42,6 +42,7 @@ class ReportData:
     threshold: float | None = None
     skipped: dict[str, str] = field(default_factory=dict)   # policy → why it is missing
     latency: list[dict] = field(default_factory=list)        # deploy benchmark rows
+    latency_budget: dict | None = None       # latency benchmark's entry (latency vs budget)
 
     def policy(self, name: str) -> dict | None:
         return next((r for r in self.policies if r["policy"] == name), None)
@@ -123,7 +124,7 @@ def from_benchmark(name: str, sram_kb: float, path: str = BENCHMARK_JSON) -> Rep
         policies=policies, front=front, lam=qm.get("lambda"), threshold=m.get("threshold"),
         source=f"reused from the search benchmark `{rel}` (written {when}, "
                f"{res.get('images')} Fashion-MNIST test images per policy)",
-        latency=latency_rows(name))
+        latency=latency_rows(name), latency_budget=budget_latency(name))
 
 
 def _measure(ctx, pol, images: int, info: dict | None, s8: float, t8: float) -> dict:
@@ -196,4 +197,4 @@ def collect(name, sram_kb: float, images: int = DEFAULT_IMAGES,
         threshold=ctx.cal.threshold, skipped=skipped,
         source=f"computed for this report on {images} {ctx.data.name} test images per policy"
                f" (λ chosen on {params.val_images} validation images)",
-        latency=latency_rows(name))
+        latency=latency_rows(name), latency_budget=budget_latency(name))

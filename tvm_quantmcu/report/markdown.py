@@ -3,7 +3,7 @@ not measured yet."""
 from __future__ import annotations
 
 from .collect import ReportData
-from .latency import latency_markdown
+from .latency import budget_latency_markdown, latency_markdown
 
 
 
@@ -99,7 +99,8 @@ def write_markdown(d: ReportData, images: dict[str, str], path: str) -> str:
            f"![BitOPs vs top-1 over λ]({images['front']})", "",
            *front_table(d),
            "## Latency", "",
-           *latency_markdown(d.latency, d.model, images.get("latency"))]
+           *latency_markdown(d.latency, d.model, images.get("latency")),
+           *budget_latency_markdown(d.latency_budget, d.model, images.get("latency_budget"))]
     with open(path, "w") as f:
         f.write("\n".join(out))
     return path
