@@ -46,15 +46,16 @@ KEYS = ("board", "policy", "images", "device_top1", "reference_top1", "match_rat
 BENCHMARK_HANG_SECONDS = 60.0
 
 
-def deploy(model, board, policy, images, out):
+def deploy(model, board, policy, images, out, **kw):
     """One row; a link that fails (a loaded host can starve QEMU's UART) is retried once from
-    a fresh boot, and said so."""
+    a fresh boot, and said so. kw: further options of tvm_quantmcu.deploy (policy_file)."""
     try:
-        return deploy_once(model, board, policy, images, out, timeout=BENCHMARK_HANG_SECONDS)
+        return deploy_once(model, board, policy, images, out, timeout=BENCHMARK_HANG_SECONDS,
+                           **kw)
     except LinkError as e:
         print(f"{board} {policy}: link failed ({e}); retrying once", flush=True)
         return deploy_once(model, board, policy, images, out + ".retry",
-                           timeout=BENCHMARK_HANG_SECONDS)
+                           timeout=BENCHMARK_HANG_SECONDS, **kw)
 
 
 def markdown(model: str, rows: list[dict], env: dict) -> str:

@@ -34,8 +34,10 @@ import json
 import math
 import os
 import sys
+import subprocess
 import tempfile
 import time
+from types import SimpleNamespace
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -55,6 +57,8 @@ WORK = os.path.join(HERE, ".latency-work")
 BOARD = "qemu-m4"
 # (key, label) in table order: POLICIES
 LABELS = dict(POLICIES)
+# the QuantMCU policy the VDPC ablation removes the routing from (same λ and Φ)
+ABLATED = "quantmcu-bitops"
 # #16's latency targets: (model, which budget, needed int8 ÷ QuantMCU, accuracy bound pt)
 TARGETS = (("mbv2-fmnist", "smallest", 1.4, 0.5), ("mbv2-fmnist", 32, 1.15, 0.5),
            ("mcunet-fmnist", "smallest", 1.3, 0.5))
@@ -197,8 +201,8 @@ class Budget:
     """One (model, budget): the search context, made on first use (planning and calibration
     cost tens of seconds; a budget whose policies are all cached needs none)."""
 
-    def __init__(self, model: str, kb: int, budgets: Budgets, args, log):
-        self.model, self.kb, self.args, self.log = model, kb, args, log
+    def __init__(self, model: str, graph, kb: int, budgets: Budgets, args, log):
+        self.model, self.graph, self.kb, self.args, self.log = model, graph, kb, args, log
         self.bytes = kb * 1024
         self.slot = budgets.slot(kb)
         # below the int8 minimum, the smallest-peak int8 plan is the starting point: a policy
@@ -245,12 +249,9 @@ def make(b: Budget, key: str, made: dict):
         return pol, {"lambda": pol.lam, "phi": phi, "search_seconds": info["search_seconds"],
                      "auto_lambda_seconds": info.get("auto_lambda_seconds")}
     if key == "quantmcu-no-vdpc":
-        main = next(k for k in ("quantmcu-device", "quantmcu-bitops")
-                    if made.get(k, (None,))[0] is not None) \
-            if any(made.get(k, (None,))[0] is not None
-                   for k in ("quantmcu-device", "quantmcu-bitops")) else None
-        if main is None:
-            return None, {"reason": "no QuantMCU policy at this budget to ablate"}
+        main = ABLATED
+        if made.get(main, (None,))[0] is None:
+            return None, {"reason": f"no {LABELS[main]} policy at this budget to ablate"}
         phi = main.split("-")[1]
         lam = made[main][0].lam
         pol, secs = search.quantmcu_policy(with_phi(ctx, phi), lam, vdpc=False, cold=True)
@@ -302,7 +303,17 @@ def measure(b: Budget, pol: Policy, work: Work, tmp: str) -> dict:
             "arena_bytes": dep["arena_bytes"],
             "predicted_peak_sram_bytes": dep["predicted_peak_sram_bytes"],
             "flash_bytes": dep["flash_bytes"], "model_hash": dep["model_hash"],
-            "deploy_seconds": round(time.time() - t, 1)}
+            "deploy_seconds": round(time.time() - t, 1),
+            "session_seconds": dep["link"]["session_seconds"], "commit": commit()}
+
+
+def commit() -> str:
+    """The tree measured: HEAD, with '+changes' when the work tree differs from it."""
+    def git(*a):
+        return subprocess.run(["git", "-C", HERE, *a], capture_output=True, text=True).stdout
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "..").strip()
+    return head + ("+changes" if dirty else "")
 
 
 def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> dict:
@@ -312,12 +323,12 @@ def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> di
                                        "auto_lambda_seconds", "ablates")}}
     if pol is None:
         return row
-    ctx = b.ctx()
-    row.update({"plan": {"split_layer": ctx.graph.layers[pol.split_index].name
+    row.update({"plan": {"split_layer": b.graph.layers[pol.split_index].name
                          if pol.split_index is not None else None,
                          "grid": list(pol.grid) if pol.grid else None},
                 "bits": pol.bits_low, "w_bits": pol.w_bits})
-    predicted = search.api.peak_sram(ctx, pol)
+    # the planner's peak of the policy (needs the graph only: no calibration)
+    predicted = search.api.peak_sram(SimpleNamespace(graph=b.graph), pol)
     row["planned_peak_sram_bytes"] = predicted
     if predicted > b.bytes:
         row["reason"] = (f"planned peak {predicted:,} B exceeds the budget by "
@@ -378,10 +389,13 @@ def bench_model(model: str, args, work_root: str, tmp: str, done, log) -> dict:
     keys = [k for k, _ in POLICIES if k in args.policies]
     res = {"model": model, "int8_min_peak_bytes": lo, "layerwise_peak_bytes": hi,
            "budgets_kb": kbs, "rows": []}
-    for kb in kbs:
+    # the budgets the targets are about first, so a run cut short has them
+    first = (bud.min_kb, SRAM_KB.get(model), bud.max_kb)
+    for kb in sorted(kbs, key=lambda k: (k not in first, k)):
         t = time.time()
         log(f"{model} @ {kb} KB")
-        res["rows"] += bench_budget(Budget(model, kb, bud, args, log), hi, work, tmp, keys)
+        res["rows"] += bench_budget(Budget(model, imp.graph, kb, bud, args, log), hi, work,
+                                    tmp, keys)
         log(f"{model} @ {kb} KB done in {time.time() - t:.0f} s")
         done(res)
     return res
@@ -489,9 +503,13 @@ def markdown(res: dict) -> str:
            f"images through the policy's generated C on the host. Speed-up = int8 patches' "
            f"modelled cycles ÷ the policy's at the same budget. QuantMCU's λ is chosen "
            f"automatically on {a['val_images']} validation images (≤ 0.5 pt below int8); the "
-           f"ablation without VDPC uses the same λ and Φ as the QuantMCU row it ablates; "
+           f"the ablation without VDPC is {LABELS[ABLATED]} at its λ with the outlier routing "
+           f"removed; "
            f"memory-driven's RAM budget is the SRAM budget; the RL agent runs "
            f"{a['rl_seconds']:g} s.", ""]
+    trees = sorted({r["commit"] for m in res["models"] for r in m["rows"] if r.get("commit")})
+    if trees:
+        out += [f"Measured on the tree{'s' if len(trees) > 1 else ''} {', '.join(trees)}.", ""]
     if not res["device_phi"]:
         out += ["The search has no device-cost Φ yet (`SearchParams.phi`): the device-Φ rows "
                 "say so and the targets use the BitOPs Φ.", ""]
@@ -576,9 +594,9 @@ def main(argv=None) -> int:
                     choices=[k for k, _ in POLICIES])
     ap.add_argument("--images", type=int, default=200, help="images per deployment")
     ap.add_argument("--test-images", type=int, default=10000, help="images for top-1")
-    ap.add_argument("--val-images", type=int, default=1000,
+    ap.add_argument("--val-images", type=int, default=500,
                     help="validation images for QuantMCU's automatic λ")
-    ap.add_argument("--rl-seconds", type=float, default=60.0)
+    ap.add_argument("--rl-seconds", type=float, default=30.0)
     ap.add_argument("--work", default=WORK, help="cache of searched policies and measurements")
     ap.add_argument("--out", default=os.path.join(RESULTS, "latency"), help="output path stem")
     ap.add_argument("--quick", action="store_true",
@@ -597,6 +615,7 @@ def main(argv=None) -> int:
         print(f"[{time.time() - t0:6.0f} s] {s}", flush=True)
 
     res = {"benchmark": "latency", "board": BOARD, "device_phi": has_device_phi(),
+           "commit": commit(),
            "env": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
            "args": {k: getattr(a, k) for k in ("images", "test_images", "val_images",
                                                "rl_seconds", "quick")},
