@@ -17,14 +17,15 @@ from pathlib import Path
 
 from micro_project.board_table import CPUS
 
-from . import build, compute, schedules
+from . import build, compute, mve, schedules
 
 UKERNEL_DIR = Path(__file__).resolve().parent / "ukernels"
 UKERNEL_HEADER = UKERNEL_DIR / "qmcu_ukernels.h"          # the one the kernels include
 UKERNEL_HEADERS = sorted(UKERNEL_DIR.glob("*.h"))         # it and the headers it includes
 
-# target → gcc CPU flags (None: the host compiler). DSP micro-kernels are chosen by the C
-# preprocessor (__ARM_FEATURE_DSP), so the same generated source serves every target.
+# target → gcc CPU flags (None: the host compiler). DSP and Helium micro-kernels are chosen by
+# the C preprocessor (__ARM_FEATURE_DSP, __ARM_FEATURE_MVE), so the same generated source
+# serves every target (mve.py; the knob isa="dsp" keeps the DSP ones on a Helium target).
 TARGETS = {"host": None,
            **{name: ("-mthumb", *cpu.gcc_flags) for name, cpu in CPUS.items()}}
 
@@ -63,6 +64,12 @@ class Kernel:
     source: str
     scratch_bytes: int
     _flash: int | None = field(default=None, repr=False)
+
+    @property
+    def isa(self) -> str:
+        """The micro-kernel implementation this kernel runs on its target: "mve", "dsp" or
+        "c" (portable)."""
+        return mve.micro_kernel_isa(self.target, self.knobs)
 
     def write(self, out_dir) -> list[Path]:
         """Write the kernel's C file (and the micro-kernel headers it includes) into out_dir;
@@ -108,6 +115,10 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
     # The default schedule is TVM's lowering as emitted: no pragma unless asked for.
     knobs = {**schedules.DEFAULT_KNOBS, "loop_pragma": schedule != "default", **(knobs or {})}
+    if knobs.get(mve.ISA_KNOB, "auto") == "auto":
+        knobs.pop(mve.ISA_KNOB, None)       # the default: not part of the kernel's name
+    else:
+        mve.check_knob(knobs[mve.ISA_KNOB])
     key = (spec, schedule, target, tuple(sorted(knobs.items())))
     if key not in _CACHE:
         comp = compute.make_compute(spec)
@@ -116,13 +127,14 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         body = build.build_c(func, name).replace("#define TVM_EXPORTS\n", "")
         # requant_at only concerns the fused micro-kernels: elsewhere it leaves the file as is
         fused = "qmcu_conv(" in body or "qmcu_dw(" in body
-        src = _abi_params_used(prelude(knobs["loop_pragma"],
+        src = _abi_params_used(mve.prelude(knobs) + prelude(knobs["loop_pragma"],
                                        knobs["requant_at"] if fused else "end")
                                + (lowbit_w_prelude(knobs["lw_pairs"])
                                   if "qmcu_conv_lw" in body else "") + body,
                                name)
         _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src,
-                             _scratch(src, spec, schedule))
+                             _scratch(src, spec, schedule,
+                                      mve.micro_kernel_isa(target, knobs)))
     return _CACHE[key]
 
 
@@ -140,8 +152,10 @@ def _abi_params_used(src: str, name: str) -> str:
 _ARRAY = re.compile(r"^\s*(u?int(8|16|32|64)_t)\s+\w+\[(\d+)\];", re.M)
 
 
-def _scratch(src: str, spec: compute.KernelSpec, schedule: str) -> int:
+def _scratch(src: str, spec: compute.KernelSpec, schedule: str, isa: str = "dsp") -> int:
     total = sum(int(n) * int(bits) // 8 for _, bits, n in _ARRAY.findall(src))
+    if isa == "mve":          # Helium micro-kernels: their own buffer (mve.py), no gathering
+        return total + mve.scratch_bytes(spec, src)
     if schedule == "dsp" and ("qmcu_conv(" in src or "qmcu_conv_acc(" in src):
         # Fewer input channels than one activation word: the DSP micro-kernel gathers the
         # window of each of (up to) two pixels as int16 into the shared qmcu_gather buffer.

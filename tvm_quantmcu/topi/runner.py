@@ -76,6 +76,9 @@ def _c_array(name: str, ctype: str, a: np.ndarray, section: str = "") -> str:
     return f"static const {ctype} {name}[]{attr} = {{{vals}}};\n"
 
 
+BIG_OUTPUT = 64 * 1024
+
+
 def qemu_program(cases: list[Case], repeat: int = 1) -> str:
     """C main() that runs every case, compares with the expected bytes and prints
     ``case <i> <mismatches> <ticks>`` per case (ticks of the fastest of `repeat` calls)."""
@@ -112,8 +115,11 @@ def qemu_program(cases: list[Case], repeat: int = 1) -> str:
         hal_puts("case {i} "); hal_put_u32(bad); hal_puts(" "); hal_put_u32(best); hal_puts("\\n");
     }}""")
     ymax = max(len(c.expected) for c in cases)
+    # a large output goes to the boards' big RAM region (mps3-an547 has 512 KiB of SRAM)
+    big = ', section(".bigram")' if ymax > BIG_OUTPUT else ""
     return ("#include <stdint.h>\n#include <string.h>\n#include \"hal.h\"\n" + "".join(protos)
-            + "".join(data) + f"static uint8_t ybuf[{ymax + 4}] __attribute__((aligned(4)));\n"
+            + "".join(data)
+            + f"static uint8_t ybuf[{ymax + 4}] __attribute__((aligned(4){big}));\n"
             + "int main(void) {\n    int failures = 0;\n"
             + "    uint32_t t0 = hal_timer_read();\n"
             + "    uint32_t overhead = hal_timer_read() - t0;\n"

@@ -1,7 +1,9 @@
 /* Micro-kernels called by the TVM-generated kernels: the inner products of one or two output
  * pixels over packed activations, fused with requantization and packing of the outputs. Each
  * has an ARMv7E-M DSP implementation (qmcu_ukernels_dsp.h: SMLAD, SXTB16, SMLAxy, SMMUL, USAT,
- * UQSUB8) selected by __ARM_FEATURE_DSP and a portable C implementation with the same result.
+ * UQSUB8) selected by __ARM_FEATURE_DSP, a Helium one (qmcu_ukernels_mve.h: VMLADAVA, VMULH,
+ * VRSHL) selected before it by __ARM_FEATURE_MVE, and a portable C implementation with the
+ * same result.
  *
  * Header-only: every generated kernel file includes it, and the shape arguments TVM passes are
  * literals, so the compiler specialises each call. Pointer arguments are void* because that is
@@ -167,6 +169,8 @@ QMCU_INLINE void dw_ref(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix
 
 /* ---- DSP implementations (ARMv7E-M) -------------------------------------------------- */
 #include "qmcu_ukernels_dsp.h"
+/* ---- Helium (MVE) implementations (Armv8.1-M) ---------------------------------------- */
+#include "qmcu_ukernels_mve.h"
 
 /* ---- entry points (called by the generated kernels) --------------------------------------- */
 
@@ -191,7 +195,11 @@ QMCU_INLINE int32_t qmcu_conv(void *y, int32_t y_pix, void *acc, int32_t acc_pix
                               void *shift, void *q, int32_t npx, int32_t kh, int32_t kw,
                               int32_t c, int32_t oc, int32_t sw, int32_t ib, int32_t ob) {
     const qmcu_q qo = out_params((const int32_t *)q);
-#ifdef QMCU_DSP
+#if defined(QMCU_MVE)
+    conv_mve((uint8_t *)y, y_pix, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
+             (const int8_t *)w, (const int32_t *)bias, (const int32_t *)mult,
+             (const int32_t *)shift, &qo, npx, kh, kw, c, oc, sw, ib, ob, 1);
+#elif defined(QMCU_DSP)
     const int8_t *wt = (const int8_t *)w;
     const int32_t *b = (const int32_t *)bias, *m = (const int32_t *)mult;
     const int32_t *n = (const int32_t *)shift;
@@ -209,7 +217,10 @@ QMCU_INLINE int32_t qmcu_conv(void *y, int32_t y_pix, void *acc, int32_t acc_pix
 QMCU_INLINE int32_t qmcu_conv_acc(void *acc, int32_t acc_pix, void *x, int32_t x_row,
                                   int32_t x_pix, void *w, int32_t npx, int32_t kh, int32_t kw,
                                   int32_t c, int32_t oc, int32_t sw, int32_t ib) {
-#ifdef QMCU_DSP
+#if defined(QMCU_MVE)
+    conv_mve(0, 0, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
+             (const int8_t *)w, 0, 0, 0, 0, npx, kh, kw, c, oc, sw, ib, 8, 0);
+#elif defined(QMCU_DSP)
     const int8_t *wt = (const int8_t *)w;
     const int32_t y_pix = 0;
     QMCU_DSP_PIXELS(conv_dsp, conv_dsp_tail, (uint8_t *)0, acc, x,
@@ -228,7 +239,11 @@ QMCU_INLINE int32_t qmcu_dw(void *y, int32_t y_pix, void *acc, int32_t acc_pix, 
                             int32_t oc, int32_t sw, int32_t ib, int32_t ob) {
     const qmcu_q qo = out_params((const int32_t *)q);
     (void)oc;
-#ifdef QMCU_DSP
+#if defined(QMCU_MVE)
+    dw_mve((uint8_t *)y, y_pix, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
+           (const int8_t *)w, (const int32_t *)bias, (const int32_t *)mult,
+           (const int32_t *)shift, &qo, npx, kh, kw, c, sw, ib, ob, 1);
+#elif defined(QMCU_DSP)
     const int8_t *wt = (const int8_t *)w;
     const int32_t *b = (const int32_t *)bias, *m = (const int32_t *)mult;
     const int32_t *n = (const int32_t *)shift;
@@ -247,7 +262,10 @@ QMCU_INLINE int32_t qmcu_dw_acc(void *acc, int32_t acc_pix, void *x, int32_t x_r
                                 int32_t x_pix, void *w, int32_t npx, int32_t kh, int32_t kw,
                                 int32_t c, int32_t oc, int32_t sw, int32_t ib) {
     (void)oc;
-#ifdef QMCU_DSP
+#if defined(QMCU_MVE)
+    dw_mve(0, 0, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix, (const int8_t *)w,
+           0, 0, 0, 0, npx, kh, kw, c, sw, ib, 8, 0);
+#elif defined(QMCU_DSP)
     const int8_t *wt = (const int8_t *)w;
     const int32_t y_pix = 0;
     QMCU_DSP_PIXELS(dw_dsp, dw_dsp_tail, (uint8_t *)0, acc, x,
