@@ -61,6 +61,28 @@ def test_pack_stores_w_bits_per_weight_and_decodes(a, w):
     assert packed[ko:ko + oc].tolist() == k.tolist()
 
 
+@pytest.mark.parametrize("w", [4, 2])
+def test_uniform_exponent_only_where_every_channel_takes_s(w):
+    """k = S for all channels (the flag after the exponents) when n + S reaches the one-SMMUL
+    requantization and the accumulator bound times 2^S fits int32; otherwise per-channel k."""
+    spec = KernelSpec("conv2d", (2, 2, 16), 3, in_bits=2, w_bits=w)
+    s = wpack.field_bits(w)
+    ko = wpack.k_offset(3, 1, 16, 2, w)
+    wt = np.ones((3, 16, 1, 1), np.int64)
+
+    def tail(n, bias=0):
+        p = prepare(spec, w=wt, bias=[bias] * 3, M=1 << 30, n=n, zp_in=1, zp_out=0, lo=0,
+                    hi=255)
+        return p.w.view(np.uint8)[ko:ko + 4].tolist(), p.shift.tolist()
+    assert tail(30) == ([s] * 3 + [1], [30 + s] * 3)
+    assert tail(33 - s) == ([s] * 3 + [1], [33] * 3)
+    assert tail(32 - s)[0][3] == 0                    # below the fast requantization
+    assert tail(63 - s)[0][3] == 0                    # beyond the shift range
+    assert tail(30, bias=1 << (31 - s))[0][3] == 0    # bias * 2^S overflows
+    assert wpack.uniform_exponent([10, 20], [30, 30], w)
+    assert not wpack.uniform_exponent([10, 1 << (31 - s)], [30, 30], w)
+
+
 def test_selection():
     """conv2d/dense with ≤ 4-bit weights and activations read a word at a time pack; 8-bit
     activations, gathered windows, depthwise and reductions beyond the exact range do not."""
@@ -94,7 +116,9 @@ def _check(spec, seed, n=4, extreme_every=4, schedule="dsp", micro_kernel=None):
         win = (h, w, pt, pl)
         if (pt or pl) and i % 2:
             win = (h + pt, w + pl, 0, 0)            # an interior patch: no border
-        case = random_case(spec, rng, window=win, extreme=i % extreme_every == extreme_every - 1)
+        # small shifts (every third case) leave n + S below 33: per-channel exponents
+        case = random_case(spec, rng, window=win, extreme=i % extreme_every == extreme_every - 1,
+                           small_shift=i % 3 == 1)
         y = runner.run_host(lib, k, case.x, case.params, case.window)
         np.testing.assert_array_equal(y, case.expected, err_msg=f"{spec.describe()} case {i}")
     return n

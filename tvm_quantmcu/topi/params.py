@@ -104,6 +104,8 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
                                 f"(|bias| + max|Σx·w| = {int(worst.max())})")
     packed = packs_weights(spec)
     k = _fast_shift(w2, worst, shift.astype(np.int64), int8_weights=not packed)
+    if packed and wpack.uniform_exponent(worst, shift, spec.w_bits):
+        k = np.full(oc, wpack.field_bits(spec.w_bits), np.int64)
     if packed:   # the kernel scales the accumulator by 2^k, the weights stay as they are
         kh_, kw_ = kernel_taps(spec)
         wk = (w2.reshape(oc, c, kh_ * kw_).transpose(0, 2, 1) if spec.op == "conv2d"

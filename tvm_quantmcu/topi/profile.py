@@ -17,6 +17,7 @@ The log holds one line per instruction: profile small slices of a layer (:func:`
 from __future__ import annotations
 
 import collections
+import dataclasses
 import re
 import subprocess
 import tempfile
@@ -33,6 +34,7 @@ from .registry import get_kernel
 from .runner import Case, qemu_program
 
 PARTS = {"products": ("conv_dsp", "conv_dsp_tail", "dw_dsp", "dw_dsp_tail", "gather", "conv_mve", "dw_mve",
+                     "conv_lw", "conv_lw_tail",
                      "conv_ref", "dw_ref"),
          "requant": ("requant_out",)}
 OTHER = "window+loops"
@@ -45,8 +47,7 @@ def slice_spec(spec: KernelSpec, rows: int = 2) -> KernelSpec:
     kh, sh = spec.kernel[0], spec.stride[0]
     t, l, b, r = spec.padding
     h = max((rows - 1) * sh + kh - t - b, 1)
-    return KernelSpec(spec.op, (h,) + spec.in_shape[1:], spec.out_channels, spec.kernel,
-                      spec.stride, spec.padding, spec.in_bits, spec.out_bits, spec.in2_bits)
+    return dataclasses.replace(spec, in_shape=(h,) + spec.in_shape[1:])
 
 
 @dataclass

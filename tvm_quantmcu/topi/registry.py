@@ -126,7 +126,7 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         name = kernel_name(spec, schedule, knobs)
         body = build.build_c(func, name).replace("#define TVM_EXPORTS\n", "")
         # requant_at only concerns the fused micro-kernels: elsewhere it leaves the file as is
-        fused = "qmcu_conv(" in body or "qmcu_dw(" in body
+        fused = "qmcu_conv(" in body or "qmcu_dw(" in body or "qmcu_conv_lw(" in body
         src = _abi_params_used(mve.prelude(knobs) + prelude(knobs["loop_pragma"],
                                        knobs["requant_at"] if fused else "end")
                                + (lowbit_w_prelude(knobs["lw_pairs"])

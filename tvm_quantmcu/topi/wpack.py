@@ -17,7 +17,10 @@ per tap, per word of activations, ``words_per_group`` 32-bit words; each word ho
 ``8 / w_bits`` operands, operand q being ``ror(word, q·2·w_bits) & operand_mask`` (one ``AND``
 with a rotated register). After the packed words, one byte per output channel: k, the power
 of two by which the kernel scales that channel's accumulator (``params._fast_shift``: bias and
-shift are prepared for acc·2^k, so that the requantization takes its one-``SMMUL`` path).
+shift are prepared for acc·2^k, so that the requantization takes its one-``SMMUL`` path); then
+one flag byte, set when every k is S (:func:`uniform_exponent`): the kernel then takes channel
+B as the accumulator with its low field cleared (B·2^S) and channel A as the low field shifted
+up by S, with no per-channel shift.
 
 This module is the one place that knows the layout and derives the exactness bound.
 """
@@ -98,8 +101,20 @@ def k_offset(oc: int, taps: int, c: int, in_bits: int, w_bits: int) -> int:
 
 
 def storage_bytes(oc: int, taps: int, c: int, in_bits: int, w_bits: int) -> int:
-    """Bytes of the packed weight array: the words, then k per channel (to a whole word)."""
-    return k_offset(oc, taps, c, in_bits, w_bits) + (oc + 3) // 4 * 4
+    """Bytes of the packed weight array: the words, then k per channel and the uniform flag
+    (to a whole word)."""
+    return k_offset(oc, taps, c, in_bits, w_bits) + (oc + 4) // 4 * 4
+
+
+def uniform_exponent(worst, n, w_bits: int) -> bool:
+    """Whether every channel can take k = S (the field width): its accumulator bound `worst`
+    (|bias| + max |Σx·w|) times 2^S stays within int32 and n + S lies where the one-``SMMUL``
+    requantization applies (33..62)."""
+    import numpy as np
+    s = field_bits(w_bits)
+    worst, n = np.asarray(worst, np.int64), np.asarray(n, np.int64)
+    return bool(np.all((worst << s) < 1 << 31) and np.all(n + s >= 33)
+                and np.all(n + s <= 62))
 
 
 def check(oc: int, taps: int, c: int, in_bits: int, w_bits: int) -> str | None:
@@ -158,4 +173,5 @@ def pack(wk, k, c: int, in_bits: int, w_bits: int):
     np.bitwise_or.at(out, byte.ravel(), (field << sh).ravel().astype(np.uint8))
     ko = k_offset(oc, taps, c, in_bits, w_bits)
     out[ko:ko + oc] = np.asarray(k, np.uint8)
+    out[ko + oc] = bool(oc) and bool(np.all(np.asarray(k) == field_bits(w_bits)))
     return out.view(np.int8)

@@ -28,6 +28,14 @@
 #define QMCU_LW_PAIRS 2
 #endif
 
+/* Requantize each channel pair from registers right after its products (knob requant_at =
+ * "pair"), or all channels after the products (requant_out, as the int8 kernels). */
+#ifdef QMCU_REQUANT_AT_PAIR
+#define QMCU_LW_RQ_AT_PAIR 1
+#else
+#define QMCU_LW_RQ_AT_PAIR 0
+#endif
+
 QMCU_INLINE int32_t lw_smlad(uint32_t x, uint32_t w, int32_t acc) {
 #ifdef QMCU_DSP
     return __smlad(x, w, acc);
@@ -38,8 +46,7 @@ QMCU_INLINE int32_t lw_smlad(uint32_t x, uint32_t w, int32_t acc) {
 }
 
 /* Operand q of a weight word: ror(v, 2*wb*q) & mask, one AND with a rotated register. */
-QMCU_INLINE uint32_t lw_operand(uint32_t v, int32_t q, int32_t wb) {
-    const uint32_t mask = wb == 4 ? 0xF00FF00Fu : 0xC003C003u;
+QMCU_INLINE uint32_t lw_operand(uint32_t v, int32_t q, int32_t wb, uint32_t mask) {
     const int32_t r = 2 * wb * q;
     return mask & (r ? (v >> r) | (v << ((32 - r) & 31)) : v);
 }
@@ -85,33 +92,73 @@ QMCU_INLINE int32_t lw_window_sum(const uint8_t *x, int32_t x_row, int32_t x_pix
     return s;
 }
 
+/* The output stage of channel pair oa, oa + 1 (the second only if it exists) of npx pixels:
+ * va[p], vb[p] their sums, scaled by 2^k when fused. Fused: requantized from registers right
+ * away (rq_pair, shared with the int8 kernels); otherwise added into acc. */
+QMCU_INLINE void lw_pair_out(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                             int32_t oa, int32_t oc, const int32_t *va, const int32_t *vb,
+                             int32_t npx, const int32_t *bias, const int32_t *mult,
+                             const int32_t *shift, const qmcu_q *q, int32_t ob, int32_t fuse) {
+    const int32_t two = oa + 1 < oc;
+    if (!fuse || !QMCU_LW_RQ_AT_PAIR) {
+        /* fused: the generated kernel zeroes acc right before the call (its init block), so
+         * the sums are stored, not added (saves a load per output) */
+        for (int32_t p = 0; p < npx; p++) {
+            int32_t *ap = acc + p * acc_pix + oa;
+            ap[0] = (fuse ? 0 : ap[0]) + va[p];
+            if (two) ap[1] = (fuse ? 0 : ap[1]) + vb[p];
+        }
+        return;
+    }
+#ifdef QMCU_DSP
+    if (two) {
+        rq_pair(y, y_pix, oa, va[0], vb[0], npx == 2 ? va[1] : 0, npx == 2 ? vb[1] : 0, npx,
+                bias + oa, mult + oa, shift + oa, q, ob);
+        return;
+    }
+#endif
+    for (int32_t p = 0; p < npx; p++) {
+        out_one(y + p * y_pix, oa, va[p], bias, mult, shift, q, ob);
+        if (two) out_one(y + p * y_pix, oa + 1, vb[p], bias, mult, shift, q, ob);
+    }
+}
+
 /* Output channels o .. o + 2*nq - 1 (nq = 1 or 2 pairs, those below oc) of npx pixels: each
  * lane pair of activations is unpacked once for the nq pairs, each weight operand extracted
- * once for the npx pixels. s0, s1: the pixels' activation sums. */
-QMCU_INLINE void conv_lw_block(int32_t *acc, int32_t acc_pix, const uint8_t *x,
-                               int32_t x_row, int32_t x_pix, const int8_t *w, int32_t o,
-                               int32_t nq, int32_t s0, int32_t s1, int32_t npx, int32_t kh,
-                               int32_t kw, int32_t c, int32_t oc, int32_t sw, int32_t ib,
-                               int32_t wb, int32_t dwords, int32_t fuse, uint32_t lm) {
+ * once for the npx pixels. hs0, hs1: the pixels' activation sums times 2^(wb-1). uni: every
+ * channel's exponent k is S (wpack.uniform_exponent), so that channel B is P with its low
+ * field cleared and channel A the low field shifted up by S, without per-channel shifts. */
+QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                               const uint8_t *x, int32_t x_row, int32_t x_pix, const int8_t *w,
+                               const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                               const qmcu_q *qo, int32_t o, int32_t nq, int32_t hs0,
+                               int32_t hs1, int32_t npx, int32_t kh, int32_t kw, int32_t c,
+                               int32_t oc, int32_t sw, int32_t ib, int32_t wb, int32_t dwords,
+                               int32_t ob, int32_t fuse, int32_t uni, uint32_t lm,
+                               uint32_t wm) {
     const int32_t G = 32 / ib, H = G / 2, ng = (c + G - 1) / G, opw = 8 / wb;
-    const int32_t wpg = H / opw, S = 16 - wb, half = 1 << (wb - 1);
+    const int32_t wpg = H / opw, S = 16 - wb;
     const int32_t fmask = (1 << S) - 1, dx = sw * x_pix, wpair = 4 * kh * kw * ng * wpg;
     const int8_t *kexp = w + (oc + 1) / 2 * wpair;
     const int8_t *pw = w + o / 2 * wpair;
-    /* [pair][pixel]; A holds drained low fields only (zero, and no register, without drains) */
-    int32_t P[2][2] = {{0, 0}, {0, 0}}, A[2][2] = {{0, 0}, {0, 0}};
+    /* [pair][pixel]. Without drains P starts at -hs, so that it ends as the exact sum
+     * sA + 2^S * sB of the two channels with |sA| < 2^(S-1): A = the low field sign-extended
+     * (the offset of u_A is gone), B * 2^S = P - A. With drains A takes the drained low
+     * fields (non-negative, below 2^S) and starts at -hs. */
+    const int32_t drains = kh * kw * ng > dwords;
+    int32_t P[2][2], A[2][2];
+    for (int32_t q = 0; q < 2; q++)
+        for (int32_t p = 0; p < 2; p++) {
+            const int32_t hs = p ? hs1 : hs0;
+            P[q][p] = drains ? 0 : -hs;
+            A[q][p] = drains ? -hs : 0;
+        }
+    int32_t nw = 0;                /* words since the last drain (they run across taps) */
     for (int32_t i = 0; i < kh; i++)
         for (int32_t j = 0; j < kw; j++) {
             const uint8_t *xp = x + i * x_row + j * x_pix;
-            for (int32_t g0 = 0; g0 < ng; g0 += dwords) {
-                if (g0 > 0 || i > 0 || j > 0)            /* drain the low fields */
-                    for (int32_t q = 0; q < nq; q++)
-                        for (int32_t p = 0; p < npx; p++) {
-                            const int32_t t = P[q][p] & fmask;
-                            A[q][p] += t;
-                            P[q][p] -= t;
-                        }
-                const int32_t gend = g0 + dwords < ng ? g0 + dwords : ng;
+            for (int32_t g0 = 0; g0 < ng;) {
+                const int32_t gend = drains && g0 + dwords - nw < ng ? g0 + dwords - nw : ng;
                 for (int32_t g = g0; g < gend; g++, pw += 4 * wpg) {
                     const uint32_t v0 = lw_word(xp, g, c, ib);
                     const uint32_t v1 = npx == 2 ? lw_word(xp + dx, g, c, ib) : 0;
@@ -123,28 +170,64 @@ QMCU_INLINE void conv_lw_block(int32_t *acc, int32_t acc_pix, const uint8_t *x,
                         const uint32_t x1l = npx == 2 ? lw_xlane(v1, m, ib, lm) : 0;
                         for (int32_t q = 0; q < nq; q++) {
                             const uint32_t op = lw_operand(
-                                ld32(pw + q * wpair + 4 * (m / opw)), m % opw, wb);
+                                ld32(pw + q * wpair + 4 * (m / opw)), m % opw, wb, wm);
                             P[q][0] = lw_smlad(x0l, op, P[q][0]);
                             if (npx == 2) P[q][1] = lw_smlad(x1l, op, P[q][1]);
                         }
                     }
                 }
+                nw += gend - g0;
+                g0 = gend;
+                if (drains && nw == dwords) {  /* the bound is reached: drain the low fields */
+                    nw = 0;
+                    for (int32_t q = 0; q < nq; q++)
+                        for (int32_t p = 0; p < npx; p++) {
+                            const int32_t t = P[q][p] & fmask;
+                            A[q][p] += t;
+                            P[q][p] -= t;
+                        }
+                }
             }
         }
     for (int32_t q = 0; q < nq; q++) {
-        const int32_t oa = o + 2 * q, two = oa + 1 < oc;
-        const int32_t k0 = fuse ? kexp[oa] : 0, k1 = fuse && two ? kexp[oa + 1] : 0;
+        const int32_t oa = o + 2 * q;
+        int32_t va[2], vb[2];
         for (int32_t p = 0; p < npx; p++) {
-            int32_t *ap = acc + p * acc_pix + oa;
-            /* fused: the generated kernel zeroes acc right before the call (its init block),
-             * so the sums are stored, not added (saves a load per output) */
-            const int32_t a = (fuse ? 0 : ap[0]) + A[q][p] + (P[q][p] & fmask)
-                - half * (p ? s1 : s0);
-            ap[0] = (int32_t)((uint32_t)a << k0);
-            /* channel B: the high field, exact (arithmetic shift of a multiple of 2^S) */
-            if (two) ap[1] = (int32_t)((uint32_t)((fuse ? 0 : ap[1]) + (P[q][p] >> S)) << k1);
+            const int32_t lo = drains ? P[q][p] & fmask
+                : (int32_t)((uint32_t)P[q][p] << (32 - S)) >> (32 - S);
+            const int32_t a = A[q][p] + lo, b = P[q][p] - lo;     /* sA, sB * 2^S */
+            if (fuse && uni) {
+                va[p] = (int32_t)((uint32_t)a << S);
+                vb[p] = b;
+            } else {
+                const int32_t k0 = fuse ? kexp[oa] : 0;
+                const int32_t k1 = fuse && oa + 1 < oc ? kexp[oa + 1] : 0;
+                va[p] = (int32_t)((uint32_t)a << k0);
+                vb[p] = (int32_t)((uint32_t)(b >> S) << k1);
+            }
         }
+        lw_pair_out(y, y_pix, acc, acc_pix, oa, oc, va, vb, npx, bias, mult, shift, qo, ob,
+                    fuse);
     }
+}
+
+/* All output channels of npx pixels, nq pairs per pass where no drains are due (their wide
+ * accumulators would spill). */
+QMCU_INLINE void conv_lw_pass(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
+                              const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
+                              const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                              const qmcu_q *q, int32_t hs0, int32_t hs1, int32_t npx,
+                              int32_t kh, int32_t kw, int32_t c, int32_t oc, int32_t sw,
+                              int32_t ib, int32_t wb, int32_t dwords, int32_t ob, int32_t fuse,
+                              int32_t uni, uint32_t lm, uint32_t wm) {
+    const int32_t G = 32 / ib, drains = kh * kw * ((c + G - 1) / G) > dwords;
+    int32_t o = 0;
+    for (; o + 3 < oc && !drains && QMCU_LW_PAIRS == 2; o += 4)
+        conv_lw_block(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, o, 2,
+                      hs0, hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, uni, lm, wm);
+    for (; o < oc; o += 2)
+        conv_lw_block(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, o, 1,
+                      hs0, hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, uni, lm, wm);
 }
 
 QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
@@ -153,23 +236,27 @@ QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
                               const qmcu_q *q, int32_t npx, int32_t kh, int32_t kw, int32_t c,
                               int32_t oc, int32_t sw, int32_t ib, int32_t wb, int32_t dwords,
                               int32_t ob, int32_t fuse) {
+    /* the masks in registers: an AND with a rotated register each (as immediates, gcc
+     * splits the weight masks into two BICs) */
     uint32_t lm = ib == 4 ? 0x000F000Fu : 0x00030003u;
+    uint32_t wm = wb == 4 ? 0xF00FF00Fu : 0xC003C003u;
 #ifdef QMCU_DSP
     QMCU_OPAQUE(lm);
+    QMCU_OPAQUE(wm);
 #endif
-    const int32_t s0 = lw_window_sum(x0, x_row, x_pix, kh, kw, c, ib);
-    const int32_t s1 = npx == 2 ? lw_window_sum(x0 + sw * x_pix, x_row, x_pix, kh, kw, c, ib)
-                                : 0;
-    /* two pairs per pass, unless drains are due: their wide accumulators would spill */
-    const int32_t G = 32 / ib, drains = kh * kw * ((c + G - 1) / G) > dwords;
-    int32_t o = 0;
-    for (; o + 3 < oc && !drains && QMCU_LW_PAIRS == 2; o += 4)
-        conv_lw_block(acc, acc_pix, x0, x_row, x_pix, w, o, 2, s0, s1, npx, kh, kw, c, oc, sw,
-                      ib, wb, dwords, fuse, lm);
-    for (; o < oc; o += 2)
-        conv_lw_block(acc, acc_pix, x0, x_row, x_pix, w, o, 1, s0, s1, npx, kh, kw, c, oc, sw,
-                      ib, wb, dwords, fuse, lm);
-    if (!fuse) return;
+    const int32_t half = 1 << (wb - 1);
+    const int32_t hs0 = half * lw_window_sum(x0, x_row, x_pix, kh, kw, c, ib);
+    const int32_t hs1 = npx == 2
+        ? half * lw_window_sum(x0 + sw * x_pix, x_row, x_pix, kh, kw, c, ib) : 0;
+    /* the flag after the exponents (wpack.uniform_exponent) */
+    const int32_t G = 32 / ib, wpair = 4 * kh * kw * ((c + G - 1) / G) * (G / 2) / (8 / wb);
+    if (fuse && w[(oc + 1) / 2 * wpair + oc])
+        conv_lw_pass(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, hs0,
+                     hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, 1, lm, wm);
+    else
+        conv_lw_pass(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, hs0,
+                     hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, 0, lm, wm);
+    if (!fuse || QMCU_LW_RQ_AT_PAIR) return;
 #ifdef QMCU_DSP
     requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
 #else
