@@ -205,10 +205,14 @@ def test_pairs_per_pass_is_a_tuning_knob_of_packed_kernels_only():
     ch = space.knob_choices()["lw_pairs"]
     assert len(space.probe_space(packed, "host").candidates["lw_pairs"]) == len(ch) == 2
     assert len(space.probe_space(int8, "host").candidates["lw_pairs"]) == 1
+    assert len(space.probe_space(packed, "host").candidates["requant_at"]) == 2
     k = get_kernel(packed, "dsp", "host", {"lw_pairs": 1})
     assert "#define QMCU_LW_PAIRS 1" in k.source
-    lib = runner.host_library([k])
+    kp = get_kernel(packed, "dsp", "host", {"requant_at": "pair"})
+    assert "#define QMCU_REQUANT_AT_PAIR 1" in kp.source
+    lib = runner.host_library([k, kp])
     rng = np.random.default_rng(3)
     for extreme in (False, True):
-        case = random_case(packed, rng, extreme=extreme)
-        assert np.array_equal(runner.run_host(lib, k, case.x, case.params), case.expected)
+        for kk in (k, kp):
+            case = random_case(packed, rng, extreme=extreme, small_shift=kk is kp)
+            assert np.array_equal(runner.run_host(lib, kk, case.x, case.params), case.expected)

@@ -48,9 +48,10 @@ def _run(tmp_path, pairs, per_spec, seed):
     rng = np.random.default_rng(seed)
     cases = []
     for a, w in pairs:
-        for spec in _specs(a, w, rng):
+        for j, spec in enumerate(_specs(a, w, rng)):
             assert packs_weights(spec)
-            k = get_kernel(spec, "dsp", "cortex-m4")
+            # every third kernel requantizes each channel pair from registers (knob)
+            k = get_kernel(spec, "dsp", "cortex-m4", {"requant_at": "pair"} if j % 3 == 1 else {})
             for i in range(per_spec):
                 extreme = spec.op == "dense" and spec.out_channels == 4 or i == per_spec - 1
                 # small shifts: per-channel exponents instead of the uniform k = S
