@@ -33,9 +33,8 @@ from .compute import KernelSpec
 from .registry import get_kernel
 from .runner import Case, qemu_program
 
-PARTS = {"products": ("conv_dsp", "conv_dsp_tail", "dw_dsp", "dw_dsp_tail", "gather", "conv_mve", "dw_mve",
-                     "conv_lw", "conv_lw_tail",
-                     "conv_ref", "dw_ref"),
+PARTS = {"products": ("conv_dsp", "conv_dsp_tail", "dw_dsp", "dw_dsp_tail", "gather",
+                     "conv_mve", "dw_mve", "conv_lw", "conv_lw_tail", "conv_ref", "dw_ref"),
          "requant": ("requant_out",)}
 OTHER = "window+loops"
 
