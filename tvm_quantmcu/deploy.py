@@ -214,7 +214,7 @@ def deploy(model, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     import micro_project
 
     from . import data, pipeline
-    from .codegen.report import format_report, linked_symbol_size
+    from .codegen.report import format_report, linked_symbol_size, linked_weights_bytes
     from .quant import quantize_input
 
     spec, facts = board_spec(board, zephyr_base)
@@ -304,8 +304,9 @@ def deploy(model, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
             res["cycle_model"] = "cortex-m4 (micro_project/qemu_plugin)"
     else:
         res["host_ns_per_inference"] = float(np.mean(ticks))
-    res["arena_bytes_linked"] = linked_symbol_size(
-        binary, "qmcu_arena", "nm" if spec.template == "host" else "arm-none-eabi-nm")
+    nm = "nm" if spec.template == "host" else "arm-none-eabi-nm"
+    res["arena_bytes_linked"] = linked_symbol_size(binary, "qmcu_arena", nm)
+    res["weights_bytes_linked"] = linked_weights_bytes(binary, gen.meta["weight_symbols"], nm)
     if "flash_total" in rep["flash"]:
         res["flash_bytes"] = rep["flash"]["flash_total"]
         res["flash_sections"] = rep["flash"]

@@ -9,7 +9,8 @@ VDPC check, then the layer-by-layer stage; it implements
 ``micro_project/firmware/include/qmcu_model_api.h``.
 """
 from .generate import GeneratedModel, generate, generate_module, program_of_module
-from .program import Program, UnsupportedModelError, build_program, predicted_peak
+from .program import (Program, UnsupportedModelError, build_program, predicted_peak,
+                      weight_constants)
 
 __all__ = ["GeneratedModel", "Program", "UnsupportedModelError", "build_program", "generate",
-           "generate_module", "predicted_peak", "program_of_module"]
+           "generate_module", "predicted_peak", "program_of_module", "weight_constants"]

@@ -80,6 +80,7 @@ def generate(graph: Graph, policy: Policy, out_dir, name: str | None = None,
                          kernel_lookup)
     src, hdr, info = emit_model_c(prog)
     digest = info.pop("digest")
+    symbols = info.pop("weight_symbols")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".qmcu-gen-", dir=out.parent))
     try:
@@ -91,6 +92,7 @@ def generate(graph: Graph, policy: Policy, out_dir, name: str | None = None,
         for h in (RT_HEADER, FIRMWARE_DIR / "include" / "qmcu_model_api.h"):
             shutil.copyfile(h, tmp / h.name)
         meta = _meta(prog, digest, info)
+        meta["weight_symbols"] = symbols
         (tmp / MARKER).write_text(json.dumps(meta, indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)

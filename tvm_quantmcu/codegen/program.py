@@ -19,7 +19,8 @@ from ..quant.packing import packed_bytes, packed_channels
 from ..quant.policy import Policy
 from ..topi import KernelSpec, get_kernel
 from ..topi.compute import UnsupportedKernel
-from ..topi.params import KernelParams, params_for_layer, prepare, spec_for_layer
+from ..topi.params import (ConstantPool, KernelParams, params_for_layer, prepare,
+                           spec_for_layer)
 from ..topi.registry import Kernel
 from .arena import Buffer, check_arena, plan_arena
 from .layout import Call, PatchLayout, patch_layout
@@ -35,7 +36,7 @@ class UnsupportedModelError(ValueError):
 class KernelCall:
     layer: str
     branch: str                    # "8" / "low" in the patch stage with VDPC, else ""
-    kernel: Kernel
+    kernel: Kernel | None          # None in a program built for its constants only
     params: KernelParams
     x: str                         # buffer names
     y: str
@@ -117,9 +118,10 @@ def _kernel_input_hwc(layer, out_hw, c) -> tuple[int, int, int]:
 
 class _Builder:
     def __init__(self, graph: Graph, policy: Policy, target: str, schedule: str,
-                 knobs: dict | None, kernel_lookup=None):
+                 knobs: dict | None, kernel_lookup=None, compile_kernels: bool = True):
         _check_supported(graph)
         self.g, self.pol, self.target, self.schedule = graph, policy, target, schedule
+        self.compile_kernels = compile_kernels
         self.knobs, self.kernel_lookup = knobs, kernel_lookup
         self.plan = analyze(graph, policy.split_index, policy.grid) \
             if policy.split_index is not None else None
@@ -128,7 +130,9 @@ class _Builder:
             policy.check_branches(self.qg8, self.qg_low, self.plan.stage_output)
         self.threshold_q, self.threshold_q_lo = policy.thresholds_q(self.qg8)
 
-    def kernel(self, spec: KernelSpec) -> Kernel:
+    def kernel(self, spec: KernelSpec) -> Kernel | None:
+        if not self.compile_kernels:
+            return None
         if self.kernel_lookup is not None:       # e.g. the best schedule of a tuning database
             tuned = self.kernel_lookup(spec)
             if tuned is not None:
@@ -207,10 +211,11 @@ def _requant(t: str, src: ActQuant, dst: ActQuant, pixels: int, channels: int) -
 
 def build_program(graph: Graph, policy: Policy, name: str, target: str = "cortex-m4",
                   schedule: str = "dsp", knobs: dict | None = None,
-                  kernel_lookup=None) -> Program:
+                  kernel_lookup=None, compile_kernels: bool = True) -> Program:
     """kernel_lookup(spec) may return a Kernel to use instead of the registry's (None: use
-    the registry's with `schedule` and `knobs`)."""
-    b = _Builder(graph, policy, target, schedule, knobs, kernel_lookup)
+    the registry's with `schedule` and `knobs`). compile_kernels=False leaves every call's
+    kernel None: the calls, their parameters and the arena without the cost of compiling."""
+    b = _Builder(graph, policy, target, schedule, knobs, kernel_lookup, compile_kernels)
     g, plan = graph, b.plan
     bufs: dict[str, Buffer] = {}
     head, b8, blow, requants, tiles, windows = [], [], [], [], [], []
@@ -293,6 +298,16 @@ def build_program(graph: Graph, policy: Policy, name: str, target: str = "cortex
     return Program(name, policy, g, plan, layout, bufs, arena, (h_in, w_in, c_in),
                    _tensor_bytes(g, b.qg_low, out_t), head, b8, blow, requants, rest, vdpc,
                    tiles, windows, predicted_peak(g, policy))
+
+
+def weight_constants(graph: Graph, policy: Policy) -> ConstantPool:
+    """The constants of the weights section of `policy`'s firmware (kernel parameters of every
+    call, both VDPC branches, each distinct array once): what :mod:`.emit` prints, so
+    ``.bytes()`` is the flash the linked firmware's weights take."""
+    pool = ConstantPool()
+    for c in build_program(graph, policy, policy.model, compile_kernels=False).calls:
+        pool.add_params(c.tag, c.params)
+    return pool
 
 
 def _tensor_bytes(g: Graph, qg: QGraph, t: str) -> int:

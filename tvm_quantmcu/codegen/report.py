@@ -72,6 +72,25 @@ def linked_symbol_size(binary, symbol: str, nm: str = "nm") -> int | None:
     return None
 
 
+def linked_weights_bytes(binary, symbols, nm: str = "nm") -> int | None:
+    """Bytes the weights section takes in a linked program: from the start of the first of
+    its constants (`symbols`, the generated model's ``weight_symbols``) to the end of the
+    last, alignment padding between them included, read back from the binary's symbol table.
+    None without `nm` or when a constant is missing from the binary."""
+    if shutil.which(nm) is None:
+        return None
+    out = subprocess.run([nm, "-S", str(binary)], capture_output=True, text=True).stdout
+    want, spans = set(symbols), {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] in want:
+            start = int(parts[0], 16)
+            spans[parts[3]] = (start, start + int(parts[1], 16))
+    if not want or set(spans) != want:
+        return None
+    return max(e for _, e in spans.values()) - min(s for s, _ in spans.values())
+
+
 def memory_report(gen: GeneratedModel, target: str = "cortex-m4") -> dict:
     """Arena vs prediction, flash by section (when the Arm toolchain is present) and per
     layer: weight bytes, kernels and MACs per call."""

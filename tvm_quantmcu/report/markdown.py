@@ -47,7 +47,8 @@ def policy_table(d: ReportData) -> list[str]:
            "halo; ratios are patch-based int8 (MCUNetV2) / policy, so higher is cheaper. "
            "Top-1 comes from the exact integer simulation, VDPC routing included. Peak SRAM of "
            "a VDPC policy counts buffers sized for the 8-bit branch (an outlier patch may need "
-           "it).", "",
+           "it). Flash is the weights section of the policy's firmware (weights, bias and "
+           "requantization constants as its kernels store them).", "",
            "| policy | λ | top-1 | images | patch-stage BitOPs vs int8 | total BitOPs vs int8 "
            "| outlier patches | peak SRAM B | flash B | low-bit maps |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -57,7 +58,8 @@ def policy_table(d: ReportData) -> list[str]:
                    f"{_ratio(r['bitops_patch_stage_vs_int8'])} | "
                    f"{_ratio(r['bitops_total_vs_int8'])} | "
                    f"{100 * (r['outlier_patch_rate'] or 0):.1f}% | {r['peak_sram_bytes']:,} | "
-                   f"{r['flash_bytes']:,} | {_bits(r.get('bits'))} |")
+                   f"{'-' if r['flash_bytes'] is None else format(r['flash_bytes'], ',')} | "
+                   f"{_bits(r.get('bits'))} |")
     for name, why in d.skipped.items():
         out.append(f"| {name} | - | not measured: {why} | | | | | | | |")
     out.append("")

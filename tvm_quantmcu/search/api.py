@@ -198,7 +198,7 @@ def evaluate_policy(ctx: SearchContext, pol: Policy, split: str = "test",
     res = evaluate(runner(sim, engine), ds.batches(ctx.input_shape, batch, limit), bar)
     res["engine"] = engine
     res["peak_sram_bytes"] = peak_sram(ctx, pol)
-    res["flash_bytes"] = weight_bytes(ctx.graph, pol.w_bits)
+    res["flash_bytes"] = weight_bytes(ctx.graph, pol)
     return res
 
 

@@ -2,6 +2,8 @@
 int8), and memory-driven rule-based mixed precision (Rusci et al.)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..patch import analyze, tensor_bytes
@@ -13,15 +15,16 @@ class BudgetError(ValueError):
     """A RAM or Flash budget cannot be met by any bit assignment."""
 
 
-def weight_bytes(graph, w_bits: dict[str, int]) -> int:
-    """Flash of the weights at their bits (packed), plus int32 bias and requant constants."""
-    total = 0
-    for l in graph.layers:
-        if l.weight is None:
-            continue
-        total += (l.weight.size * w_bits.get(l.name, 8) + 7) // 8
-        total += 4 * 3 * l.weight.shape[0]        # bias, multiplier, shift per channel
-    return total
+def weight_bytes(graph, policy: Policy) -> int | None:
+    """Flash of the weights section of `policy`'s firmware: every kernel call's weights,
+    bias and requantization constants as the kernels store them (sub-byte weights packed only
+    where the kernel reads them packed, both VDPC branches), from the constants the C
+    generator emits. None when the generator cannot compile the model."""
+    from ..codegen import UnsupportedModelError, weight_constants
+    try:
+        return weight_constants(graph, policy).bytes()
+    except UnsupportedModelError:
+        return None
 
 
 def memory_driven(ctx, base: Policy, ram_bytes: int, flash_bytes: int | None,
@@ -55,17 +58,46 @@ def memory_driven(ctx, base: Policy, ram_bytes: int, flash_bytes: int | None,
         t = max(cands, key=lambda t: tensor_bytes(g, t, bits.get(t, 8)))
         bits[t] = cut(bits.get(t, 8))
         cur = peak()
-    if flash_bytes is not None:
-        while weight_bytes(g, w_bits) > flash_bytes:
-            cands = [l for l in g.layers if l.weight is not None and w_bits.get(l.name, 8) > 2]
-            if not cands:
-                raise BudgetError(f"Flash budget {flash_bytes} B cannot be met: with every "
-                                  f"weight at 2 bits the model needs {weight_bytes(g, w_bits)} B")
-            l = max(cands, key=lambda l: l.weight.size * w_bits.get(l.name, 8))
-            w_bits[l.name] = cut(w_bits.get(l.name, 8))
     low = {t: b for t, b in bits.items() if b != 8}
     ranges = {t: best_range(ctx.samples_all(t), b, range_method) for t, b in low.items()}
-    return Policy("memory-driven", base.model, base.model_hash, base.split_index, base.grid,
-                  base.ranges8, bits_low=low, ranges_low=ranges, w_bits=w_bits,
-                  params={"ram_budget_bytes": ram_bytes, "flash_budget_bytes": flash_bytes,
-                          "peak_sram_bytes": cur})
+    pol = Policy("memory-driven", base.model, base.model_hash, base.split_index, base.grid,
+                 base.ranges8, bits_low=low, ranges_low=ranges, w_bits=w_bits,
+                 params={"ram_budget_bytes": ram_bytes, "flash_budget_bytes": flash_bytes,
+                         "peak_sram_bytes": cur})
+    return pol if flash_bytes is None else cut_weights(g, pol, flash_bytes)
+
+
+def cut_weights(graph, policy: Policy, flash_bytes: int) -> Policy:
+    """The weight half of the memory-driven rule: cut the bits (8 → 4 → 2) of the largest
+    weight tensor until the weights section of the firmware fits `flash_bytes`. Cuts are
+    measured on the firmware's constants (:func:`weight_bytes`): a cut its layer's kernel
+    stores no smaller would cost accuracy and save nothing, so that layer is passed over."""
+    w_bits = dict(policy.w_bits)
+
+    def cut(b: int) -> int:
+        return {8: 4, 4: 2}.get(b, b)
+
+    def make(w: dict[str, int]) -> Policy:
+        return replace(policy, w_bits=dict(w))
+    stored = weight_bytes(graph, policy)
+    if stored is None:
+        raise BudgetError("a Flash budget needs the model's firmware, and the C generator "
+                          "cannot compile this model")
+    passed: set[str] = set()
+    while stored > flash_bytes:
+        cands = [l for l in graph.layers if l.weight is not None and w_bits.get(l.name, 8) > 2
+                 and l.name not in passed]
+        if not cands:
+            raise BudgetError(f"Flash budget {flash_bytes} B cannot be met: the weights need "
+                              f"{stored} B after every cut that shrinks them")
+        l = max(cands, key=lambda l: l.weight.size * w_bits.get(l.name, 8))
+        b, now = w_bits.get(l.name, 8), stored
+        while b > 2 and now >= stored:     # 8 → 4 may store no smaller where 8 → 2 does
+            b = cut(b)
+            trial = {**w_bits, l.name: b}
+            now = weight_bytes(graph, make(trial))
+        if now < stored:
+            w_bits, stored = trial, now
+        else:
+            passed.add(l.name)
+    return make(w_bits)

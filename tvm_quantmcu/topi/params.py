@@ -12,6 +12,11 @@ points, clamp) to the arrays a kernel takes:
   kernels pad with zp_in); avgpool ``-zp_in·KH·KW``; maxpool ``-zp_in`` (it pads with 0).
 * mult/shift: int32 per output channel (add: ``[M1, M2]`` and ``[n]``).
 * qp: ``[zp_in, zp_out, lo, hi, zp_in2]``.
+
+Flash: :class:`ConstantPool` is the one account of what these arrays take in the firmware.
+The C emitter prints the pool's arrays (each word-aligned, identical arrays once) into the
+weights section, and the search and reports read the same pool's bytes, so the flash figure of
+a policy is the weights section its firmware links.
 """
 from __future__ import annotations
 
@@ -35,6 +40,48 @@ class KernelParams:
 
     def arrays(self):
         return self.w, self.bias, self.mult, self.shift, self.qp
+
+    def named_arrays(self) -> tuple[tuple[str, np.ndarray], ...]:
+        """The arrays in the C ABI order, with the suffix of their constant's name."""
+        return tuple(zip(("w", "bias", "mult", "shift", "qp"), self.arrays()))
+
+
+CONST_ALIGN = 4     # every constant starts on a word: the kernels read weights a word at a time
+
+
+def stored_bytes(a: np.ndarray) -> int:
+    """Flash one constant array takes: its bytes, padded to the next constant's alignment."""
+    return -(-np.asarray(a).nbytes // CONST_ALIGN) * CONST_ALIGN
+
+
+class ConstantPool:
+    """The constant arrays of one firmware by kind ("weights": kernel parameters, "tables":
+    patch geometry), each stored once: arrays of equal type and content share one constant
+    (the VDPC branches of a layer often share some). The emitter prints :attr:`entries`;
+    :meth:`bytes` is their flash."""
+
+    def __init__(self):
+        self._names: dict[bytes, str] = {}
+        self.entries: list[tuple[str, str, np.ndarray]] = []     # (name, kind, array)
+
+    def add(self, name: str, a: np.ndarray, kind: str = "weights") -> str:
+        """The constant holding `a`: `name`, or the earlier one with the same content."""
+        a = np.ascontiguousarray(a)
+        key = a.dtype.str.encode() + kind.encode() + a.tobytes()
+        if key not in self._names:
+            self._names[key] = name
+            self.entries.append((name, kind, a))
+        return self._names[key]
+
+    def add_params(self, tag: str, params: KernelParams) -> list[str]:
+        """The constants of one kernel call (named tag_w, tag_bias, ...), in ABI order."""
+        return [self.add(f"{tag}_{k}", a) for k, a in params.named_arrays()]
+
+    def bytes(self, kind: str = "weights") -> int:
+        return sum(stored_bytes(a) for _, k, a in self.entries if k == kind)
+
+    def names(self, kind: str = "weights") -> list[str]:
+        return [n for n, k, _ in self.entries if k == kind]
 
 
 def _per_channel(v, n: int, what: str, spec: KernelSpec) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""Flash that is real: the weights section the search reports for a policy is the one its
+linked firmware has, and sub-byte weights make it smaller."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from helpers import have, requires_dataset
+from tvm_quantmcu import search
+from tvm_quantmcu.codegen import build_program, generate, weight_constants
+from tvm_quantmcu.codegen.report import flash_by_section, linked_weights_bytes
+from tvm_quantmcu.topi.params import CONST_ALIGN, stored_bytes
+
+pytestmark = requires_dataset
+
+# 2-bit outputs of the depthwise layers of the last blocks feed their 1×1 projections, whose
+# weights are 4-bit: the a2w4 kernels read them packed.
+LOW_MAPS = ("l21", "l25", "l28")
+W4_LAYERS = ("l22", "l26", "l29")
+
+
+def w4_policy(int8):
+    return dataclasses.replace(int8, name="w4-projections",
+                               bits_low={t: 2 for t in LOW_MAPS},
+                               ranges_low={t: list(int8.ranges8[t]) for t in LOW_MAPS},
+                               w_bits={l: 4 for l in W4_LAYERS})
+
+
+def _policies(shipped):
+    int8 = shipped("mbv2-fmnist", "int8")
+    return {"int8": int8, "quantmcu": shipped("mbv2-fmnist", "quantmcu"),
+            "w4": w4_policy(int8)}
+
+
+def test_pool_counts_each_distinct_array_once_word_aligned(mbv2_graph, shipped):
+    pol = shipped("mbv2-fmnist", "quantmcu")
+    prog = build_program(mbv2_graph, pol, "m", compile_kernels=False)
+    distinct = {a.dtype.str.encode() + a.tobytes(): a for c in prog.calls
+                for a in c.params.arrays()}
+    pool = weight_constants(mbv2_graph, pol)
+    assert pool.bytes() == sum(stored_bytes(a) for a in distinct.values())
+    assert pool.bytes() % CONST_ALIGN == 0
+    # the VDPC branches keep two copies only of the arrays that differ
+    both = sum(stored_bytes(a) for c in prog.calls for a in c.params.arrays())
+    assert pool.bytes() < both
+
+
+def test_search_flash_is_the_generated_weights(mbv2_graph, shipped):
+    """What the search tables report is the pool of the emitted constants (no estimate)."""
+    for pol in _policies(shipped).values():
+        assert search.weight_bytes(mbv2_graph, pol) == weight_constants(mbv2_graph, pol).bytes()
+
+
+def test_packed_sub_byte_weights_shrink_the_pool(mbv2_graph, shipped):
+    pols = _policies(shipped)
+    int8, w4 = (search.weight_bytes(mbv2_graph, pols[k]) for k in ("int8", "w4"))
+    # the three projections hold 4·(64·256 + 96·256 + 96·384)/8 fewer bytes, less the
+    # per-channel exponents of the packed layout (one byte each); at most their per-channel
+    # bias/multiplier/shift arrays (4 bytes each) may also coincide with others' and be shared
+    halved, oc = (64 * 256 + 96 * 256 + 96 * 384) // 2, 64 + 96 + 96
+    assert int8 - halved - 3 * 4 * oc <= w4 <= int8 - halved + oc
+
+
+@pytest.mark.skipif(not have("arm-none-eabi-gcc") or not have("arm-none-eabi-nm"),
+                    reason="needs the Arm toolchain (apt-get install gcc-arm-none-eabi "
+                           "libnewlib-arm-none-eabi binutils-arm-none-eabi)")
+def test_linked_weights_section_equals_search_flash(mbv2_graph, shipped, tmp_path):
+    """≥ 2 policies: the firmware is built and linked for the Cortex-M4 board, and the span
+    of its weight constants in the ELF is the figure the search reports, within the
+    alignment padding of the last constant; 4-bit weights link smaller than int8."""
+    import micro_project
+    linked = {}
+    for key, pol in _policies(shipped).items():
+        gen = generate(mbv2_graph, pol, tmp_path / key / "model")
+        project = micro_project.get_template("qemu").generate_project(
+            gen.directory, tmp_path / key / "project", {})
+        elf = project.build()
+        reported = search.weight_bytes(mbv2_graph, pol)
+        linked[key] = linked_weights_bytes(elf, gen.meta["weight_symbols"], "arm-none-eabi-nm")
+        assert linked[key] is not None, f"{key}: weight constants missing from {elf}"
+        assert reported - CONST_ALIGN < linked[key] <= reported, (key, reported, linked[key])
+        obj = flash_by_section(gen)["weights"]
+        assert reported - CONST_ALIGN < obj <= reported, (key, reported, obj)
+    assert linked["w4"] < linked["int8"] * 0.9, linked
+
+
+def test_memory_driven_flash_budget_is_met_by_the_firmware_figure(mbv2_graph, shipped):
+    """The memory-driven rule cuts only weights whose kernels store them smaller, measured on
+    the firmware's constants; its budget then holds for the weights section."""
+    from tvm_quantmcu.search.baselines import BudgetError, cut_weights
+    low = dataclasses.replace(w4_policy(shipped("mbv2-fmnist", "int8")), w_bits={})
+    full = search.weight_bytes(mbv2_graph, low)
+    budget = int(full * 0.9)
+    pol = cut_weights(mbv2_graph, low, budget)
+    assert search.weight_bytes(mbv2_graph, pol) <= budget
+    # only the projections read 2-bit activations: only their cuts pay
+    assert pol.w_bits and set(pol.w_bits) <= set(W4_LAYERS), pol.w_bits
+    with pytest.raises(BudgetError, match="cannot be met"):
+        cut_weights(mbv2_graph, low, full // 2)
+
+
+def test_weight_symbols_are_emitted_once(mbv2_graph, shipped, tmp_path):
+    gen = generate(mbv2_graph, shipped("mbv2-fmnist", "int8"), tmp_path / "m")
+    src = (gen.directory / "qmcu_model.c").read_text()
+    syms = gen.meta["weight_symbols"]
+    assert len(set(syms)) == len(syms)
+    assert all(src.count(f" {s}[") == 1 for s in syms)
+    assert gen.meta["const_bytes"]["weights"] == weight_constants(
+        mbv2_graph, shipped("mbv2-fmnist", "int8")).bytes()
+    assert np.isfinite(gen.meta["const_bytes"]["weights"])
