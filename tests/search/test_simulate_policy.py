@@ -187,9 +187,13 @@ def test_memory_driven_meets_its_budget(ctx):
     assert pol.bits_low and search.api.peak_sram(ctx, pol) <= peak8 * 0.6
     with pytest.raises(search.BudgetError):
         search.memory_driven(ctx, base, 16, None)
-    flash = search.weight_bytes(ctx.graph, {})
-    pol = search.memory_driven(ctx, base, peak8, int(flash * 0.8))
-    assert search.weight_bytes(ctx.graph, pol.w_bits) <= flash * 0.8
+    # Flash is the firmware's weights section: weight cuts pay only where the layer's kernel
+    # stores sub-byte weights packed (low-bit inputs), so the RAM cuts come first
+    flash = search.weight_bytes(ctx.graph, pol)
+    cut = search.memory_driven(ctx, base, int(peak8 * 0.6), flash - 1)
+    assert cut.w_bits and search.weight_bytes(ctx.graph, cut) < flash
+    with pytest.raises(search.BudgetError, match="Flash budget"):
+        search.memory_driven(ctx, base, int(peak8 * 0.6), flash // 2)
 
 
 def test_rl_agent_improves_on_a_known_reward():

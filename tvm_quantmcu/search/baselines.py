@@ -70,8 +70,9 @@ def memory_driven(ctx, base: Policy, ram_bytes: int, flash_bytes: int | None,
 def cut_weights(graph, policy: Policy, flash_bytes: int) -> Policy:
     """The weight half of the memory-driven rule: cut the bits (8 → 4 → 2) of the largest
     weight tensor until the weights section of the firmware fits `flash_bytes`. Cuts are
-    measured on the firmware's constants (:func:`weight_bytes`): a cut its layer's kernel
-    stores no smaller would cost accuracy and save nothing, so that layer is passed over."""
+    measured on the firmware's constants: a cut after which the layer's kernel stores its
+    weights no smaller (e.g. int8 for 8-bit inputs) would cost accuracy and save nothing, so
+    that layer is passed over."""
     w_bits = dict(policy.w_bits)
 
     def cut(b: int) -> int:
@@ -91,13 +92,21 @@ def cut_weights(graph, policy: Policy, flash_bytes: int) -> Policy:
             raise BudgetError(f"Flash budget {flash_bytes} B cannot be met: the weights need "
                               f"{stored} B after every cut that shrinks them")
         l = max(cands, key=lambda l: l.weight.size * w_bits.get(l.name, 8))
-        b, now = w_bits.get(l.name, 8), stored
-        while b > 2 and now >= stored:     # 8 → 4 may store no smaller where 8 → 2 does
+        b, before = w_bits.get(l.name, 8), _layer_weight_bytes(graph, make(w_bits), l.name)
+        while b > 2:                    # 8 → 4 may store no smaller where 8 → 2 does
             b = cut(b)
             trial = {**w_bits, l.name: b}
-            now = weight_bytes(graph, make(trial))
-        if now < stored:
-            w_bits, stored = trial, now
+            if _layer_weight_bytes(graph, make(trial), l.name) < before:
+                w_bits, stored = trial, weight_bytes(graph, make(trial))
+                break
         else:
             passed.add(l.name)
     return make(w_bits)
+
+
+def _layer_weight_bytes(graph, policy: Policy, layer: str) -> int:
+    """Flash of the weight arrays of `layer`'s kernel calls under `policy`."""
+    from ..codegen import build_program
+    from ..topi.params import stored_bytes
+    prog = build_program(graph, policy, policy.model, compile_kernels=False)
+    return sum(stored_bytes(c.params.w) for c in prog.calls if c.layer == layer)
