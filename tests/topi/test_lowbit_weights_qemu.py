@@ -19,16 +19,6 @@ PAIRS = [(4, 4), (2, 4), (4, 2), (2, 2)]
 
 def _specs(a, w, rng):
     g = 32 // a
-    if (a, w) == (4, 4):       # packed only where no drain is due: up to two words
-        c = int(rng.integers(g + 1, 2 * g)) | 1
-        return [
-            KernelSpec("conv2d", (5, 6, c), 7, (1, 1), in_bits=a, out_bits=8, w_bits=w),
-            KernelSpec("conv2d", (7, 7, 2 * g), 9, (1, 1), (2, 2), in_bits=a, out_bits=4,
-                       w_bits=w),
-            KernelSpec("conv2d", (3, 5, c), 12, (1, 1), in_bits=a, out_bits=2, w_bits=w),
-            KernelSpec("dense", (1, 1, c), 5, in_bits=a, out_bits=8, w_bits=w),
-            KernelSpec("dense", (1, 1, 2 * g), 4, in_bits=a, out_bits=8, w_bits=w),
-        ]
     c = int(rng.integers(g, 3 * g)) | 1                        # odd channel counts
     oc = int(rng.integers(5, 12))               # more than one output byte
     ob = int(rng.choice([8, 4, 2]))

@@ -139,21 +139,16 @@ def lane_order(spec: "KernelSpec") -> bool:
 def packs_weights(spec: "KernelSpec") -> bool:
     """conv2d/dense with ≤ 4-bit weights and activations read a word at a time: the weights
     are stored packed, two output channels per multiply lane (:mod:`.wpack`), when the
-    reduction stays within the packed accumulator's exact range and packing pays: not for
-    a4w4 reductions that need drains (one every two words costs more than the packing saves:
-    pw 8x8x64->64 1.01×, 96 channels 1.19× of int8), nor for shapes whose packed block TVM
-    cannot tensorize (one weight word per channel pair, outputs of one byte), which would
-    stay generated loops."""
+    reduction stays within the packed accumulator's exact range, except for shapes whose
+    packed block TVM cannot tensorize (one weight word per channel pair, outputs of one
+    byte), which would stay generated loops."""
     kh, kw = kernel_taps(spec)
     if not (spec.op in ("conv2d", "dense") and spec.w_bits in wpack.PACKED_W_BITS
             and spec.in_bits in wpack.PACKED_IN_BITS and not gathers(spec)):
         return False
     c, ib, wb = spec.in_channels, spec.in_bits, spec.w_bits
-    words = wpack.groups(c, ib)
-    drains = kh * kw * words > wpack.drain_words(ib, wb)
     return (spec.out_channels * spec.out_bits > 8
-            and words * wpack.words_per_group(ib, wb) > 1
-            and not ((ib, wb) == (4, 4) and drains)
+            and wpack.groups(c, ib) * wpack.words_per_group(ib, wb) > 1
             and wpack.check(spec.out_channels, kh * kw, c, ib, wb) is None)
 
 

@@ -47,10 +47,10 @@ def prelude(loop_pragma: bool, requant_at: str = "end") -> str:
             + '#include "qmcu_ukernels.h"\n')
 
 
-def lowbit_w_prelude(lw_pairs: int = 2) -> str:
+def lowbit_w_prelude(lw_pairs: int | str = "auto") -> str:
     """The packed low-bit-weight micro-kernels' header, with the output-channel pairs per
-    pass (knob lw_pairs)."""
-    return ((f"#define QMCU_LW_PAIRS {lw_pairs}\n" if lw_pairs != 2 else "")
+    pass (knob lw_pairs: 2, 1, or "auto": 2 unless drains are due)."""
+    return ((f"#define QMCU_LW_PAIRS {lw_pairs}\n" if lw_pairs != "auto" else "")
             + '#include "qmcu_ukernels_lowbit_w.h"\n')
 
 

@@ -23,9 +23,10 @@ inlined. Knobs (for tuning):
 * ``requant_at`` ("end" or "pair"): the micro-kernel requantizes the outputs after all the
   products, or each output-channel pair right after its products, from registers (see
   ``qmcu_ukernels_dsp.h``);
-* ``lw_pairs`` (2 or 1): output-channel pairs per pass of the packed low-bit-weight
+* ``lw_pairs`` ("auto", 2 or 1): output-channel pairs per pass of the packed low-bit-weight
   micro-kernels (``qmcu_ukernels_lowbit_w.h``): two share each unpacked activation lane,
-  one leaves registers to the drains and the address arithmetic.
+  one leaves registers to the drains and the address arithmetic; "auto" takes two unless
+  drains are due.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ SCHEDULES = ("default", "portable", "dsp")
 # loop_pragma: compile the kernel file with registry.PRAGMA (the registry turns it off for the
 # default schedule unless asked for, so that the baseline is TVM's lowering as emitted).
 DEFAULT_KNOBS = {"xpad_at": "row", "unroll_pixels": 1, "pixels": 2, "loop_pragma": True,
-                 "requant_at": "end", "lw_pairs": 2}
+                 "requant_at": "end", "lw_pairs": "auto"}
 
 
 def moot_knobs(knobs: dict) -> set[str]:

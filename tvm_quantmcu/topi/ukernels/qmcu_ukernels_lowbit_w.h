@@ -23,9 +23,10 @@
 #include "qmcu_ukernels.h"
 
 /* Output-channel pairs per pass (tuning knob lw_pairs): 2 share each unpacked activation lane;
- * 1 leaves registers to the drains and the address arithmetic. */
+ * 1 leaves registers to the drains and the address arithmetic; 0 (auto, the default): 2 unless
+ * drains are due. */
 #ifndef QMCU_LW_PAIRS
-#define QMCU_LW_PAIRS 2
+#define QMCU_LW_PAIRS 0
 #endif
 
 /* Requantize each channel pair from registers right after its products (knob requant_at =
@@ -157,28 +158,23 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
     for (int32_t i = 0; i < kh; i++)
         for (int32_t j = 0; j < kw; j++) {
             const uint8_t *xp = x + i * x_row + j * x_pix;
-            for (int32_t g0 = 0; g0 < ng;) {
-                const int32_t gend = drains && g0 + dwords - nw < ng ? g0 + dwords - nw : ng;
-                for (int32_t g = g0; g < gend; g++, pw += 4 * wpg) {
-                    const uint32_t v0 = lw_word(xp, g, c, ib);
-                    const uint32_t v1 = npx == 2 ? lw_word(xp + dx, g, c, ib) : 0;
-                    /* lane pairs holding channels (all but in a partial last word) */
-                    const int32_t mend = g < c / G ? H : (c % G < H ? c % G : H);
+            for (int32_t g = 0; g < ng; g++, pw += 4 * wpg) {
+                const uint32_t v0 = lw_word(xp, g, c, ib);
+                const uint32_t v1 = npx == 2 ? lw_word(xp + dx, g, c, ib) : 0;
+                /* lane pairs holding channels (all but in a partial last word) */
+                const int32_t mend = g < c / G ? H : (c % G < H ? c % G : H);
 #pragma GCC unroll 8
-                    for (int32_t m = 0; m < mend; m++) {
-                        const uint32_t x0l = lw_xlane(v0, m, ib, lm);
-                        const uint32_t x1l = npx == 2 ? lw_xlane(v1, m, ib, lm) : 0;
-                        for (int32_t q = 0; q < nq; q++) {
-                            const uint32_t op = lw_operand(
-                                ld32(pw + q * wpair + 4 * (m / opw)), m % opw, wb, wm);
-                            P[q][0] = lw_smlad(x0l, op, P[q][0]);
-                            if (npx == 2) P[q][1] = lw_smlad(x1l, op, P[q][1]);
-                        }
+                for (int32_t m = 0; m < mend; m++) {
+                    const uint32_t x0l = lw_xlane(v0, m, ib, lm);
+                    const uint32_t x1l = npx == 2 ? lw_xlane(v1, m, ib, lm) : 0;
+                    for (int32_t q = 0; q < nq; q++) {
+                        const uint32_t op = lw_operand(
+                            ld32(pw + q * wpair + 4 * (m / opw)), m % opw, wb, wm);
+                        P[q][0] = lw_smlad(x0l, op, P[q][0]);
+                        if (npx == 2) P[q][1] = lw_smlad(x1l, op, P[q][1]);
                     }
                 }
-                nw += gend - g0;
-                g0 = gend;
-                if (drains && nw == dwords) {  /* the bound is reached: drain the low fields */
+                if (drains && ++nw == dwords) {  /* the bound is reached: drain the low fields */
                     nw = 0;
                     for (int32_t q = 0; q < nq; q++)
                         for (int32_t p = 0; p < npx; p++) {
@@ -211,8 +207,7 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
     }
 }
 
-/* All output channels of npx pixels, nq pairs per pass where no drains are due (their wide
- * accumulators would spill). */
+/* All output channels of npx pixels, one or two channel pairs per pass (QMCU_LW_PAIRS). */
 QMCU_INLINE void conv_lw_pass(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
                               const uint8_t *x0, int32_t x_row, int32_t x_pix, const int8_t *w,
                               const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -222,7 +217,8 @@ QMCU_INLINE void conv_lw_pass(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
                               int32_t uni, uint32_t lm, uint32_t wm) {
     const int32_t G = 32 / ib, drains = kh * kw * ((c + G - 1) / G) > dwords;
     int32_t o = 0;
-    for (; o + 3 < oc && !drains && QMCU_LW_PAIRS == 2; o += 4)
+    const int32_t pairs = QMCU_LW_PAIRS ? QMCU_LW_PAIRS : drains ? 1 : 2;
+    for (; o + 3 < oc && pairs == 2; o += 4)
         conv_lw_block(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, o, 2,
                       hs0, hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, uni, lm, wm);
     for (; o < oc; o += 2)
