@@ -126,6 +126,7 @@ def run_layer(name: str, spec: KernelSpec, cmsis: float | None, rng, workdir: Pa
     oh, ow = spec.out_hw
     out = {"layer": name, "spec": spec.describe(), "macs": spec.macs,
            "macs_per_output": spec.macs / (oh * ow * spec.out_channels), "runs": rows,
+           "in_channels": spec.in_channels,
            "default_vs_dsp8": by[("default", 8)] / d8,
            "default_pragma_vs_dsp8": by[("default+pragma", 8)] / d8,
            "ratio_4bit": by[("dsp", 4)] / d8, "ratio_2bit": by[("dsp", 2)] / d8,
@@ -138,6 +139,8 @@ def run_layer(name: str, spec: KernelSpec, cmsis: float | None, rng, workdir: Pa
         out["lowbit_weights"] = lowbit
     if breakdown:
         out["breakdown"] = layer_breakdown(spec)
+        if lowbit:
+            out["breakdown_lowbit"] = lowbit_breakdown(spec)
     return out
 
 
@@ -158,6 +161,56 @@ def layer_breakdown(spec: KernelSpec) -> dict:
             raise RuntimeError(f"profiled kernel {p.spec.describe()} disagrees with the "
                                f"reference ({p.mismatches} bytes)")
         out[str(ib)] = {"slice": p.spec.describe(), **p.per_output()}
+    return out
+
+
+# (activation, weight) bits whose packed kernels are profiled by part
+PROFILED_PAIRS = [(4, 4), (2, 4), (2, 2)]
+
+
+def lowbit_breakdown(spec: KernelSpec) -> dict:
+    """Instructions per output value by part of the packed low-bit-weight kernels (where
+    they are selected), on the same two-row slice as layer_breakdown."""
+    out = {}
+    for ib, wb in PROFILED_PAIRS:
+        s = dataclasses.replace(with_bits(spec, ib), w_bits=wb)
+        if not packs_weights(s):
+            continue
+        p = profile(slice_spec(s))
+        if p.mismatches:
+            raise RuntimeError(f"profiled kernel {p.spec.describe()} disagrees with the "
+                               f"reference ({p.mismatches} bytes)")
+        out[f"a{ib}w{wb}"] = {"slice": p.spec.describe(), **p.per_output()}
+    return out
+
+
+def lowbit_parts_markdown(results: list[dict]) -> list[str]:
+    """Products (the packed multiply loop with its field extraction) against int8's, and the
+    shared requantization, per output value."""
+    rows = [r for r in results if r.get("breakdown_lowbit") and r.get("breakdown")]
+    if not rows:
+        return []
+    names = [f"a{a}w{w}" for a, w in PROFILED_PAIRS]
+    out = ["", "### Where the instructions go (packed low-bit weights)", "",
+           "Instructions per output value on the same two-row slices (`topi.profile`): "
+           "*products* = `conv_lw` (the packed multiplies, drains, the fields' extraction "
+           "and 2^k scaling, the activation sums) against `conv_dsp` of int8; *requant* = "
+           "`requant_out`, the same function for both; ÷int8 = products over int8's "
+           "products. The requantization is shared, so a cheaper one lowers both sides of "
+           "the ratios above; the products column is the packed kernels' own gain.", "",
+           "| layer | MACs/output | int8 products | " + " | ".join(
+               f"{n} products (÷int8)" for n in names) + " | requant int8 / " + " / ".join(
+               names) + " |",
+           "|---|---:|---:|" + "---:|" * len(names) + "---:|"]
+    for r in rows:
+        b8, bl = r["breakdown"]["8"], r["breakdown_lowbit"]
+
+        def cell(n):
+            return (f"{bl[n]['products']:.1f} ({bl[n]['products'] / b8['products']:.2f})"
+                    if n in bl else "–")
+        rq = " / ".join(f"{bl[n]['requant']:.1f}" if n in bl else "–" for n in names)
+        out.append(f"| {r['layer']} | {r['macs_per_output']:.0f} | {b8['products']:.1f} | "
+                   + " | ".join(cell(n) for n in names) + f" | {b8['requant']:.1f} / {rq} |")
     return out
 
 
@@ -200,7 +253,8 @@ def markdown(results: list[dict], env: dict) -> str:
                      f"{f(r['default_vs_dsp8'])}× | "
                      f"{f(r['default_pragma_vs_dsp8'])}× | {f(r['ratio_4bit'])} | "
                      f"{f(r['ratio_2bit'])} | {f(r['cmsis_nn_instr_per_mac'], 1)} | {bad} |")
-    lines += ["", *analysis(results), *lowbit_markdown(results)]
+    lines += ["", *analysis(results), *lowbit_markdown(results),
+              *lowbit_parts_markdown(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -217,8 +271,8 @@ def lowbit_markdown(results: list[dict]) -> list[str]:
            "`dsp 8b`. a4w4…a2w2 use the packed low-bit-weight micro-kernels "
            "(`topi/wpack.py`: two output channels per `SMLAD` lane) where "
            "`compute.packs_weights` selects them; cells marked *int8 w* ran the int8-weight "
-           "kernel (gathered windows, a4w4 reductions that would drain, one weight word per "
-           "channel pair); a4w8 and a2w8 are the dsp 4b/2b rows.", "",
+           "kernel (gathered windows, one weight word per channel pair); a4w8 and a2w8 are "
+           "the dsp 4b/2b rows.", "",
            "| layer | MACs/output | " + " | ".join(f"{n} i÷int8" for n in names) + " | "
            + " | ".join(f"{n} c÷int8" for n in names) + " | mismatches |",
            "|---|---:|" + "---:|" * (2 * len(names)) + "---:|"]
@@ -235,7 +289,37 @@ def lowbit_markdown(results: list[dict]) -> list[str]:
         out.append(f"| {r['layer']} | {r['macs_per_output']:.0f} | "
                    + " | ".join(cell(x, "vs_int8") for x in lw + w8) + " | "
                    + " | ".join(cell(x, "cycles_vs_int8") for x in lw + w8) + f" | {bad} |")
-    return out
+    return out + ["", *lowbit_targets(rows)]
+
+
+# issue targets for layers with >= 16 input channels: pair -> largest ratio to int8
+LOWBIT_TARGETS = {(4, 4): 0.70, (2, 4): 0.55, (2, 2): 0.55, (4, 8): 1.0, (2, 8): 1.0}
+
+
+def lowbit_targets(rows: list[dict]) -> list[str]:
+    """How many layers with ≥ 16 input channels meet the target ratio of each pair, in
+    instructions and in modelled cycles."""
+    wide = [r for r in rows if r.get("in_channels", 0) >= 16]
+    if not wide:
+        return []
+    parts = []
+    for (a, w), t in LOWBIT_TARGETS.items():
+        ri, rc = [], []
+        for r in wide:
+            if w == 8:
+                by = {(x["schedule"], x["in_bits"]): x for x in r["runs"]}
+                d8 = by[("dsp", 8)]
+                ri.append(by[("dsp", a)]["instructions"] / d8["instructions"])
+                rc.append(by[("dsp", a)]["cycles"] / d8["cycles"])
+            else:
+                x = next(x for x in r["lowbit_weights"] if (x["in_bits"], x["w_bits"]) == (a, w))
+                ri.append(x["vs_int8"])
+                rc.append(x["cycles_vs_int8"])
+        parts.append(f"a{a}w{w} ≤ {t:.2f}×: {sum(v <= t for v in ri)} of {len(wide)} in "
+                     f"instructions ({_span(ri)}), {sum(v <= t for v in rc)} in cycles "
+                     f"({_span(rc)})")
+    return [f"Layers with ≥ 16 input channels ({len(wide)}), against the targets: "
+            + "; ".join(parts) + "."]
 
 
 def _dsp8(runs) -> float:
