@@ -78,6 +78,11 @@ QMCU_INLINE int32_t wchannels(int32_t c, int32_t bits, int32_t lane) {
     return lane ? (c + g - 1) / g * g : c;
 }
 
+/* Mask of one value in each 16-bit lane of a lane pair of 4/2-bit activations. */
+QMCU_INLINE uint32_t lane_mask(int32_t bits) {
+    return bits == 4 ? 0x000F000Fu : 0x00030003u;
+}
+
 /* conv2d with fewer channels than one activation word: gathered window (compute.gathers). */
 QMCU_INLINE int32_t conv_gathers(int32_t c, int32_t ib) {
     return c < 32 / ib;

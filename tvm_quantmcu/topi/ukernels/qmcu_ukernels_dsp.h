@@ -48,10 +48,6 @@ QMCU_INLINE int32_t xlane(uint32_t v, int32_t m, int32_t bits, uint32_t mask) {
     }
 }
 
-QMCU_INLINE uint32_t lane_mask(int32_t bits) {
-    return bits == 4 ? 0x000F000Fu : 0x00030003u;
-}
-
 QMCU_INLINE uint32_t usat_bits(int32_t v, int32_t bits) {
     return bits == 8 ? (uint32_t)__usat(v, 8) : bits == 4 ? (uint32_t)__usat(v, 4)
                                                           : (uint32_t)__usat(v, 2);

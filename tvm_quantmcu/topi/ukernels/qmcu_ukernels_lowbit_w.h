@@ -135,8 +135,8 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
                                const qmcu_q *qo, int32_t o, int32_t nq, int32_t hs0,
                                int32_t hs1, int32_t npx, int32_t kh, int32_t kw, int32_t c,
                                int32_t oc, int32_t sw, int32_t ib, int32_t wb, int32_t dwords,
-                               int32_t ob, int32_t fuse, int32_t uni, uint32_t lm,
-                               uint32_t wm) {
+                               int32_t ob, int32_t fuse, int32_t uni, int32_t drains,
+                               uint32_t lm, uint32_t wm) {
     const int32_t G = 32 / ib, H = G / 2, ng = (c + G - 1) / G, opw = 8 / wb;
     const int32_t wpg = H / opw, S = 16 - wb;
     const int32_t fmask = (1 << S) - 1, dx = sw * x_pix, wpair = 4 * kh * kw * ng * wpg;
@@ -146,7 +146,6 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
      * sA + 2^S * sB of the two channels with |sA| < 2^(S-1): A = the low field sign-extended
      * (the offset of u_A is gone), B * 2^S = P - A. With drains A takes the drained low
      * fields (non-negative, below 2^S) and starts at -hs. */
-    const int32_t drains = kh * kw * ng > dwords;
     int32_t P[2][2], A[2][2];
     for (int32_t q = 0; q < 2; q++)
         for (int32_t p = 0; p < 2; p++) {
@@ -215,15 +214,16 @@ QMCU_INLINE void conv_lw_pass(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
                               int32_t kh, int32_t kw, int32_t c, int32_t oc, int32_t sw,
                               int32_t ib, int32_t wb, int32_t dwords, int32_t ob, int32_t fuse,
                               int32_t uni, uint32_t lm, uint32_t wm) {
+    /* the one place that decides whether the reduction drains (dwords: wpack.drain_words) */
     const int32_t G = 32 / ib, drains = kh * kw * ((c + G - 1) / G) > dwords;
     int32_t o = 0;
     const int32_t pairs = QMCU_LW_PAIRS ? QMCU_LW_PAIRS : drains ? 1 : 2;
     for (; o + 3 < oc && pairs == 2; o += 4)
         conv_lw_block(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, o, 2,
-                      hs0, hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, uni, lm, wm);
+                      hs0, hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, uni, drains, lm, wm);
     for (; o < oc; o += 2)
         conv_lw_block(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, o, 1,
-                      hs0, hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, uni, lm, wm);
+                      hs0, hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, uni, drains, lm, wm);
 }
 
 QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
@@ -234,7 +234,7 @@ QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
                               int32_t ob, int32_t fuse) {
     /* the masks in registers: an AND with a rotated register each (as immediates, gcc
      * splits the weight masks into two BICs) */
-    uint32_t lm = ib == 4 ? 0x000F000Fu : 0x00030003u;
+    uint32_t lm = lane_mask(ib);
     uint32_t wm = wb == 4 ? 0xF00FF00Fu : 0xC003C003u;
 #ifdef QMCU_DSP
     QMCU_OPAQUE(lm);
