@@ -455,7 +455,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     layers = [(n, s, c) for n, s, c in CMSIS_SHAPES]
     if not args.quick:
-        layers += [(n, s, None) for n, s in patch_stage_layers("mbv2-fmnist", 6, 2)]
+        layers += [(n, s, None) for n, s in patch_stage_layers("mbv2-fmnist", 7, 2)]
         layers += [(n, s, None) for n, s in patch_stage_layers("mbv2-imagenet", 6, 4)]
     results = []
     t0 = time.time()

@@ -110,3 +110,28 @@ def test_negative_padding_on_qemu(tmp_path):
                                  case.expected, win))
     res = runner.run_qemu(cases, tmp_path)
     assert [r.mismatches for r in res] == [0] * len(cases)
+
+
+@pytest.mark.parametrize("extreme", [False, True], ids=["random", "extreme"])
+def test_depthwise_3x3_int8_two_pixel_products_on_qemu(tmp_path, extreme):
+    """The 3×3 int8 depthwise products of two pixels written with immediate offsets
+    (QMCU_DW8_ROW): stride 1 and 2, borders, channel counts with and without a tail of
+    fewer than four, sub-byte outputs, the knobs that change the blocking, and a row too long
+    for LDR's immediate offsets (the compiled loop); extreme: all-maximum activations
+    against all-extreme weights."""
+    specs = [KernelSpec("depthwise", (h, w, c), c, (3, 3), s, pad, 8, ob)
+             for h, w, c, s, pad, ob in (
+                 (5, 6, 4, (1, 1), (1, 1, 1, 1), 8), (6, 8, 13, (1, 1), (1, 1, 1, 1), 8),
+                 (7, 9, 12, (2, 2), (0, 0, 1, 1), 8), (6, 7, 5, (1, 2), (1, 1, 1, 0), 4),
+                 (4, 10, 48, (1, 1), (1, 1, 1, 1), 2), (5, 6, 8, (1, 1), (0, 0, 0, 0), 8),
+                 (3, 40, 100, (1, 1), (1, 1, 1, 1), 8))]
+    rng = np.random.default_rng(21)
+    cases = []
+    for knobs in ({}, {"pixels": "row"}, {"requant_at": "pair"}):
+        for spec in specs:
+            c = random_case(spec, rng, extreme=extreme)
+            cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4", knobs), c.x, c.params,
+                                     c.expected, c.window))
+    res = runner.run_qemu(cases, tmp_path, timeout=300)
+    bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
+    assert not bad, bad

@@ -364,6 +364,69 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
 
 /* ---- depthwise, DSP ----------------------------------------------------------------------- */
 
+/* dw_set's products at 8 bits for a 3×3 window and two pixels, four channels: the eight
+ * accumulators, two weight and two activation lane registers and the two base pointers take
+ * all fourteen registers, with every address an immediate offset (compiled, the pointers
+ * spill and each tap recomputes its addresses: 3.1 instructions per MAC, here 2.3). The
+ * registers are named and the pointers passed in memory (args = {x, w, acc}, its address in
+ * r12), so that the block takes no register gcc must find whatever else is live (r7, r9-r11
+ * are saved and restored inside: one of them may be the frame pointer). Per tap: one weight word
+ * (SXTB16 ×2), per pixel one activation word (UXTB16 ×2) and four SMLAxy. */
+#define QMCU_DW8_TAP(i, j)                                                                \
+    "ldr r9, [r10, #((" #i "*3+" #j ")*%c[cw])]\n\t"                                       \
+    "sxtb16 r12, r9, ror #8\n\t"                                                          \
+    "sxtb16 r9, r9\n\t"                                                                   \
+    "ldr lr, [r11, #(" #i "*%c[xr]+" #j "*%c[xs])]\n\t"                                    \
+    "uxtb16 r7, lr, ror #8\n\t"                                                           \
+    "uxtb16 lr, lr\n\t"                                                                   \
+    "smlabb r0, lr, r9, r0\n\t"                                                           \
+    "smlabb r1, r7, r12, r1\n\t"                                                          \
+    "smlatt r2, lr, r9, r2\n\t"                                                           \
+    "smlatt r3, r7, r12, r3\n\t"                                                          \
+    "ldr lr, [r11, #(" #i "*%c[xr]+" #j "*%c[xs]+%c[dx])]\n\t"                             \
+    "uxtb16 r7, lr, ror #8\n\t"                                                           \
+    "uxtb16 lr, lr\n\t"                                                                   \
+    "smlabb r4, lr, r9, r4\n\t"                                                           \
+    "smlabb r5, r7, r12, r5\n\t"                                                          \
+    "smlatt r6, lr, r9, r6\n\t"                                                           \
+    "smlatt r8, r7, r12, r8\n\t"
+#define QMCU_DW8_ROW(i) QMCU_DW8_TAP(i, 0) QMCU_DW8_TAP(i, 1) QMCU_DW8_TAP(i, 2)
+
+QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap, int32_t x_row,
+                            int32_t x_pix, int32_t dx, int32_t cw, int32_t acc_pix) {
+    const void *args[3] = {xg, wg, ap};
+    register const void **r12_ __asm__("r12") = args;
+    __asm__ volatile(
+        "push {r7, r9, r10, r11}\n\t"
+        "ldrd r11, r10, [r12]\n\t"
+        "ldr r7, [r12, #8]\n\t"
+        "push {r7}\n\t"
+        "ldm r7, {r0-r3}\n\t"
+        "ldrd r4, r5, [r7, #%c[ap]]\n\t"
+        "ldrd r6, r8, [r7, #(%c[ap]+8)]\n\t"
+        QMCU_DW8_ROW(0) QMCU_DW8_ROW(1) QMCU_DW8_ROW(2)
+        "pop {r7}\n\t"
+        "stm r7, {r0-r3}\n\t"
+        "strd r4, r5, [r7, #%c[ap]]\n\t"
+        "strd r6, r8, [r7, #(%c[ap]+8)]\n\t"
+        "pop {r7, r9, r10, r11}\n\t"
+        : "+r"(r12_)
+        : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw), [ap] "i"(4 * acc_pix),
+          "m"(args)
+        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory");
+}
+
+/* Whether dw_set's products can take dw8_3x3_x2: 3×3, 8 bits, two pixels, four channels;
+ * strides known at compile time and every offset within the immediates of LDR (12 bits) and
+ * LDRD/STRD (8 bits × 4). */
+#define QMCU_DW8_ASM(kh, kw, ib, npx, whole, x_row, x_pix, dx, cw, acc_pix)               \
+    ((kh) == 3 && (kw) == 3 && (ib) == 8 && (npx) == 2 && (whole) &&                     \
+     __builtin_constant_p(x_row) && __builtin_constant_p(x_pix) &&                        \
+     __builtin_constant_p(dx) && __builtin_constant_p(cw) &&                              \
+     __builtin_constant_p(acc_pix) && (x_row) >= 0 && (x_pix) >= 0 && (dx) >= 0 &&         \
+     2 * (x_row) + 2 * (x_pix) + (dx) < 4096 && 8 * (cw) < 4096 && (acc_pix) >= 0 &&      \
+     4 * (acc_pix) + 8 <= 1020)
+
 /* Depthwise channels c0, c0+1, c0+H, c0+H+1 (H = 16/ib) of npx pixels, those below c: SXTB16
  * of one weight word gives (w_c0, w_c0+H), (w_c0+1, w_c0+1+H), one activation word (n bytes)
  * the matching lane pairs; SMLAxy accumulates each lane. */
@@ -377,6 +440,17 @@ QMCU_INLINE void dw_set(int32_t *acc, int32_t acc_pix, const uint8_t *xg, int32_
     const int32_t H = 16 / ib, lo1 = whole || c0 + 1 < c, hi = whole || c0 + H < c;
     const int32_t hi1 = whole || c0 + H + 1 < c;
     int32_t *ap = acc + c0, *bp = acc + acc_pix + c0;
+    if (QMCU_DW8_ASM(kh, kw, ib, npx, whole, x_row, x_pix, dx, cw, acc_pix)) {
+        dw8_3x3_x2(xg, wg, ap, x_row, x_pix, dx, cw, acc_pix);
+        if (at_pair) {
+            const int32_t *c = bias + c0;
+            rq_pair(y, y_pix, c0, ap[0], ap[1], bp[0], bp[1], npx, c, mult + c0, shift + c0, q,
+                    ob);
+            rq_pair(y, y_pix, c0 + H, ap[2], ap[3], bp[2], bp[3], npx, c + H, mult + c0 + H,
+                    shift + c0 + H, q, ob);
+        }
+        return;
+    }
     int32_t a0 = ap[0], a1 = lo1 ? ap[1] : 0, a2 = hi ? ap[H] : 0, a3 = hi1 ? ap[H + 1] : 0;
     int32_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
     if (npx == 2) {
