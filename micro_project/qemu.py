@@ -59,6 +59,11 @@ class Board:
         return int(round(ticks / self.ticks_per_instruction))
 
     @property
+    def cycle_table(self) -> str | None:
+        """The cycles plugin's cost table for this CPU (cpu=...), None: no model."""
+        return {"cortex-m4": "m4", "cortex-m55": "m55"}.get(self.cpu)
+
+    @property
     def models_cycles(self) -> bool:
         """The plugin's cost table is the Cortex-M4's: cycles are reported for M4 boards only."""
         return self.cpu == "cortex-m4"
@@ -154,7 +159,7 @@ def cycle_plugin() -> Path | None:
     return p if p.is_file() else None
 
 
-def plugin_args(elf, counts, mark: str = MARK_SYMBOL) -> list[str]:
+def plugin_args(elf, counts, mark: str = MARK_SYMBOL, table: str = "m4") -> list[str]:
     """QEMU arguments loading the cycles plugin, writing marks and totals to `counts`; every
     call of the function `mark` (called only at region borders) is a mark."""
     lib = cycle_plugin()
@@ -167,7 +172,8 @@ def plugin_args(elf, counts, mark: str = MARK_SYMBOL) -> list[str]:
             if len(f) == 3 and f[2] == mark]
     if not addr:
         raise BuildError(f"{elf} has no {mark}(): the cycles plugin needs it as a mark")
-    return ["-plugin", f"{lib},out={counts},mark={addr[0] & ~1:#x}"]
+    return ["-plugin", f"{lib},out={counts},mark={addr[0] & ~1:#x}"
+            + (f",cpu={table}" if table != "m4" else "")]
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,7 @@ def qemu_command(elf, board: str | Board = DEFAULT_BOARD, icount: bool = True,
     if icount:
         cmd[1:1] = ["-icount", f"shift={ICOUNT_SHIFT}"]
     if counts is not None:
-        cmd += plugin_args(elf, counts, mark)
+        cmd += plugin_args(elf, counts, mark, b.cycle_table or "m4")
     return cmd
 
 

@@ -14,7 +14,8 @@
  *          time it executes, "mark <instructions> <cycles>" is written and flushed, so a host
  *          that waits for the firmware's answer finds the counters of the region in the file;
  *   refill pipeline refill cycles P of a taken branch (TRM: 1 to 3; default 2);
- *   dump   1: write "insn <address> <cycles> <disassembly>" for each translated instruction.
+ *   dump   1: write "insn <address> <cycles> <disassembly>" for each translated instruction;
+ *   cpu    m4 (default) or m55: Helium instructions at the Cortex-M55's cost (mve_insn).
  * At exit "total <instructions> <cycles>" is written. */
 #include <ctype.h>
 #include <stdint.h>
@@ -30,6 +31,7 @@ static uint64_t n_insns, n_cycles;
 static uint64_t mark_addr = UINT64_MAX;
 static uint64_t pending_fallthrough; /* set by an executing conditional branch, 0 if none */
 static unsigned refill = 2;
+static int m55;          /* cpu=m55: the Cortex-M55 table for Helium (MVE) instructions */
 static int dump;
 static FILE *out;
 
@@ -206,6 +208,25 @@ static cost_t insn_cost(const char *disas, const cost_t *prev) {
     return c;
 }
 
+/* Cortex-M55 (cpu=m55): a Helium (MVE) instruction, told from its encoding (QEMU's disassembler
+ * predates MVE and prints these as coprocessor instructions): the 32-bit encodings of the
+ * Advanced SIMD space (first halfword 0xEFxx/0xFFxx: MVE data processing; v8.1-M has no Neon)
+ * and of the coprocessor space (0xECxx-0xEFxx, 0xFCxx-0xFFxx: MVE loads/stores, VMLADAV,
+ * VMULH, VPST...) except coprocessors 10/11 (the scalar FPU), plus VDUP (coprocessor 11).
+ * The M55 executes MVE with two 32-bit beats per cycle, so a 128-bit (four-beat) vector
+ * instruction occupies M55_VECTOR_CYCLES cycles; no overlap of consecutive vector
+ * instructions, no gather/scatter penalty (see README.md: limits). */
+#define M55_VECTOR_CYCLES 2
+
+static int mve_insn(const unsigned char *b, size_t n) {
+    if (n != 4) return 0;
+    const unsigned hw1 = b[0] | (unsigned)b[1] << 8, hw2 = b[2] | (unsigned)b[3] << 8;
+    const unsigned cp = (hw2 >> 8) & 0xF;
+    if ((hw1 & 0xEF00) == 0xEF00) return 1;
+    if ((hw1 & 0xFF80) == 0xEE80 && cp == 0xB && (hw2 & 0x5F) == 0x10) return 1;  /* VDUP */
+    return (hw1 & 0xEC00) == 0xEC00 && (cp & 0xE) != 0xA;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Run time                                                                                    */
 
@@ -241,6 +262,10 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
         uint64_t pc = qemu_plugin_insn_vaddr(insn);
         char *text = qemu_plugin_insn_disas(insn);
         cost_t c = insn_cost(text ? text : "", i ? &prev : NULL);
+        if (m55 && mve_insn(qemu_plugin_insn_data(insn), qemu_plugin_insn_size(insn))) {
+            const cost_t v = {M55_VECTOR_CYCLES, 0, 0, -1};
+            c = v;
+        }
         if (dump) fprintf(out, "insn %#llx %u %s\n", (unsigned long long)pc, c.cycles,
                           text ? text : "?");
         free(text);
@@ -276,8 +301,11 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         else if (!strncmp(a, "mark=", 5)) mark_addr = strtoull(a + 5, NULL, 0) & ~1ull;
         else if (!strncmp(a, "refill=", 7)) refill = (unsigned)strtoul(a + 7, NULL, 0);
         else if (!strncmp(a, "dump=", 5)) dump = atoi(a + 5);
+        else if (!strcmp(a, "cpu=m55")) m55 = 1;
+        else if (!strcmp(a, "cpu=m4")) m55 = 0;
         else {
-            fprintf(stderr, "qmcu_cycles: unknown argument %s (out=, mark=, refill=, dump=)\n", a);
+            fprintf(stderr, "qmcu_cycles: unknown argument %s (out=, mark=, refill=, dump=, "
+                    "cpu=m4|m55)\n", a);
             return -1;
         }
     }

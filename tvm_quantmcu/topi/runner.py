@@ -153,7 +153,8 @@ def run_qemu(cases: list[Case], out_dir, board: str = "mps2-an386", repeat: int 
              timeout: float = 120.0, opt: str = "-O2",
              cycles: bool | None = None) -> list[QemuCaseResult]:
     """Run `cases` in one QEMU program. cycles: also count modelled Cortex-M4 cycles with the
-    QEMU plugin (None: when the plugin is built and the board is a Cortex-M4; True: required)."""
+    QEMU plugin (None: when the plugin is built and the board is a Cortex-M4; True: required;
+    on the Cortex-M55 board its Helium cost table, micro_project/qemu_plugin/README.md)."""
     from micro_project import qemu
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,8 +169,9 @@ def run_qemu(cases: list[Case], out_dir, board: str = "mps2-an386", repeat: int 
                          extra_cflags=("-Wl,--defsym=STACK_SIZE=0x40000",))
     if cycles is None:
         cycles = b.models_cycles and qemu.cycle_plugin() is not None
-    if cycles and not b.models_cycles:
-        raise ValueError(f"modelled cycles are Cortex-M4 cycles; board {b.name} is a {b.cpu}")
+    if cycles and b.cycle_table is None:
+        raise ValueError(f"modelled cycles are Cortex-M4 (or, asked for, Cortex-M55) cycles; "
+                         f"board {b.name} is a {b.cpu}")
     counts = out / "counts.txt" if cycles else None
     r = qemu.run_elf(elf, b, timeout=timeout, counts=counts)
     if r.timed_out:
