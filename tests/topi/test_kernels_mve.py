@@ -133,3 +133,32 @@ def test_mve_small_shifts_extremes_windows_and_rows_on_qemu_m55(tmp_path):
                                  case.expected, win))
     res = runner.run_qemu(cases, tmp_path / "win", board=BOARD)
     assert [r.mismatches for r in res] == [0] * len(cases)
+
+
+@pytest.mark.qemu
+@needs_toolchain
+def test_m55_cycle_table_costs_helium_instructions(tmp_path):
+    """The runner's modelled Cortex-M55 cycles: the plugin counts the same instructions as the
+    timer, and its cpu=m55 table costs every Helium instruction (found by encoding, which
+    QEMU's disassembler does not know) two cycles."""
+    if qemu.cycle_plugin() is None:
+        pytest.skip("the QEMU cycles plugin is not built (bash .ci/setup)")
+    c = random_case(POINTWISE, np.random.default_rng(1))
+    case = runner.Case(get_kernel(POINTWISE, "dsp", "cortex-m55"), c.x, c.params, c.expected)
+    r, = runner.run_qemu([case], tmp_path, board=BOARD, cycles=True)
+    assert r.mismatches == 0
+    assert abs(r.counted_instructions - r.instructions) <= 0.01 * r.instructions
+    assert r.instructions < r.cycles <= 3 * r.instructions
+    elf = tmp_path / "app.elf"
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(elf)],
+                         check=True, capture_output=True, text=True).stdout
+    vec = {int(a, 16) for a in re.findall(r"^\s*([0-9a-f]+):.*\tvmla(?:da)?va\.u8\t", dis, re.M)}
+    assert vec
+    dump = tmp_path / "dump.txt"
+    cmd = qemu.qemu_command(elf, BOARD)
+    cmd += ["-plugin", f"{qemu.cycle_plugin()},out={dump},dump=1,cpu=m55"]
+    subprocess.run(cmd, capture_output=True, timeout=120)
+    costs = {int(f[1], 16): int(f[2]) for f in (line.split() for line in
+                                                  dump.read_text().splitlines())
+             if f[0] == "insn"}
+    assert {costs[a] for a in vec if a in costs} == {2}
