@@ -581,7 +581,8 @@ def main_m55(args) -> int:
            "opt": OPT, "gcc": gcc, "python": platform.python_version(),
            "seconds": round(time.time() - t0, 1)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"env": env, "layers": results}, indent=1))
+    out.with_suffix(".json").write_text(json.dumps({"benchmark": "kernels-m55", "env": env,
+                                                    "layers": results}, indent=1))
     out.with_suffix(".md").write_text(markdown_m55(results, env))
     bad = sum(x["mismatches"] for r in results for x in r["runs"])
     print(f"wrote {out}.json and {out}.md ({bad} mismatching outputs)")
