@@ -2,6 +2,7 @@
 timeouts, resends of damaged exchanges and device errors raised as Python exceptions."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -122,8 +123,9 @@ class LinkStats:
     stale: int = 0            # answers to earlier requests, discarded
     reboots: int = 0          # answers from a new boot of the device
     reuploads: int = 0        # inferences redone after a reboot
-    shrinks: int = 0          # payload size halved after damaged exchanges
-    grows: int = 0            # payload size doubled on a clean link
+    shrinks: int = 0          # payload size made smaller after damaged exchanges
+    grows: int = 0            # payload size made larger on a cleaner link
+    abandoned: int = 0        # exchanges given up to send their data in shorter chunks
     payload_sizes: dict = field(default_factory=dict)   # chunk payload bytes → exchanges
     log: list = field(default_factory=list)   # per attempt, with keep_log
 
@@ -147,20 +149,27 @@ class Client:
     link was quiet for `drain_quiet` seconds.
 
     Uploads and downloads are cut into chunks of `payload` bytes at most (default: what the
-    device allows): the size halves when three in four exchanges at the current size were
-    damaged (the fixed cost of an exchange makes shorter frames not pay below that) and doubles
-    again after `grow_after` clean exchanges in a row, so a noisy link moves short
-    frames that get through and a clean one long frames.
+    device allows). Every RESIZE_AFTER exchanges (sooner when three in four were damaged) the
+    size is chosen anew from the link's byte error rate as estimated from those exchanges: the
+    size that moves the most data per byte time when a frame only counts whole, so a noisy link
+    moves short frames that get through and a clean one long frames.
+
+    Each request is followed by `idle_fill` idle bytes, which the device ignores between
+    frames: when a byte of the request was lost they complete it, so the device NAKs it at once
+    instead of after its inter-byte timeout.
 
     Every answer carries the device's boot id; an answer from another boot than the earlier ones
     raises :class:`DeviceReset` (`infer` uploads again and reruns instead)."""
 
-    MIN_PAYLOAD = 32
+    MIN_PAYLOAD = 16
+    RESIZE_AFTER = 8              # exchanges at one payload size before it is chosen again
+    EXCHANGE_BYTES = 31           # framing of a chunk request and its answer, idle fill aside
+    ROUND_TRIP_BYTES = 20         # an exchange's fixed cost in byte times (QEMU's UART, loaded)
 
     def __init__(self, transport: Transport, timeout: float = 2.0, run_timeout: float = 5.0,
                  retries: int = 40, timeout_retries: int = 1, drain_quiet: float = 0.01,
                  settle: float = 0.03, keep_log: bool = False, payload: int | None = None,
-                 grow_after: int = 8):
+                 idle_fill: int = 2):
         self.transport = transport
         self.timeout = timeout
         self.run_timeout = run_timeout
@@ -169,19 +178,20 @@ class Client:
         self.drain_quiet = drain_quiet
         self.settle = settle
         self.keep_log = keep_log
-        self.grow_after = grow_after
+        self._fill = bytes([P.IDLE]) * idle_fill
+        self._ln_q: float | None = None     # log of the estimated chance a byte is intact
         self.stats = LinkStats()
         self.boot_id: int | None = None
         self._payload_limit = payload
         self._payload: int | None = payload
         self._window = [0, 0]         # attempts, damaged ones at the current payload size
-        self._clean_streak = 0
         self._rtt: dict[int, float] = {}    # command → smoothed seconds of a clean exchange
         self._input_lost = False      # the device rebooted since the input was written
         self._seq = 0
         self._parser = P.Parser()
         self._pending: list[P.Event] = []
         self._info: DeviceInfo | None = None
+        self._finished = False        # the last failed attempt needs no drain (see _attempt)
 
     @classmethod
     def from_url(cls, url: str, baudrate: int = 115200, **kwargs) -> "Client":
@@ -222,8 +232,12 @@ class Client:
             self._parser.skip(len(data))
 
     def _attempt(self, cmd: int, seq: int, deadline: float):
-        """Returns the answering frame, or a string naming why this attempt failed."""
+        """Returns the answering frame, or a string naming why this attempt failed. Sets
+        `_finished` when the device is known to be done with the failed attempt (a NAK of the
+        whole request, or a whole answer with a wrong CRC-32): nothing more of it will come,
+        so the request is resent without waiting for the link to go quiet."""
         garbled = False     # bytes arrived that made no frame: a damaged sync byte, or a tail
+        self._finished = False
         while True:
             wait_until = min(deadline, time.monotonic() + self.settle) if garbled else deadline
             events, got = self._events(wait_until)
@@ -248,6 +262,8 @@ class Client:
                                     f"device refused a frame as too long (its maximum payload "
                                     f"is below what the host sent)")
                             self.stats.truncated += reason == bytes([P.Nak.TRUNCATED])
+                            # after a damaged header the device still skips the request's rest
+                            self._finished = reason != bytes([P.Nak.BAD_HEADER])
                             self._pending = events[i + 1:]
                             return "nak"
                         self.stats.stale += 1
@@ -257,10 +273,9 @@ class Client:
                         continue
                     self._pending = events[i + 1:]
                     return f
-                if ev.kind in ("bad_header", "bad_crc"):
-                    self._pending = events[i + 1:]
-                    return "bad_frame"
-                # bad_version / too_long from the device: not a frame of this protocol
+                # bad_header: the rest of that frame is still arriving; bad_crc: a whole frame
+                # (its header was intact); bad_version / too_long: not a frame of this protocol
+                self._finished = ev.kind == "bad_crc"
                 self._pending = events[i + 1:]
                 return "bad_frame"
 
@@ -276,16 +291,33 @@ class Client:
             return
         self._window[0] += 1
         self._window[1] += damaged
-        self._clean_streak = 0 if damaged else self._clean_streak + 1
         attempts, bad = self._window
-        if bad >= 3 and 4 * bad > 3 * attempts and self._payload > self.MIN_PAYLOAD:
-            self._payload = max(self.MIN_PAYLOAD, self._payload // 2)
-            self.stats.shrinks += 1
-            self._window, self._clean_streak = [0, 0], 0
-        elif self._clean_streak >= self.grow_after and self._payload < self._max_chunk():
-            self._payload = min(self._max_chunk(), self._payload * 2)
-            self.stats.grows += 1
-            self._window, self._clean_streak = [0, 0], 0
+        if attempts >= self.RESIZE_AFTER or (bad >= 3 and 4 * bad > 3 * attempts):
+            self._resize(attempts, bad)
+
+    def _resize(self, attempts: int, bad: int) -> None:
+        """Choose the payload size that moves the most data per byte time, from the chance a
+        byte arrives intact as estimated from the exchanges at the current size (every byte of
+        the request and the answer must be intact; an exchange also costs its round trip)."""
+        frame = self._payload + self.EXCHANGE_BYTES + len(self._fill)
+        damaged = (bad + 0.5) / (attempts + 1)        # never 0 or 1 from a few exchanges
+        ln_q = math.log1p(-damaged) / frame
+        self._ln_q = ln_q if self._ln_q is None else 0.5 * (self._ln_q + ln_q)
+        fixed = self.EXCHANGE_BYTES + len(self._fill)
+        cost = fixed + self.ROUND_TRIP_BYTES
+
+        def rate(n: int) -> float:     # log of data bytes per byte time
+            return math.log(n) + (n + fixed) * self._ln_q - math.log(n + cost)
+
+        top = self._max_chunk()
+        best = max([*range(self.MIN_PAYLOAD, top, 8), top], key=rate)
+        if best != self._payload:
+            if best < self._payload:
+                self.stats.shrinks += 1
+            else:
+                self.stats.grows += 1
+            self._payload = best
+        self._window = [0, 0]
 
     def call(self, cmd: int, payload: bytes = b"", timeout: float | None = None,
              timeout_retries: int | None = None, chunk: int | None = None) -> bytes:
@@ -300,7 +332,7 @@ class Client:
         hang_after = timeout * (1 + timeout_retries)
         self._seq = (self._seq + 1) & 0xFF
         seq = self._seq
-        frame = P.encode(cmd, seq, payload)
+        frame = P.encode(cmd, seq, payload) + self._fill
         self.stats.exchanges += 1
         damaged = unanswered = 0
         started = silent_since = time.monotonic()
@@ -332,6 +364,7 @@ class Client:
                 self._note_outcome(True)
                 if chunk is not None and self._payload is not None and self._payload < chunk:
                     self._drain()
+                    self.stats.abandoned += 1
                     raise _Rechunk()
             if time.monotonic() - silent_since >= hang_after - 1e-3:
                 raise LinkError(
@@ -341,10 +374,14 @@ class Client:
                 raise LinkError(f"{name}: {damaged} damaged exchanges in a row "
                                 f"(last: {outcome}); the link is too noisy")
             self.stats.resends += 1
-            if outcome != "timeout":     # a late answer to an overdue request is still taken
-                self._drain()
+            if outcome != "timeout" and not self._finished:   # a late answer to an overdue
+                self._drain()                                  # request is still taken
+        return self._accept(name, outcome)
+
+    def _accept(self, name: str, frame: P.Frame) -> bytes:
+        """The result in an intact answer, after the checks of its status and boot id."""
         try:
-            status, boot_id, body = P.unpack_answer(outcome.payload)
+            status, boot_id, body = P.unpack_answer(frame.payload)
         except ValueError as e:
             raise ProtocolMismatch(f"{name}: {e}") from None
         if self.boot_id is None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 SYNC = 0xA5
+IDLE = 0x00          # fill after a request: ignored between frames, completes a short one
 VERSION = 2
 HEADER_BYTES = 7
 TRAILER_BYTES = 4

@@ -61,6 +61,12 @@ def link_options(hang_seconds: float) -> dict:
             "timeout_retries": 1}
 
 
+def emulator_time_limit(images: int, hang_seconds: float) -> int:
+    """Seconds after which an emulator is killed whatever happens (the last resort should the
+    CLI itself be killed): room for every image to take two hang timeouts, as on a noisy link."""
+    return int(600 + 2 * images * hang_seconds)
+
+
 class DeployError(ValueError):
     """A deploy request that cannot be carried out as given (names what to change)."""
 
@@ -253,8 +259,10 @@ def deploy(model, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
     t_session = time.time()
     hardware_link = {"serial_port": port} if spec.template == "zephyr" and port else None
     hang = timeout or hang_timeout(expected_instructions(gen.meta))
+    emulated = spec.template != "host"      # (a hardware board ignores the limit)
     with project.session(expected_hash=gen.hash, transport_options=hardware_link,
-                         **link_options(hang)) as client:
+                         flash_options={"time_limit": emulator_time_limit(n, hang)}
+                         if emulated else None, **link_options(hang)) as client:
         counter = client.info().counter_name
         for i in range(n):
             o, timing = client.infer(x_q[i].tobytes())

@@ -36,7 +36,8 @@ typedef struct {
     uint8_t buf[QMCU_FRAME_MAX];
     size_t n;                 /* bytes held in buf */
     size_t need;              /* total frame bytes once the header is valid, else 0 */
-    size_t skipped;           /* bytes skipped outside frames since the last event */
+    size_t skipped;           /* bytes skipped outside frames since the last event (idle
+                                 fill bytes QMCU_IDLE are not counted) */
 } qmcu_parser_t;
 
 void qmcu_parser_reset(qmcu_parser_t *p);

@@ -15,6 +15,10 @@
 #define QMCU_PROTOCOL_H
 
 #define QMCU_SYNC 0xA5u
+/* Idle fill: the host follows each request with a few of these. Outside a frame they are
+ * ignored; after a request that lost a byte they complete it at once (it then fails its CRC-32
+ * and is NAKed), so a lost byte costs a round trip instead of the inter-byte timeout. */
+#define QMCU_IDLE 0x00u
 #define QMCU_PROTO_VERSION 2u
 #define QMCU_HEADER_BYTES 7u
 #define QMCU_TRAILER_BYTES 4u

@@ -63,7 +63,7 @@ static void describe(const qmcu_parser_t *p, qmcu_frame_t *f) {
 
 qmcu_event_t qmcu_parser_feed(qmcu_parser_t *p, uint8_t byte, qmcu_frame_t *frame) {
     if (p->n == 0 && byte != QMCU_SYNC) {
-        p->skipped++;
+        if (byte != QMCU_IDLE) p->skipped++;
         return QMCU_EV_NONE;
     }
     p->buf[p->n++] = byte;
