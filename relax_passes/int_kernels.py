@@ -13,6 +13,7 @@ Tensors are NHWC without the batch axis, uint8, packed along the channels at the
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -22,6 +23,30 @@ from tvm_quantmcu.quant import ActQuant, quantize_multiplier
 from tvm_quantmcu.quant.packing import packed_channels
 from tvm_quantmcu.topi.compute import (QP_LEN, KernelSpec, make_compute, pack_expr, requant,
                                        unpack_value)
+
+
+# What each integer TIR function computes, as attributes the C generator reads.
+ATTR_KERNEL = "quantmcu.kernel"            # human-readable description
+ATTR_SPEC = "quantmcu.spec"                # layer kernels: the KernelSpec fields
+ATTR_WINDOW = "quantmcu.window"            # layer kernels: (in_h, in_w, pad_t, pad_l)
+ATTR_REQUANT = "quantmcu.requant"          # requantization: (h, w, c, src_bits, dst_bits)
+ATTR_CHECK = "quantmcu.outlier_check"      # outlier check: (h, w, c) of the 8-bit map
+
+
+def spec_attr(spec: KernelSpec) -> dict:
+    """The KernelSpec as a function attribute (:func:`spec_of_attr` reads it back)."""
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(spec).items()}
+
+
+def spec_of_attr(a) -> KernelSpec:
+    """The KernelSpec a layer kernel's :data:`ATTR_SPEC` attribute holds."""
+    d = {}
+    for k in a.keys():
+        v = a[k]
+        d[str(k)] = str(v) if str(k) == "op" else int(v) if isinstance(
+            v, (int, tirx.IntImm)) else tuple(int(x) for x in v)
+    return KernelSpec(**d)
 
 
 def packed_type(h: int, w: int, channels: int, bits: int) -> relax.TensorType:
@@ -71,11 +96,11 @@ class KernelLibrary:
         self.bb = bb
         self._gvs: dict = {}
 
-    def _add(self, key, name: str, make, describe: str):
+    def _add(self, key, name: str, make, describe: str, attrs: dict):
         if key not in self._gvs:
             digest = hashlib.sha1(repr(key).encode()).hexdigest()[:8]
             gname = f"{name}_{digest}"
-            f = make().with_attr({"global_symbol": gname, "quantmcu.kernel": describe})
+            f = make().with_attr({"global_symbol": gname, ATTR_KERNEL: describe, **attrs})
             self._gvs[key] = self.bb.add_func(f, gname)
         return self._gvs[key]
 
@@ -85,13 +110,16 @@ class KernelLibrary:
             f = make_compute(spec).prim_func()
             return f.specialize(dict(zip(f.params[-4:], window)))
         return self._add(("layer", spec, window), f"qmcu_{spec.op}", make,
-                         f"{spec.describe()} window {list(window)}")
+                         f"{spec.describe()} window {list(window)}",
+                         {ATTR_SPEC: spec_attr(spec), ATTR_WINDOW: [int(v) for v in window]})
 
     def requant(self, h: int, w: int, c: int, src_bits: int, dst_bits: int):
         return self._add(("requant", h, w, c, src_bits, dst_bits), "qmcu_requant",
                          lambda: requant_func(h, w, c, src_bits, dst_bits),
-                         f"requant {h}x{w}x{c} bits {src_bits}->{dst_bits}")
+                         f"requant {h}x{w}x{c} bits {src_bits}->{dst_bits}",
+                         {ATTR_REQUANT: [h, w, c, src_bits, dst_bits]})
 
     def outlier_check(self, h: int, w: int, c: int):
         return self._add(("check", h, w, c), "qmcu_outlier_check",
-                         lambda: outlier_check_func(h, w, c), f"outlier check {h}x{w}x{c}")
+                         lambda: outlier_check_func(h, w, c), f"outlier check {h}x{w}x{c}",
+                         {ATTR_CHECK: [h, w, c]})

@@ -18,6 +18,10 @@ policy). Output: the integer module the device runs, on the host's Relax VM:
 * Where a tensor passes from one quantization to another (the maps handed to the low-bit
   continuation), a requantization kernel computes exactly ``quant.requant_int``.
 * The VDPC check function becomes an integer check over the 8-bit map.
+* Each TIR function says what it computes in its attributes (:mod:`.int_kernels`: the
+  KernelSpec and window of a layer kernel, the shape and bits of a requantization or check),
+  and ``main`` carries the output's tensor, bits and channels and the planner's predicted
+  peak SRAM: ``tvm_quantmcu.codegen`` generates the firmware from this module alone.
 
 Everything is read from the module: the widths from each function's attributes, the ranges,
 routing and plan from ``main`` (:func:`relax_passes.policy_of`), the weights from the float
@@ -34,6 +38,7 @@ import tvm
 from tvm import relax
 from tvm.ir.expr import Constant
 
+from tvm_quantmcu.patch import analyze, layerwise_peak
 from tvm_quantmcu.quant import INPUT_QUANT, ActQuant
 from tvm_quantmcu.topi import UnsupportedKernel, params_for_layer, spec_for_layer
 
@@ -374,6 +379,18 @@ class _FunctionLowering:
         return relax.SeqExpr([block], val.var), val
 
 
+def predicted_peak(graph, policy) -> int:
+    """The patch planner's peak SRAM for this policy: the stage at the widest branch (8 bits
+    when VDPC can route a patch to the all-8-bit branch), the rest at the policy's bits."""
+    low = {t: policy.act_bits(t) for t in graph.shapes}
+    if policy.split_index is None:
+        return layerwise_peak(graph, low)
+    stage_bits = {t: (8 if policy.vdpc else low[t]) for t in graph.shapes}
+    stage_plan = analyze(graph, policy.split_index, policy.grid, bits=stage_bits)
+    rest_plan = analyze(graph, policy.split_index, policy.grid, bits=low)
+    return max(stage_plan.peak_sram_stage_bytes, rest_plan.peak_sram_rest_bytes)
+
+
 def _call_order(mod, root: str) -> list[str]:
     """Relax functions reachable from `root`, callees first."""
     order, seen = [], set()
@@ -431,9 +448,10 @@ class LowerToQuantMCUKernels:
             self.lowered[name] = _FunctionLowering(self, name, f).run()
         out = self.bb.get()
         main_gv = out.get_global_var(self.func)
+        self.outputs["quantmcu.predicted_peak_sram_bytes"] = predicted_peak(self.graph, pol)
         out[main_gv] = out[main_gv].with_attr(self.outputs)
-        # the float layers stay the module's reference (the integer reference and the C
-        # generator read them with the widths and ranges the functions carry)
+        # the float layers stay the module's reference (the integer reference reads them
+        # with the widths and ranges the functions carry; the C generator does not need them)
         if any(gv.name_hint == LAYERS_FUNC for gv in mod.functions):
             out[LAYERS_FUNC] = mod[LAYERS_FUNC]
         else:                                   # not split: main was the float layers

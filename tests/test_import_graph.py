@@ -137,3 +137,16 @@ def test_library_code_never_imports_the_cli():
                  for dst, where in dsts.items()
                  if dst == "tvm_quantmcu.cli" and src != "tvm_quantmcu.cli"]
     assert not offenders, "library code imports the CLI: " + "; ".join(offenders)
+
+
+def test_codegen_reads_the_module_not_the_graph_or_policy():
+    """The C generator's input is the lowered IRModule: nothing under codegen/ imports the
+    search, the layer graph or a Policy (nor the quant package, which exports Policy)."""
+    forbidden = ("tvm_quantmcu.search", "tvm_quantmcu.graph", "tvm_quantmcu.quant.policy")
+    found = []
+    for path in sorted((REPO / "tvm_quantmcu" / "codegen").rglob("*.py")):
+        for target, line in imports_of(path):
+            if target == "tvm_quantmcu.quant" or any(
+                    target == f or target.startswith(f + ".") for f in forbidden):
+                found.append(f"{_module_name(path)}:{line} imports {target}")
+    assert not found, "\n".join(found)

@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from tvm_quantmcu import data, pipeline
-from tvm_quantmcu.codegen import generate
+from tvm_quantmcu.codegen import generate_module
 from tvm_quantmcu.models.policies import load_policy
 from tvm_quantmcu.quant import quantize_input
+from tvm_quantmcu.relax_build import build
 
 FAST = os.environ.get("QUANTMCU_FAST") == "1"
 IMAGES = 4 if FAST else 100
@@ -46,10 +47,13 @@ print(f"plan: split after layer {policy.split_index}, grid {policy.grid}; "
 # %%
 # Generate the C library
 # ----------------------
-# ``generate`` writes ``qmcu_model.c/.h`` (weights as ``const``, one static arena, the patch
-# loop with the on-device outlier check), one C file per kernel instance and ``model.json``.
+# ``build`` runs the QuantMCU passes (PatchSplit, AnnotateBits, VDPCRouting,
+# LowerToQuantMCUKernels) on the model's Relax module; ``generate_module`` turns that lowered
+# module into ``qmcu_model.c/.h`` (weights as ``const``, one static arena, the patch loop with
+# the on-device outlier check), one C file per kernel instance and ``model.json``.
 # The arena is the real peak SRAM of activations; compare it with the planner's prediction.
-gen = generate(model.graph, policy, work / "model", name="mbv2-fmnist", target="cortex-m4")
+lowered = build(model, None, policy)
+gen = generate_module(lowered, work / "model", name="mbv2-fmnist", target="cortex-m4")
 print(f"arena {gen.meta['arena_bytes']:,} B (planner predicted "
       f"{gen.meta['predicted_peak_sram_bytes']:,} B), {gen.meta['kernel_instances']} kernel "
       f"instances for {gen.meta['patches']} patches")

@@ -89,6 +89,19 @@ def build(model, plan=None, policy=None, pad_mode: str = "explicit"):
     return seq(imp.relax_mod)
 
 
+def lower(graph, policy, plan=None, pad_mode: str = "explicit"):
+    """The lowered module of a layer graph (e.g. ``frontend.from_relax`` of a module TVM's
+    importer made) under `policy`: its canonical Relax module through the QuantMCU passes.
+    plan: the policy's PatchPlan (None derives it from the policy)."""
+    import tvm
+
+    from .canonical import graph_to_relax
+    if plan is None and policy.split_index is not None:
+        plan = analyze(graph, policy.split_index, policy.grid)
+    seq = tvm.transform.Sequential(passes(None, plan, policy, pad_mode), name="QuantMCUBuild")
+    return seq(graph_to_relax(graph))
+
+
 class IntegerVM:
     """A lowered module compiled for the host and run on the Relax VM."""
 

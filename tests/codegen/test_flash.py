@@ -7,9 +7,10 @@ import pytest
 
 from helpers import have, requires_dataset
 from tvm_quantmcu import search
-from tvm_quantmcu.codegen import build_program, generate, weight_constants
+from tvm_quantmcu.codegen import build_program, generate_module, weight_constants
 from tvm_quantmcu.codegen.report import flash_by_section, linked_weights_bytes
 from tvm_quantmcu.topi import wpack
+from tvm_quantmcu.relax_build import lower
 from tvm_quantmcu.topi.params import CONST_ALIGN, stored_bytes
 
 pytestmark = requires_dataset
@@ -35,10 +36,10 @@ def _policies(shipped):
 
 def test_pool_counts_each_distinct_array_once_word_aligned(mbv2_graph, shipped):
     pol = shipped("mbv2-fmnist", "quantmcu")
-    prog = build_program(mbv2_graph, pol, "m", compile_kernels=False)
+    prog = build_program(lower(mbv2_graph, pol), "m", compile_kernels=False)
     distinct = {a.dtype.str.encode() + a.tobytes(): a for c in prog.calls
                 for a in c.params.arrays()}
-    pool = weight_constants(mbv2_graph, pol)
+    pool = weight_constants(lower(mbv2_graph, pol))
     assert pool.bytes() == sum(stored_bytes(a) for a in distinct.values())
     assert pool.bytes() % CONST_ALIGN == 0
     # the VDPC branches keep two copies only of the arrays that differ
@@ -49,7 +50,8 @@ def test_pool_counts_each_distinct_array_once_word_aligned(mbv2_graph, shipped):
 def test_search_flash_is_the_generated_weights(mbv2_graph, shipped):
     """What the search tables report is the pool of the emitted constants (no estimate)."""
     for pol in _policies(shipped).values():
-        assert search.weight_bytes(mbv2_graph, pol) == weight_constants(mbv2_graph, pol).bytes()
+        assert search.weight_bytes(mbv2_graph, pol) == weight_constants(
+            lower(mbv2_graph, pol)).bytes()
 
 
 def test_packed_sub_byte_weights_shrink_the_pool(mbv2_graph, shipped):
@@ -75,7 +77,7 @@ def test_linked_weights_section_equals_search_flash(mbv2_graph, shipped, tmp_pat
     import micro_project
     linked = {}
     for key, pol in _policies(shipped).items():
-        gen = generate(mbv2_graph, pol, tmp_path / key / "model")
+        gen = generate_module(lower(mbv2_graph, pol), tmp_path / key / "model")
         project = micro_project.get_template("qemu").generate_project(
             gen.directory, tmp_path / key / "project", {})
         elf = project.build()
@@ -104,11 +106,11 @@ def test_memory_driven_flash_budget_is_met_by_the_firmware_figure(mbv2_graph, sh
 
 
 def test_weight_symbols_are_emitted_once(mbv2_graph, shipped, tmp_path):
-    gen = generate(mbv2_graph, shipped("mbv2-fmnist", "int8"), tmp_path / "m")
+    lowered = lower(mbv2_graph, shipped("mbv2-fmnist", "int8"))
+    gen = generate_module(lowered, tmp_path / "m")
     src = (gen.directory / "qmcu_model.c").read_text()
     syms = gen.meta["weight_symbols"]
     assert len(set(syms)) == len(syms)
     assert all(src.count(f" {s}[") == 1 for s in syms)
-    assert gen.meta["const_bytes"]["weights"] == weight_constants(
-        mbv2_graph, shipped("mbv2-fmnist", "int8")).bytes()
+    assert gen.meta["const_bytes"]["weights"] == weight_constants(lowered).bytes()
     assert np.isfinite(gen.meta["const_bytes"]["weights"])

@@ -1,17 +1,23 @@
-"""The generated C library equals the integer simulator bit-exactly (outputs and routing)."""
-import shutil
+"""The C library generated from the lowered module equals the integer simulator bit-exactly
+(outputs and routing)."""
 import subprocess
 
 import numpy as np
 import pytest
 
 from helpers import have, requires_dataset, with_grid
-from tvm_quantmcu.codegen import UnsupportedModelError, build_program, generate
+from tvm_quantmcu.codegen import build_program, generate_module
 from tvm_quantmcu.codegen.arena import check_arena, lower_bound
 from tvm_quantmcu.codegen.host import HostModel
+from tvm_quantmcu.relax_build import lower
 from tvm_quantmcu.search.simulate import Simulator
 
 pytestmark = requires_dataset
+
+
+def generate(graph, pol, out_dir, **kw):
+    """The C library of `graph` under `pol`, generated from the module the passes lower."""
+    return generate_module(lower(graph, pol), out_dir, pol.model, **kw)
 
 
 def _host_equals_simulator(graph, pol, x, tmp_path):
@@ -45,7 +51,7 @@ def test_interior_and_uneven_patches(mbv2_graph, shipped, test_images, tmp_path,
 @pytest.mark.parametrize("policy", ["int8", "quantmcu"])
 def test_arena_matches_planner(mbv2_graph, shipped, policy):
     pol = shipped("mbv2-fmnist", policy)
-    prog = build_program(mbv2_graph, pol, "mbv2-fmnist", "host")
+    prog = build_program(lower(mbv2_graph, pol), "mbv2-fmnist", "host")
     bufs = list(prog.buffers.values())
     check_arena(bufs)
     assert prog.arena_bytes >= lower_bound(bufs)
@@ -55,7 +61,7 @@ def test_arena_matches_planner(mbv2_graph, shipped, policy):
 
 def test_kernel_instances_do_not_grow_with_patches(mbv2_graph, shipped):
     pol = shipped("mbv2-fmnist", "quantmcu")
-    n = {g: len(build_program(mbv2_graph, with_grid(pol, g), "m", "host").kernels)
+    n = {g: len(build_program(lower(mbv2_graph, with_grid(pol, g)), "m", "host").kernels)
          for g in ((2, 2), (4, 4))}
     assert n[(4, 4)] == n[(2, 2)]
 
@@ -83,23 +89,37 @@ def test_cortex_m_build_is_warning_free(mbv2_graph, shipped, tmp_path):
         assert p.returncode == 0, f"{src.name}: {p.stderr[:2000]}"
 
 
-def test_unsupported_op_named_at_compile_time(mbv2_graph, shipped, tmp_path):
-    import copy
-    g = copy.deepcopy(mbv2_graph)
-    g.layers[-2].op = "concat"
-    name = g.layers[-2].name
-    with pytest.raises(UnsupportedModelError, match=f"layer {name}: op 'concat'"):
-        generate(g, shipped("mbv2-fmnist", "int8"), tmp_path / "m")
+def test_needs_a_lowered_module(mbv2_graph, shipped, tmp_path):
+    from tvm_quantmcu.canonical import graph_to_relax
+    from tvm_quantmcu.codegen import LoweredModuleError
+    with pytest.raises(LoweredModuleError, match="quantmcu.quantization.*LowerToQuantMCUKernels"):
+        generate_module(graph_to_relax(mbv2_graph), tmp_path / "m")
     assert not (tmp_path / "m").exists()        # nothing half-written
 
 
-def test_unsupported_kernel_names_layer(mbv2_graph, shipped, tmp_path):
+def test_foreign_kernel_call_is_named(mbv2_graph, shipped, tmp_path):
+    """A call_tir to a TIR function that is not one of our kernels."""
+    from tvm_quantmcu.codegen import LoweredModuleError
+    mod = lower(mbv2_graph, shipped("mbv2-fmnist", "int8"))
+    gv = next(gv for gv, f in mod.functions.items()
+              if f.attrs is not None and "quantmcu.spec" in f.attrs)
+    mod[gv] = mod[gv].without_attr("quantmcu.spec")
+    with pytest.raises(LoweredModuleError, match=f"call_tir of {gv.name_hint}"):
+        generate_module(mod, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_unsupported_kernel_names_layer(mbv2_graph, shipped):
     import copy
+
+    from relax_passes import QuantPassError
     g = copy.deepcopy(mbv2_graph)
-    conv = next(l for l in g.layers[8:] if l.op == "conv2d" and l.ksize() == (3, 3))
-    conv.dilation = (2, 2)
-    with pytest.raises(UnsupportedModelError, match=f"{conv.name}.*dilation"):
-        generate(g, shipped("mbv2-fmnist", "int8"), tmp_path / "m")
+    conv = next(l for l in g.layers[8:] if l.op == "conv2d" and l.ksize() == (3, 3)
+                and tuple(l.stride) == (1, 1))
+    conv.dilation, conv.padding = (2, 2), (2, 2, 2, 2)     # the same output shape
+    # the lowering names the layer (a pass error crosses TVM's FFI as a RuntimeError)
+    with pytest.raises((QuantPassError, RuntimeError), match=f"{conv.name}.*dilation"):
+        lower(g, shipped("mbv2-fmnist", "int8"))
 
 
 def test_refuses_foreign_output_directory(mbv2_graph, shipped, tmp_path):

@@ -1,6 +1,7 @@
-"""The C library generated from the module the QuantMCU passes lowered: the same firmware the
-policy gave before, a width changed in the module changes it, and on the full test set the
-generated C, the Relax VM and the integer reference built from that module agree."""
+"""The C library generated from the module the QuantMCU passes lowered: the generator reads the
+module only (its kernel calls, patch functions and routing), a width changed in the module
+changes the firmware, and on the full test set the generated C, the Relax VM and the integer
+reference built from that module agree."""
 import numpy as np
 import pytest
 import tvm
@@ -8,7 +9,7 @@ import tvm
 from helpers import have, trained, widen_pass
 from relax_passes import layer_graph, policy_of
 from tvm_quantmcu import pipeline
-from tvm_quantmcu.codegen import generate, generate_module
+from tvm_quantmcu.codegen import generate_module, read_lowered
 from tvm_quantmcu.codegen.host import HostModel
 from tvm_quantmcu.relax_build import build, compile_vm
 from tvm_quantmcu.search import Simulator
@@ -18,14 +19,39 @@ needs_gcc = pytest.mark.skipif(not have("gcc"), reason="no host C compiler")
 
 @pytest.mark.parametrize("model", ["mbv2-fmnist", "mcunet-fmnist"])
 @pytest.mark.parametrize("policy", ["int8", "quantmcu"])
-def test_module_gives_the_policys_firmware(shipped, tmp_path, model, policy):
+def test_walker_reads_the_policy_the_module_carries(shipped, model, policy):
+    """The patch loop, routing and widths the walker reads are those AnnotateBits wrote."""
+    from relax_passes import vdpc_thresholds
     if not trained(model):
         pytest.skip(f"{model} has no trained checkpoint")
-    pol = shipped(model, policy)
-    lowered = build(model, None, pol)
-    a = generate(pipeline.load(model).graph, pol, tmp_path / "from_policy", name=model)
-    b = generate_module(lowered, tmp_path / "from_module")
+    lowered = build(model, None, shipped(model, policy))
+    pol = policy_of(lowered)
+    m = read_lowered(lowered)
+    assert (m.model, m.policy) == (pol.model, pol.name)
+    assert len(m.patches) == pol.grid[0] * pol.grid[1]
+    assert m.split_layer == layer_graph(lowered).layers[pol.split_index].name
+    for p in m.patches:
+        assert (p.check is not None) == bool(pol.vdpc)
+        for c in p.low + m.rest:
+            assert c.spec.out_bits == pol.act_bits(c.layer)
+        for c in p.head + p.branch8:
+            assert c.spec.out_bits == 8
+        if pol.vdpc:
+            assert p.check.tensor == pol.classification_map
+            assert (p.check.hi, p.check.lo) == vdpc_thresholds(pol)
+            assert {r.tensor for r in p.requants} <= {c.layer for c in p.head} | {"input"}
+
+
+@pytest.mark.parametrize("policy", ["int8", "quantmcu"])
+def test_generator_needs_nothing_but_the_lowered_functions(shipped, tmp_path, policy):
+    """Without the float layers the module keeps as its reference, the same firmware."""
+    lowered = build("mbv2-fmnist", None, shipped("mbv2-fmnist", policy))
+    bare = lowered.clone()
+    del bare["quantmcu_layers"]
+    a = generate_module(lowered, tmp_path / "a")
+    b = generate_module(bare, tmp_path / "b")
     assert a.hash == b.hash and a.arena_bytes == b.arena_bytes
+    assert (a.directory / "qmcu_model.c").read_text() == (b.directory / "qmcu_model.c").read_text()
 
 
 @needs_gcc
@@ -42,7 +68,7 @@ def test_width_changed_in_the_module_changes_the_firmware(shipped, test_images, 
     lowered = tvm.transform.Sequential([VDPCRouting(), LowerToQuantMCUKernels()])(changed)
     assert policy_of(lowered).act_bits(tensor) == 8 != pol.act_bits(tensor)
     gen = generate_module(lowered, tmp_path / "changed")
-    assert gen.hash != generate(imp.graph, pol, tmp_path / "policy").hash
+    assert gen.hash != generate_module(build(imp, None, pol), tmp_path / "policy").hash
     x = test_images(40)
     want = Simulator(layer_graph(lowered), policy_of(lowered)).run(x)
     got = HostModel(gen).run(x)

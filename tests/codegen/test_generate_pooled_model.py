@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 from tvm_quantmcu import frontend
-from tvm_quantmcu.codegen import generate
+from tvm_quantmcu.codegen import generate_module
 from tvm_quantmcu.codegen.host import HostModel
 from tvm_quantmcu.quant import observe, quantize_input, ranges
 from tvm_quantmcu.quant.policy import Policy
+from tvm_quantmcu.relax_build import lower
 from tvm_quantmcu.search.simulate import Simulator
 
 
@@ -51,7 +52,7 @@ def test_generated_c_equals_simulator(lenet, tmp_path, split, grid, vdpc):
                  classification_map="l0" if vdpc else None,
                  threshold=0.8 * r8["l0"][1] if vdpc else None)
     xq = quantize_input(x).astype(np.uint8)
-    gen = generate(g, pol, tmp_path / "m")
+    gen = generate_module(lower(g, pol), tmp_path / "m")
     out, routing = HostModel(gen).run(xq)
     ref, flags = Simulator(g, pol).run(xq)
     assert np.array_equal(out, ref) and np.array_equal(routing, flags)

@@ -43,13 +43,15 @@ def model():
 @pytest.mark.parametrize("tuned_knobs", [TUNED, TUNED_ROW], ids=["loops", "row"])
 def test_tuned_model_equals_the_integer_reference(model, tmp_path, tuned_knobs):
     from tvm_quantmcu import data
-    from tvm_quantmcu.codegen import build_program, generate
+    from tvm_quantmcu.codegen import build_program, generate_module
     from tvm_quantmcu.codegen.host import HostModel
     from tvm_quantmcu.quant import quantize_input
+    from tvm_quantmcu.relax_build import lower
     from tvm_quantmcu.search.simulate import Simulator
     graph, pol = model
     target = "cortex-m4"
-    program = build_program(graph, pol, "mbv2-fmnist", target)
+    lowered = lower(graph, pol)
+    program = build_program(lowered, "mbv2-fmnist", target)
     specs = {c.kernel.spec for c in program.calls}
     # a depthwise and a pointwise kernel of the patch stage and of the layer-by-layer part
     picks = [next(c.kernel.spec for c in calls if c.kernel.spec.op == op)
@@ -63,8 +65,8 @@ def test_tuned_model_equals_the_integer_reference(model, tmp_path, tuned_knobs):
 
     lookup = kernel_lookup_from_db(tmp_path / "db", target)
     assert all(lookup(s) is None for s in specs - tuned)
-    gen = generate(graph, pol, tmp_path / "model", name="mbv2-fmnist", target=target,
-                   kernel_lookup=lookup)
+    gen = generate_module(lowered, tmp_path / "model", name="mbv2-fmnist", target=target,
+                          kernel_lookup=lookup)
     used = {c.kernel.spec: c.kernel for c in gen.program.calls}
     for s in tuned:
         assert {k: used[s].knobs[k] for k in tuned_knobs[s.op]} == tuned_knobs[s.op]

@@ -7,10 +7,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from relax_passes import layer_graph, policy_of
-
-from ..graph import Graph
-from ..quant.policy import Policy
 from .emit import emit_model_c
 from .program import Program, build_program
 
@@ -38,7 +34,6 @@ class GeneratedModel:
 
 
 def _meta(prog: Program, digest: str, const_bytes: dict) -> dict:
-    g = prog.graph
     calls = []
     for i, c in enumerate(prog.calls):
         w, *_ = c.params.arrays()
@@ -48,7 +43,7 @@ def _meta(prog: Program, digest: str, const_bytes: dict) -> dict:
                       c.kernel.scratch_bytes, "weight_bytes": 0 if c.x2 else int(w.nbytes)})
     h, w_, ch = prog.input_shape
     return {
-        "name": prog.name, "hash": digest, "model": prog.name, "policy": prog.policy.name,
+        "name": prog.name, "hash": digest, "model": prog.name, "policy": prog.policy_name,
         "input_bytes": h * w_ * ch, "input_shape_nhwc": [1, h, w_, ch],
         "output_bytes": prog.output_bytes, "arena_bytes": prog.arena_bytes,
         "predicted_peak_sram_bytes": prog.predicted_peak,
@@ -63,21 +58,22 @@ def _meta(prog: Program, digest: str, const_bytes: dict) -> dict:
                      "steps": [b.first, b.last]}
                     for b in sorted(prog.buffers.values(), key=lambda b: b.offset)],
         "calls": calls,
-        "layers": [l.name for l in g.layers],
+        "layers": prog.layers,
     }
 
 
-def generate(graph: Graph, policy: Policy, out_dir, name: str | None = None,
-             target: str = "cortex-m4", schedule: str = "dsp",
-             knobs: dict | None = None, kernel_lookup=None) -> GeneratedModel:
-    """Generate the C library of `graph` under `policy` into `out_dir` (created, or replaced
-    if it holds an earlier generated model). Nothing is written on failure."""
+def generate_module(mod, out_dir, name: str | None = None, target: str = "cortex-m4",
+                    schedule: str = "dsp", knobs: dict | None = None,
+                    kernel_lookup=None) -> GeneratedModel:
+    """Generate the C library of a lowered Relax module (what LowerToQuantMCUKernels made:
+    the kernels, widths, routing and patch loop it holds; a pass that changed a width before
+    the lowering changes the firmware) into `out_dir` (created, or replaced if it holds an
+    earlier generated model). Nothing is written on failure."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise FileExistsError(f"{out} exists and is not a generated model; choose an empty "
                               "or new directory")
-    prog = build_program(graph, policy, name or policy.model, target, schedule, knobs,
-                         kernel_lookup)
+    prog = build_program(mod, name, target, schedule, knobs, kernel_lookup)
     src, hdr, info = emit_model_c(prog)
     digest = info.pop("digest")
     symbols = info.pop("weight_symbols")
@@ -103,22 +99,8 @@ def generate(graph: Graph, policy: Policy, out_dir, name: str | None = None,
     return GeneratedModel(out, prog, meta)
 
 
-def generate_module(mod, out_dir, name: str | None = None, target: str = "cortex-m4",
-                    schedule: str = "dsp", knobs: dict | None = None,
-                    kernel_lookup=None) -> GeneratedModel:
-    """Generate the C library of a Relax module the QuantMCU passes made (lowered by
-    LowerToQuantMCUKernels, or annotated by AnnotateBits): the widths, ranges, routing and
-    plan it carries and the weights of its float layers; a pass that changed a width in the
-    module changes the firmware."""
-    policy = policy_of(mod)
-    return generate(layer_graph(mod), policy, out_dir, name or policy.model, target,
-                    schedule, knobs, kernel_lookup)
-
-
 def program_of_module(mod, name: str | None = None, target: str = "cortex-m4",
                       schedule: str = "dsp", knobs: dict | None = None) -> Program:
     """The kernel calls, arena and routing the C library of a lowered module holds (what
     :func:`generate_module` emits; the tuner extracts its tasks from it)."""
-    policy = policy_of(mod)
-    return build_program(layer_graph(mod), policy, name or policy.model, target, schedule,
-                         knobs)
+    return build_program(mod, name, target, schedule, knobs)

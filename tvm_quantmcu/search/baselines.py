@@ -15,16 +15,64 @@ class BudgetError(ValueError):
     """A RAM or Flash budget cannot be met by any bit assignment."""
 
 
+def firmware_params(graph, policy: Policy) -> list[tuple[str, str, object]]:
+    """(call tag, layer, KernelParams) of every kernel call of `policy`'s firmware, as the C
+    generator emits them from the lowered module (stage layers in both VDPC branches, the
+    second input of a stage add first when the generator swaps them), without lowering:
+    the parameters depend on the layer, its widths and the kernel's channels and taps only.
+    Raises ``codegen.UnsupportedModelError`` when a layer has no kernel."""
+    from ..codegen import UnsupportedModelError
+    from ..topi import UnsupportedKernel, params_for_layer, prepare
+    from .devcost import NetworkSpecs
+    plan = None if policy.split_index is None else analyze(graph, policy.split_index,
+                                                           policy.grid)
+    ns = NetworkSpecs(graph, plan)
+    qg8, qg_low = policy.qgraph8(graph), policy.qgraph_low(graph)
+    head = set()
+    if policy.vdpc and plan is not None:
+        names = [l.name for l in plan.stage_layers]
+        head = set(names[:names.index(graph.producer(policy.classification_map).name) + 1])
+    out = []
+
+    def call(name, qg, branch, bits):
+        q = qg.qlayer(name)
+        try:
+            spec = ns.call(name, bits, policy.w_bits).spec
+            if spec.op == "add" and name in ns.stage_names and ns._add_order[name] == (1, 0):
+                lo, hi = q.clamp
+                params = prepare(spec, M=q.M_add[1], M2=q.M_add[0], n=int(q.n),
+                                 zp_in=q.in_q[1].zero_point, zp_out=q.out_q.zero_point,
+                                 lo=lo, hi=hi, zp_in2=q.in_q[0].zero_point)
+            else:
+                params = params_for_layer(q, spec)
+        except UnsupportedKernel as e:
+            raise UnsupportedModelError(f"layer {name}: {e}") from e
+        out.append((f"{name}_{branch}" if branch else name, name, params))
+
+    low = {t: policy.act_bits(t) for t in graph.shapes}
+    for l in graph.layers:
+        routed = policy.vdpc and l.name in ns.stage_names
+        if routed:
+            call(l.name, qg8, "8", {})
+        if not (routed and l.name in head):
+            call(l.name, qg_low, "low" if routed else "", low)
+    return out
+
+
 def weight_bytes(graph, policy: Policy) -> int | None:
     """Flash of the weights section of `policy`'s firmware: every kernel call's weights,
     bias and requantization constants as the kernels store them (sub-byte weights packed only
-    where the kernel reads them packed, both VDPC branches), from the constants the C
+    where the kernel reads them packed, both VDPC branches), the pool of constants the C
     generator emits. None when the generator cannot compile the model."""
-    from ..codegen import UnsupportedModelError, weight_constants
+    from ..codegen import UnsupportedModelError
+    from ..topi.params import ConstantPool
+    pool = ConstantPool()
     try:
-        return weight_constants(graph, policy).bytes()
+        for tag, _, params in firmware_params(graph, policy):
+            pool.add_params(tag, params)
     except UnsupportedModelError:
         return None
+    return pool.bytes()
 
 
 def memory_driven(ctx, base: Policy, ram_bytes: int, flash_bytes: int | None,
@@ -106,7 +154,6 @@ def cut_weights(graph, policy: Policy, flash_bytes: int) -> Policy:
 
 def _layer_weight_bytes(graph, policy: Policy, layer: str) -> int:
     """Flash of the weight arrays of `layer`'s kernel calls under `policy`."""
-    from ..codegen import build_program
     from ..topi.params import stored_bytes
-    prog = build_program(graph, policy, policy.model, compile_kernels=False)
-    return sum(stored_bytes(c.params.w) for c in prog.calls if c.layer == layer)
+    return sum(stored_bytes(p.w) for _, name, p in firmware_params(graph, policy)
+               if name == layer)

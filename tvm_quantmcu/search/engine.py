@@ -31,13 +31,15 @@ class CompiledPolicy:
     ``plan``."""
 
     def __init__(self, sim: Simulator, opt: str = "-O2"):
-        from ..codegen import generate
+        from ..codegen import generate_module
         from ..codegen.host import HostModel
+        from ..relax_build import lower
         self.sim = sim
         self.plan = sim.plan
         work = Path(tempfile.mkdtemp(prefix="qmcu-eval-"))
         try:
-            self.host = HostModel(generate(sim.graph, sim.policy, work / "model"), opt)
+            mod = lower(sim.graph, sim.policy, sim.plan)
+            self.host = HostModel(generate_module(mod, work / "model", sim.policy.model), opt)
         finally:
             # the loaded library stays mapped after its file is removed
             shutil.rmtree(work, ignore_errors=True)
