@@ -96,9 +96,10 @@ def needed_regions(stage: list[StageLayer], tile: Box,
     return need
 
 
-def patch_layout(stage: list[StageLayer], tiles: list[Box], input_tensor: str,
+def stage_layout(stage: list[StageLayer], tiles: list[Box], input_tensor: str,
                  hw: dict[str, tuple[int, int]]) -> PatchLayout:
-    """hw: (H, W) of every stage tensor (the image included)."""
+    """The layout of patches with output `tiles` (row-major) through the `stage` layers;
+    hw: (H, W) of every stage tensor (the image included)."""
     need: list[dict[str, Box]] = [{stage[-1].output: t} for t in tiles]
     held: list[dict[str, Box]] = [{} for _ in tiles]
     sizes: dict[str, tuple[int, int]] = {}
@@ -117,3 +118,17 @@ def patch_layout(stage: list[StageLayer], tiles: list[Box], input_tensor: str,
     settle(input_tensor)
     calls = [{l.name: _window(l, h[l.output], h[l.inputs[0]]) for l in stage} for h in held]
     return PatchLayout(sizes, held, [needed_regions(stage, t, hw) for t in tiles], calls)
+
+
+def patch_layout(plan) -> PatchLayout:
+    """The layout of a patch plan (``tvm_quantmcu.patch.PatchPlan``: its layer graph's stage
+    layers and tiles), for estimates made before a module is lowered (the search's device
+    cost): the same geometry the generator reads off the lowered module."""
+    g = plan.graph
+    stage = [StageLayer(l.name, l.op, list(l.inputs),
+                        tuple(l.ksize()) if l.op == "conv2d" else tuple(l.kernel),
+                        tuple(l.stride), tuple(l.padding)) for l in plan.stage_layers]
+    if any(l.output != l.name for l in plan.stage_layers):
+        raise ValueError("patch_layout needs each layer's output named after the layer")
+    hw = {t: tuple(s[1:]) for t, s in g.shapes.items()}
+    return stage_layout(stage, [p.tile for p in plan.all_patches()], g.input, hw)

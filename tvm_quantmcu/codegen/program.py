@@ -20,7 +20,7 @@ from ..topi.compute import KernelSpec, UnsupportedKernel
 from ..topi.params import ConstantPool, KernelParams
 from ..topi.registry import Kernel, get_kernel
 from .arena import Buffer, check_arena, plan_arena
-from .layout import Call, PatchLayout, StageLayer, patch_layout
+from .layout import Call, PatchLayout, StageLayer, stage_layout
 from .lowered import LayerCall, LoweredModel, PatchBranch, read_lowered
 
 
@@ -160,7 +160,7 @@ class _Builder:
         if hw[so] != (max(t.h1 for t in tiles), max(t.w1 for t in tiles)):
             raise UnsupportedModelError(f"the patch tiles do not cover the stage output {so} "
                                         f"{hw[so]}")
-        return stage, hw, channels, patch_layout(stage, tiles, m.input_tensor, hw)
+        return stage, hw, channels, stage_layout(stage, tiles, m.input_tensor, hw)
 
     def stage_call(self, layout: PatchLayout, c: LayerCall, branch: str) -> KernelCall:
         out_hw = layout.sizes[c.layer]
