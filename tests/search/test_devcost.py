@@ -5,6 +5,7 @@ import pytest
 
 from tvm_quantmcu import search
 from tvm_quantmcu.codegen.program import build_program
+from tvm_quantmcu.relax_build import lower
 from tvm_quantmcu.search import devcost
 from tvm_quantmcu.search.devcost import DeviceCost, KernelCost, NetworkSpecs
 from tvm_quantmcu.topi import KernelSpec
@@ -27,7 +28,7 @@ def _policy(ctx):
 
 def test_network_specs_are_the_generated_programs_kernels(ctx):
     pol = _policy(ctx)
-    prog = build_program(ctx.graph, pol, "m")
+    prog = build_program(lower(ctx.graph, pol, ctx.plan), "m")
     ns = NetworkSpecs(ctx.graph, ctx.plan)
     for c in prog.calls:
         bits = {} if c.branch == "8" else pol.bits_low
