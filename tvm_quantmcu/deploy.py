@@ -86,7 +86,7 @@ def resolve_policy(model, policy: str, policy_file: str | None = None, bar=None,
     policy is used when it was made for `sram_kb` (or no budget is asked for), otherwise the
     policy is searched for `sram_kb` (calibrated on `data_source`)."""
     from . import pipeline, search
-    from .models.policies import available, load_policy
+    from .models.policies import SHIPPED_PHI, available, load_policy
     from .quant.policy import POLICIES, Policy
     imp = pipeline.load(model)
     if policy_file:
@@ -107,7 +107,9 @@ def resolve_policy(model, policy: str, policy_file: str | None = None, bar=None,
         pol = load_policy(imp.name, policy)
         if sram_kb is None or policy_budget_kb(pol) == float(sram_kb):
             return pol
-    params = search.SearchParams() if sram_kb is None else search.SearchParams(sram_kb=sram_kb)
+    params = search.SearchParams(phi=SHIPPED_PHI if policy == "quantmcu" else "bitops")
+    if sram_kb is not None:
+        params.sram_kb = sram_kb
     ctx = search.prepare(imp, params, data_source=data_source)
     pol, _ = search.make_policy(ctx, policy, "auto" if policy == "quantmcu" else None, bar=bar)
     return pol
@@ -303,6 +305,10 @@ def deploy(model, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
         "model_hash": gen.hash, "out": str(out),
         "link": link,
     }
+    if pol.split_index is not None and pol.name != "int8":
+        from .search.api import speedup_vs_int8
+        res["modelled_vs_int8_patches"] = speedup_vs_int8(imp.graph, pol,
+                                                          res["outlier_patch_rate"])
     if getattr(project, "runs_in_qemu", spec.template == "qemu"):
         instr = np.array([project.instructions(t) for t in ticks], np.float64)
         res["instructions_per_inference"] = int(round(instr.mean()))

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from helpers import trained
-from tvm_quantmcu.models.policies import SHIPPED, SRAM_KB, available, load_policy
+from tvm_quantmcu.models.policies import SHIPPED, SHIPPED_PHI, SRAM_KB, available, load_policy
 from tvm_quantmcu.search import SearchParams
 
 
@@ -21,9 +21,9 @@ def test_shipped_policies_load_and_record_the_current_search_defaults(model):
         pytest.skip(f"{model} has no trained checkpoint")
     assert set(SHIPPED) <= set(available(model))
     pol = load_policy(model, "quantmcu")
-    assert pol.model == model and pol.vdpc
-    # made with today's SearchParams: regenerate (python -m tvm_quantmcu.search.shipped)
-    # after changing a default
-    defaults = SearchParams(sram_kb=SRAM_KB[model]).to_json()
+    assert pol.model == model and pol.name == "quantmcu"
+    # made with today's SearchParams and device Φ: regenerate (python -m
+    # tvm_quantmcu.search.shipped) after changing a default
+    defaults = SearchParams(sram_kb=SRAM_KB[model], phi=SHIPPED_PHI).to_json()
     recorded = {k: pol.params.get(k) for k in defaults}
     assert recorded == defaults

@@ -137,4 +137,10 @@ def run(args) -> int:
               f"{res['arena_bytes']:,} B; flash {flash}; outlier patches "
               f"{100 * res['outlier_patch_rate']:.1f}%; files in {res['out']}")
         print(f"link: {res['link']['summary']}")
+        vs = res.get("modelled_vs_int8_patches")
+        if vs and vs.get("int8_fits"):
+            print(f"speedup over int8 patches at {vs['sram_kb']:g} KB (kernel cost model, "
+                  f"split {vs['int8_plan'][0]} grid {vs['int8_plan'][1][0]}x"
+                  f"{vs['int8_plan'][1][1]}): {vs['speedup_cycles']:.2f}x modelled cycles, "
+                  f"{vs['speedup_instructions']:.2f}x instructions")
     return 0 if res.get("match_rate", 1.0) == 1.0 else 1

@@ -49,6 +49,11 @@ class SearchParams:
     # Φ: "bitops" (the paper's: BitOPs saved) | "device" (modelled Cortex-M4 cycles of the
     # real kernels saved, activation and weight widths chosen as pairs; devcost.py)
     phi: str = "bitops"
+    # memory-aware plans (device Φ): besides the int8 plan, the `extra_plans` plans with the
+    # fewest MACs that fit the budget with every patch-stage map at `plan_bits` are searched
+    # (without VDPC, whose buffers hold the 8-bit branch) and the fastest policy is kept
+    plan_bits: int = 4
+    extra_plans: int = 2
     drop_pt: float = DEFAULT_DROP_PT       # accuracy-drop bound of the automatic λ
     val_images: int = VAL_IMAGES_AUTO
 
@@ -101,7 +106,8 @@ class SearchContext:
                                     p.range_method, vdpc=vdpc, phi_norm=p.phi_norm,
                                     omega_norm=p.omega_norm,
                                     candidate_w_bits=p.candidate_w_bits, phi=p.phi,
-                                    device=self.device if p.phi == "device" else None)
+                                    device=self.device if p.phi == "device" else None,
+                                    budget_bytes=int(p.sram_kb * 1024))
         return self._vdqs[vdpc]
 
     def base(self, name: str = "int8") -> Policy:
@@ -130,17 +136,19 @@ def prepare(model, params: SearchParams | None = None, engine: str = "sim",
 def prepare_graph(graph, images: np.ndarray, params: SearchParams | None = None,
                   name: str = "model", model_hash: str = "", engine: str = "sim",
                   stats: dict | None = None, model=None,
-                  data_source: data.DataSource | None = None) -> SearchContext:
+                  data_source: data.DataSource | None = None,
+                  plan=None) -> SearchContext:
     """:func:`prepare` for any layer graph (e.g. ``frontend.from_relax`` of a module TVM's
     importer made) with its calibration images (N×C×H×W floats in [0, 1]); `data_source`:
-    where evaluate_policy takes its images (default Fashion-MNIST)."""
+    where evaluate_policy takes its images (default Fashion-MNIST); `plan`: this patch plan
+    instead of the planner's int8 choice for the budget."""
     p = params or SearchParams()
     check_engine(engine)
     if p.phi not in PHIS:
         raise SearchError(f"unknown Φ {p.phi!r}; one of {', '.join(PHIS)}")
     budget = int(p.sram_kb * 1024)
     try:
-        chosen = make_plan(graph, budget, allow_layerwise=False).chosen
+        chosen = plan or make_plan(graph, budget, allow_layerwise=False).chosen
     except NoPlanFitsError as e:
         raise SearchError(str(e)) from e
     images = images[:p.calibration_images]
@@ -194,7 +202,7 @@ def evaluate_policy(ctx: SearchContext, pol: Policy, split: str = "test",
     engine = engine or ctx.engine
     check_engine(engine)
     ds = ctx.data.split(split)
-    sim = Simulator(ctx.graph, pol, None if pol.split_index is None else ctx.plan)
+    sim = Simulator(ctx.graph, pol, plan_of(ctx, pol))
     res = evaluate(runner(sim, engine), ds.batches(ctx.input_shape, batch, limit), bar)
     res["engine"] = engine
     res["peak_sram_bytes"] = peak_sram(ctx, pol)
@@ -216,14 +224,15 @@ def peak_sram(ctx: SearchContext, pol: Policy) -> int:
     return analyze(ctx.graph, pol.split_index, pol.grid, bits).peak_sram_patch_bytes
 
 
-def sweep_lambdas(ctx: SearchContext, measure, lambdas=LAMBDAS, cold: bool = False) -> list[dict]:
+def sweep_lambdas(ctx: SearchContext, measure, lambdas=LAMBDAS, cold: bool = False,
+                  vdpc: bool = True) -> list[dict]:
     """One row per λ: ``measure(policy, search_seconds)`` → dict, called once per distinct
     bit assignment (several λ often give the same policy); each row adds λ and the seconds
     of that λ's search (cold: each from empty caches, see quantmcu_policy)."""
     seen: dict = {}
     rows = []
     for lam in lambdas:
-        pol, secs = quantmcu_policy(ctx, lam, cold=cold)
+        pol, secs = quantmcu_policy(ctx, lam, vdpc=vdpc, cold=cold)
         key = (tuple(sorted(pol.bits_low.items())), tuple(sorted(pol.w_bits.items())))
         if key not in seen:
             seen[key] = measure(pol, secs)
@@ -240,7 +249,7 @@ def mark_pareto(rows: list[dict], key: str = "bitops_patch_stage") -> None:
 
 
 def lambda_front(ctx: SearchContext, lambdas=LAMBDAS, split: str = "val",
-                 limit: int | None = None, bar=None) -> list[dict]:
+                 limit: int | None = None, bar=None, vdpc: bool = True) -> list[dict]:
     """Every λ's policy with accuracy, BitOPs and the Pareto flag."""
     def measure(pol, secs):
         r = evaluate_policy(ctx, pol, split, limit, bar)
@@ -249,7 +258,7 @@ def lambda_front(ctx: SearchContext, lambdas=LAMBDAS, split: str = "val",
         if ctx.params.phi == "device":
             row["device_cycles"] = device_cost(ctx, pol, r["outlier_patch_rate"])["cycles"]
         return row
-    rows = sweep_lambdas(ctx, measure, lambdas)
+    rows = sweep_lambdas(ctx, measure, lambdas, vdpc=vdpc)
     mark_pareto(rows, front_key(ctx))
     return rows
 
@@ -263,19 +272,105 @@ def front_key(ctx: SearchContext) -> str:
 def device_cost(ctx: SearchContext, pol: Policy, outlier_rate: float = 0.0) -> dict:
     """Modelled kernel cost per inference of `pol` (devcost.policy_profile): per layer and in
     total, cycles and instructions."""
-    plan = ctx.plan if pol.split_index == ctx.plan.split_index and \
-        tuple(pol.grid or ()) == tuple(ctx.plan.grid) else None
-    return policy_profile(ctx.graph, pol, ctx.device, outlier_rate, plan)
+    return policy_profile(ctx.graph, pol, ctx.device, outlier_rate, plan_of(ctx, pol))
 
 
-def auto_lambda(ctx: SearchContext, bar=None) -> tuple[float, list[dict], float]:
+def speedup_vs_int8(graph, pol: Policy, outlier_rate: float = 0.0,
+                    device: DeviceCost | None = None) -> dict:
+    """Modelled kernel cost per inference of `pol` and of int8 patches (MCUNetV2: the
+    planner's int8 plan for the budget the policy was searched for), and their ratio."""
+    device = device or DeviceCost()
+    kb = (pol.params or {}).get("sram_kb", DEFAULT_SRAM_KB)
+    try:
+        plan8 = make_plan(graph, int(float(kb) * 1024), allow_layerwise=False).chosen
+    except NoPlanFitsError:
+        return {"sram_kb": kb, "int8_fits": False}
+    int8 = Policy("int8", pol.model, pol.model_hash, plan8.split_index, plan8.grid,
+                  pol.ranges8)
+    mine = policy_profile(graph, pol, device, outlier_rate)
+    base = policy_profile(graph, int8, device, 0.0, plan8)
+    return {"sram_kb": kb, "int8_fits": True, "int8_plan": [plan8.split_layer,
+                                                             list(plan8.grid)],
+            "cycles": mine["cycles"], "instructions": mine["instructions"],
+            "int8_cycles": base["cycles"], "int8_instructions": base["instructions"],
+            "speedup_cycles": base["cycles"] / mine["cycles"],
+            "speedup_instructions": base["instructions"] / mine["instructions"]}
+
+
+def plan_of(ctx: SearchContext, pol: Policy):
+    """The context's plan when `pol` uses it (None: layer by layer, or another plan, which
+    the simulator analyses itself)."""
+    same = pol.split_index == ctx.plan.split_index and tuple(pol.grid or ()) == \
+        tuple(ctx.plan.grid)
+    return ctx.plan if same else None
+
+
+def with_plan(ctx: SearchContext, plan) -> SearchContext:
+    """The same model, images and 8-bit ranges, calibrated for another patch plan."""
+    return prepare_graph(ctx.graph, ctx.cal_images, ctx.params, ctx.name, ctx.model_hash,
+                         ctx.engine, ctx.stats, ctx.model, ctx.data, plan=plan)
+
+
+def memory_aware_plans(ctx: SearchContext) -> list:
+    """Plans other than the int8 one that fit the budget with every patch-stage map (but the
+    stage output) at plan_bits: the extra_plans with the fewest MACs."""
+    from ..patch import enumerate_plans, split_candidates
+    p, g = ctx.params, ctx.graph
+    budget = int(p.sram_kb * 1024)
+    fits = []
+    for n in split_candidates(g):
+        bits = {l.output: p.plan_bits for l in g.layers[:n]}
+        fits += [c for c in enumerate_plans(g, bits=bits, splits=[n])
+                 if c.peak_sram_patch_bytes <= budget
+                 and (c.split_index, c.grid) != (ctx.plan.split_index, ctx.plan.grid)]
+    fits.sort(key=lambda c: (c.macs_total, c.grid[0] * c.grid[1], c.split_index))
+    # one of plans alike in cost (a p×q grid and its q×p transpose): the first
+    seen, distinct = set(), []
+    for c in fits:
+        if (c.split_index, c.macs_total) not in seen:
+            seen.add((c.split_index, c.macs_total))
+            distinct.append(c)
+    return [analyze(g, c.split_index, c.grid) for c in distinct[:p.extra_plans]]
+
+
+def device_quantmcu(ctx: SearchContext, bar=None) -> tuple[Policy, dict]:
+    """QuantMCU under device Φ with memory-aware plans: VDQS with VDPC on the int8 plan, and
+    without VDPC on it and on the memory-aware plans (whose low-bit buffers fit where 8-bit
+    ones do not); each with its automatic λ, the policy with the fewest modelled cycles per
+    inference whose validation top-1 is within drop_pt of int8 (else the most accurate)."""
+    p = ctx.params
+    t0 = time.time()
+    tried = []
+    for c, vdpc in [(ctx, True), (ctx, False)] + [(with_plan(ctx, pl), False)
+                                                   for pl in memory_aware_plans(ctx)]:
+        lam, front, base = auto_lambda(c, bar, vdpc=vdpc)
+        row = next(r for r in front if r["lambda"] == lam)
+        tried.append({"split_layer": c.plan.split_layer, "grid": list(c.plan.grid),
+                      "vdpc": vdpc, "lambda": lam, "top1_val": row["top1"],
+                      "device_cycles": row["device_cycles"], "ctx": c, "front": front,
+                      "base": base})
+    ok = [t for t in tried if t["top1_val"] >= t["base"] - p.drop_pt / 100]
+    best = min(ok, key=lambda t: t["device_cycles"]) if ok else \
+        max(tried, key=lambda t: t["top1_val"])
+    pol, secs = quantmcu_policy(best["ctx"], best["lambda"], vdpc=best["vdpc"], cold=True)
+    pol.name = "quantmcu"
+    pol.params["candidates"] = [{k: v for k, v in t.items() if k not in ("ctx", "front",
+                                                                          "base")}
+                                for t in tried]
+    return pol, {"lambda_front_val": best["front"], "int8_val_top1": best["base"],
+                 "auto_lambda_seconds": round(time.time() - t0, 2),
+                 "search_seconds": round(secs, 3), "candidates": pol.params["candidates"]}
+
+
+def auto_lambda(ctx: SearchContext, bar=None,
+                vdpc: bool = True) -> tuple[float, list[dict], float]:
     """The λ whose policy has the fewest patch-stage BitOPs (device Φ: modelled device cycles
     per inference) with validation top-1 at most
     drop_pt below the int8 baseline's. Returns (λ, the front on the validation split,
     int8 validation top-1)."""
     p = ctx.params
     base = evaluate_policy(ctx, ctx.base("int8"), "val", p.val_images, bar)["top1"]
-    front = lambda_front(ctx, LAMBDAS, "val", p.val_images, bar)
+    front = lambda_front(ctx, LAMBDAS, "val", p.val_images, bar, vdpc=vdpc)
     ok = [r for r in front if r["top1"] >= base - p.drop_pt / 100]
     key = front_key(ctx)
     best = min(ok, key=lambda r: (r[key], -r["top1"], -r["lambda"])) \
@@ -331,6 +426,8 @@ def make_policy(ctx: SearchContext, name: str, lam: float | str | None = None,
     t0 = time.time()
     if name in ("int8", "layerwise-int8"):
         return ctx.base(name), {"search_seconds": 0.0}
+    if name == "quantmcu" and ctx.params.phi == "device" and lam in (None, "auto"):
+        return device_quantmcu(ctx, bar)
     if name == "quantmcu":
         info = {}
         if lam is None or lam == "auto":

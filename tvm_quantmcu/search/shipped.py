@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.policies import SHIPPED, SRAM_KB, policy_path
+from ..models.policies import SHIPPED, SHIPPED_PHI, SRAM_KB, policy_path
 from .api import SearchParams, make_policy, prepare
 from .engine import fastest_engine
 
 
 def make(model: str, policy: str) -> str:
     """Search `policy` for `model` at its shipped SRAM budget and save it; returns the path."""
-    ctx = prepare(model, SearchParams(sram_kb=SRAM_KB[model]), engine=fastest_engine())
+    phi = SHIPPED_PHI if policy == "quantmcu" else "bitops"
+    ctx = prepare(model, SearchParams(sram_kb=SRAM_KB[model], phi=phi), engine=fastest_engine())
     lam = "auto" if policy == "quantmcu" else None
     pol, _ = make_policy(ctx, policy, lam)
     path = policy_path(model, policy)

@@ -97,10 +97,12 @@ class VDQS:
                  range_method: str = "mse", range_pct: float = 99.9, w_bits=None,
                  vdpc: bool = True, phi_norm: str = "stage", omega_norm: str = "hb",
                  candidate_w_bits=DEFAULT_W_BITS, phi: str = "bitops",
-                 device: DeviceCost | None = None):
+                 device: DeviceCost | None = None, budget_bytes: int | None = None):
         """vdpc=False: one branch for every patch (no routing), calibrated on all patches.
         phi: "bitops" (the paper's) or "device" (modelled cost of the real kernels, measured
-        through `device`, default a DeviceCost on the Cortex-M4)."""
+        through `device`, default a DeviceCost on the Cortex-M4). budget_bytes (device Φ,
+        without VDPC): a width is a candidate only if the patch-based peak SRAM can still meet
+        the budget with every later map at the lowest width."""
         if phi not in PHIS:
             raise ValueError(f"VDQS phi={phi!r}: one of {', '.join(PHIS)}")
         if phi_norm not in PHI_NORMS or omega_norm not in OMEGA_NORMS:
@@ -133,6 +135,8 @@ class VDQS:
         self.qg8 = quantize_graph(graph, ranges8, 8, self.w_bits or 8)
         self._bitops()
         self.phi_kind = phi
+        self.budget_bytes = None if vdpc else budget_bytes
+        self._peaks: dict = {}
         if phi == "device":
             self.device = device or DeviceCost()
             self.net = NetworkSpecs(graph, plan)
@@ -206,6 +210,20 @@ class VDQS:
         return (self._cost(layer, bits, w_bits) - self._cost(layer, bits, dict(w_bits, **{layer: w}))) \
             / self.stage_cost8
 
+    def fits(self, bits: dict) -> bool:
+        """Whether the stage maps at `bits` (the maps not in it at the lowest width) can meet
+        the budget (always, with VDPC: its buffers are sized for the 8-bit branch)."""
+        if self.budget_bytes is None:
+            return True
+        low = min(self.candidate_bits)
+        full = {m: bits.get(m, low) for m in self.maps}
+        key = tuple(sorted(full.items()))
+        if key not in self._peaks:
+            from ..patch import analyze
+            self._peaks[key] = analyze(self.graph, self.plan.split_index, self.plan.grid,
+                                       full).peak_sram_patch_bytes
+        return self._peaks[key] <= self.budget_bytes
+
     def omega_pair_table(self, prefix: tuple, m: str, w: int, b: int, nxt: str) -> dict:
         """Ω(nxt, w') of each candidate weight width of layer `nxt` (which reads only m), with
         m at b bits (its producer's weights w)."""
@@ -246,10 +264,11 @@ class VDQS:
                         omega[(b, wc)] = act[b] + ow
                         phi[(b, wc)] = self._saving(m, b, chosen, w_chosen,
                                                     {pair: wc} if pair else {})
+                allowed = {k for k in omega if self.fits(dict(chosen, **{m: k[0]}))}
                 b, wc = self._best(lam, omega, phi.__getitem__, table,
                                    {"map": m, "kind": "activation+weight" if pair
                                     else "activation", **({"layer": pair} if pair else {})},
-                                   zero=(8, 8))
+                                   zero=(8, 8), allowed=allowed or None)
                 chosen[m] = b
                 if pair:
                     fixed[pair] = wc
@@ -353,15 +372,19 @@ class VDQS:
         self._env_bytes.clear()
         self._omega_cache.clear()
 
-    def _best(self, lam: float, omega: dict, phi, table: list, row: dict, zero=8):
+    def _best(self, lam: float, omega: dict, phi, table: list, row: dict, zero=8,
+              allowed: set | None = None):
         """The width (or (width, weight width) pair) maximising S = -λ·Ω + (1-λ)·Φ (S = 0 at
-        `zero`, all 8 bits)."""
-        best_b, best_s = zero, 0.0
+        `zero`, all 8 bits) among `allowed` (default: every candidate)."""
+        best_b, best_s = zero, (0.0 if allowed is None or zero in allowed else -np.inf)
         for b in omega:
             s = -lam * omega[b] + (1 - lam) * phi(b) if b != zero else 0.0
             width = {"bits": b[0], "w_bits": b[1]} if isinstance(b, tuple) else {"bits": b}
             table.append({**row, **width, "omega": round(omega[b], 5),
                           "phi": round(phi(b), 5), "score": round(s, 5)})
+            if allowed is not None and b not in allowed:
+                table[-1]["fits"] = False
+                continue
             if s > best_s + 1e-12:
                 best_b, best_s = b, s
         return best_b
