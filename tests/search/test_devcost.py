@@ -95,3 +95,47 @@ def test_kernel_costs_are_measured_once_and_invalidated_by_the_source(tmp_path, 
     fresh = DeviceCost(cache=tmp_path, progress=False)
     assert fresh.costs([spec])[spec].instructions == c[spec].instructions
     assert fresh.measured == 1
+
+
+def test_device_search_without_vdpc_keeps_the_widths_within_the_budget(ctx):
+    from tvm_quantmcu.patch import analyze
+    # a plan whose peak is in the patch stage (at 2x2 after l6 the rest sets it)
+    c = search.api.with_plan(ctx, analyze(ctx.graph, 12, (2, 3)))
+    plan = c.plan
+    peak8 = analyze(ctx.graph, plan.split_index, plan.grid).peak_sram_patch_bytes
+    low = {m: 2 for m in (l.output for l in plan.stage_layers) if m != plan.stage_output}
+    floor = analyze(ctx.graph, plan.split_index, plan.grid, low).peak_sram_patch_bytes
+    assert floor < peak8
+    budget = (floor + peak8) // 2
+    v = search.VDQS(ctx.graph, plan, c.cal, ctx.ranges8, ctx.cal_images[:16], vdpc=False,
+                    phi="device", device=FakeDevice(), budget_bytes=budget)
+    res = v.search(1.0)            # entropy alone would keep 8 bits: the budget forbids it
+    assert res.bits
+    assert analyze(ctx.graph, plan.split_index, plan.grid,
+                   res.bits).peak_sram_patch_bytes <= budget
+    assert any(r.get("fits") is False for r in res.table)
+
+
+def test_memory_aware_plans_fit_only_with_low_bit_maps(ctx):
+    from tvm_quantmcu.patch import analyze
+    c = search.api.with_plan(ctx, ctx.plan)
+    assert c.plan is ctx.plan and c.params is ctx.params
+    plans = search.api.memory_aware_plans(ctx)
+    assert 0 < len(plans) <= ctx.params.extra_plans
+    budget = ctx.params.sram_kb * 1024
+    for p in plans:
+        assert (p.split_index, p.grid) != (ctx.plan.split_index, ctx.plan.grid)
+        bits = {l.output: ctx.params.plan_bits for l in p.stage_layers
+                if l.output != p.stage_output}
+        assert analyze(ctx.graph, p.split_index, p.grid, bits).peak_sram_patch_bytes <= budget
+
+
+@pytest.mark.skipif(not (have("arm-none-eabi-gcc") and have("qemu-system-arm")),
+                    reason="needs the Arm toolchain and qemu-system-arm")
+def test_speedup_over_int8_patches_is_one_for_int8_itself(ctx):
+    pol = ctx.base("int8")
+    pol.params["sram_kb"] = 32
+    sp = search.api.speedup_vs_int8(ctx.graph, pol, 0.0, DeviceCost(progress=False))
+    assert sp["int8_fits"] and sp["int8_plan"] == [ctx.plan.split_layer, list(ctx.plan.grid)]
+    assert sp["speedup_cycles"] == 1.0 and sp["speedup_instructions"] == 1.0
+    assert sp["cycles"] > sp["instructions"] > 0
