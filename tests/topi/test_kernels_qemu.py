@@ -135,3 +135,25 @@ def test_depthwise_3x3_int8_two_pixel_products_on_qemu(tmp_path, extreme):
     res = runner.run_qemu(cases, tmp_path, timeout=300)
     bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
     assert not bad, bad
+
+
+@pytest.mark.parametrize("small_shift", [False, True], ids=["shifts", "small-shifts"])
+def test_requant_two_pixel_int8_outputs_on_qemu(tmp_path, small_shift):
+    """8-bit outputs of two pixels (QMCU_RQ8_PAIRS): with and without a clamp inside the
+    output range, odd channel counts, channel pairs whose shift leaves the 33..48 range (the
+    general path in the middle of a row, then back), conv, depthwise and packed low-bit
+    weights, extreme values."""
+    specs = [KernelSpec("conv2d", (3, 4, c), oc, (1, 1)) for c, oc in
+             ((16, 2), (16, 7), (8, 33), (32, 16))]
+    specs += [KernelSpec("depthwise", (4, 6, c), c, (3, 3), (1, 1), (1,) * 4) for c in (8, 13)]
+    specs += [KernelSpec("conv2d", (3, 4, 32), 10, (1, 1), in_bits=4, w_bits=4)]
+    rng = np.random.default_rng(23)
+    cases = []
+    for extreme in (False, True):
+        for spec in specs * 2:
+            c = random_case(spec, rng, small_shift=small_shift, extreme=extreme)
+            cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4"), c.x, c.params,
+                                     c.expected, c.window))
+    res = runner.run_qemu(cases, tmp_path, timeout=300)
+    bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
+    assert not bad, bad
