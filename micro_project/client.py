@@ -192,6 +192,7 @@ class Client:
         self._pending: list[P.Event] = []
         self._info: DeviceInfo | None = None
         self._finished = False        # the last failed attempt needs no drain (see _attempt)
+        self._unread: int | None = None     # request bytes the device had not read yet
 
     @classmethod
     def from_url(cls, url: str, baudrate: int = 115200, **kwargs) -> "Client":
@@ -279,6 +280,15 @@ class Client:
                 self._pending = events[i + 1:]
                 return "bad_frame"
 
+    def _device_reading(self) -> bool:
+        """Whether the device took bytes of the request since they were written or last
+        looked at (only links that can tell, e.g. an emulator's pipe): a device that reads
+        is slow, not hung."""
+        unread = self.transport.unread()
+        reading = unread is not None and self._unread is not None and unread < self._unread
+        self._unread = unread
+        return reading
+
     def _overdue(self, cmd: int, limit: float) -> float:
         """How long to wait for an answer before resending: well past the usual round trip
         of this command once one is known, else the whole limit."""
@@ -340,6 +350,7 @@ class Client:
             self.stats.attempts += 1
             t0 = time.monotonic()
             self.transport.write(frame, timeout)
+            self._unread = self.transport.unread()
             wait = min(self._overdue(cmd, timeout), max(0.0, silent_since + hang_after - t0))
             outcome = self._attempt(cmd, seq, t0 + wait)
             if self.keep_log:     # (exchange, command, outcome, stream range of the answer)
@@ -367,9 +378,12 @@ class Client:
                     self.stats.abandoned += 1
                     raise _Rechunk()
             if time.monotonic() - silent_since >= hang_after - 1e-3:
-                raise LinkError(
-                    f"device did not answer {name} within {hang_after:g} s "
-                    f"({unanswered} attempts): the firmware hangs or is not running")
+                if self._device_reading():       # slow (a loaded emulator), not hung
+                    silent_since = time.monotonic()
+                else:
+                    raise LinkError(
+                        f"device did not answer {name} within {hang_after:g} s "
+                        f"({unanswered} attempts): the firmware hangs or is not running")
             if damaged > self.retries:
                 raise LinkError(f"{name}: {damaged} damaged exchanges in a row "
                                 f"(last: {outcome}); the link is too noisy")

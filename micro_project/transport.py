@@ -5,11 +5,14 @@ unless the timeout passes, then b""), ``write(data, timeout)`` and ``close()``. 
 other end is gone raises :class:`TransportClosed` with what is known about why."""
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import select
 import signal
 import socket
 import subprocess
+import termios
 import threading
 import time
 import weakref
@@ -46,6 +49,10 @@ class Transport:
 
     def close(self) -> None:
         pass
+
+    def unread(self) -> int | None:
+        """Bytes written that the other end has not read yet (None: the link cannot tell)."""
+        return None
 
     def __enter__(self):
         return self
@@ -156,6 +163,13 @@ class ProcessTransport(Transport):
             except BrokenPipeError:
                 raise self._closed_error() from None
             view = view[k:]
+
+    def unread(self) -> int | None:
+        if self.proc.stdin is None:
+            return None
+        n = array.array("i", [0])
+        fcntl.ioctl(self._in, termios.FIONREAD, n)      # bytes still in the pipe
+        return n[0]
 
     def __del__(self):
         # a forgotten link must not leave its process (QEMU) running

@@ -8,7 +8,7 @@ import tty
 import pytest
 
 from micro_project.client import Client, LinkError
-from micro_project.transport import SerialTransport, TransportError
+from micro_project.transport import SerialTransport, Transport, TransportError
 
 from mp_support import requires_gcc
 
@@ -66,3 +66,36 @@ def test_tty_device_path(host_project, model_dirs):
     finally:
         proc.kill()
         proc.wait()
+
+
+class _ReadsThenStops(Transport):
+    """Never answers; takes a byte of what was written every 100 ms for `reading` seconds,
+    then none (a loaded emulator that reads slowly, then one that stopped)."""
+
+    def __init__(self, reading: float):
+        self.start = time.monotonic()
+        self.until = self.start + reading
+        self.written = 0
+
+    def write(self, data, timeout=None):
+        self.written += len(data)
+
+    def read(self, n, timeout):
+        time.sleep(timeout or 0)
+        return b""
+
+    def unread(self):
+        taken = int((min(time.monotonic(), self.until) - self.start) * 10)
+        return max(0, self.written - taken)
+
+
+@pytest.mark.parametrize("reading", [0.0, 1.0])
+def test_a_device_that_reads_is_slow_not_hung(reading):
+    client = Client(_ReadsThenStops(reading), timeout=0.2, timeout_retries=1)
+    t0 = time.monotonic()
+    with pytest.raises(LinkError, match="did not answer ping within 0.4 s"):
+        client.ping(b"x")
+    seconds = time.monotonic() - t0
+    # given more time while it takes bytes; declared hung once it took none since the last
+    # look (after each write and each 0.4 s without an answer)
+    assert max(0.4, reading + 0.15) <= seconds < reading + 0.4 + 0.5
