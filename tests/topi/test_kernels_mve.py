@@ -157,7 +157,7 @@ def test_m55_cycle_table_costs_helium_instructions(tmp_path):
     dump = tmp_path / "dump.txt"
     cmd = qemu.qemu_command(elf, BOARD)
     cmd += ["-plugin", f"{qemu.cycle_plugin()},out={dump},dump=1,cpu=m55"]
-    subprocess.run(cmd, capture_output=True, timeout=120)
+    subprocess.run(cmd, capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
     costs = {int(f[1], 16): int(f[2]) for f in (line.split() for line in
                                                   dump.read_text().splitlines())
              if f[0] == "insn"}
