@@ -25,7 +25,7 @@ from tvm import te, tirx
 
 from ..quant.packing import packed_channels
 from ..quant.qparams import WEIGHT_BITS
-from . import maxpool, wpack
+from . import maxpool, wnib, wpack
 
 ACT_BITS = (8, 4, 2)
 QP_LEN = 5
@@ -150,6 +150,19 @@ def packs_weights(spec: "KernelSpec") -> bool:
     return (spec.out_channels * spec.out_bits > 8
             and wpack.groups(c, ib) * wpack.words_per_group(ib, wb) > 1
             and wpack.check(spec.out_channels, kh * kw, c, ib, wb) is None)
+
+
+def stores_narrow_weights(spec: "KernelSpec") -> bool:
+    """conv2d/dense with ≤ 4-bit weights and 8-bit activations read a word at a time (whole
+    weight words per tap): the weights are stored at their width (:mod:`.wnib`) and unpacked
+    in registers (kernels in qmcu_ukernels_narrow_w.h). Not for the degenerate shapes whose
+    weight index TVM simplifies differently from the description (outputs of one byte, one
+    weight word per channel): their weights are a few bytes."""
+    kh, kw = kernel_taps(spec)
+    return (spec.op in ("conv2d", "dense") and spec.in_bits == 8 and not gathers(spec)
+            and wnib.applies(spec.in_channels, spec.w_bits)
+            and spec.out_channels * spec.out_bits > 8
+            and wnib.row_words(kh * kw, spec.in_channels, spec.w_bits) > 1)
 
 
 def weight_channels(spec: "KernelSpec") -> int:
@@ -317,6 +330,17 @@ def make_compute(spec: KernelSpec) -> Compute:
             * wpack.decode(W, o, rkh * kw + rkw, rc, *args), axis=[rkh, rkw, rc]), name="acc")
         y = _output(acc, spec, B, M, N, qp, oh, ow,
                     lambda ch: wpack.scale_exponent(W, ch, oc, *args))
+        return Compute(spec, [X, W, B, M, N, qp, y, in_h, in_w, pad_t, pad_l],
+                       {"xpad": xpad, "acc": acc, "y": y})
+    if stores_narrow_weights(spec):
+        args = (kh * kw, c, spec.w_bits)
+        W = te.placeholder((wnib.storage_bytes(oc, *args),), "int8", name="w")
+        rc = te.reduce_axis((0, c), name="rc")
+        acc = te.compute((oh, ow, oc), lambda i, j, o: te.sum(
+            _unpack(xpad, i * sh + rkh, j * sw + rkw, rc, bits)
+            * wnib.decode(W, o, rkh * kw + rkw, rc, *args), axis=[rkh, rkw, rc]), name="acc")
+        y = _output(acc, spec, B, M, N, qp, oh, ow,
+                    lambda ch: wnib.scale_exponent(W, ch, oc, *args))
         return Compute(spec, [X, W, B, M, N, qp, y, in_h, in_w, pad_t, pad_l],
                        {"xpad": xpad, "acc": acc, "y": y})
     if spec.op in ("conv2d", "dense"):

@@ -28,7 +28,7 @@ from tvm.sym.analyzer import Analyzer
 
 from ..quant.packing import packed_channels
 from . import compute as CP
-from . import wpack
+from . import wnib, wpack
 
 _REGISTERED: set[str] = set()
 
@@ -98,7 +98,8 @@ def product(kind: str, npx: int, kh: int, kw: int, c: int, oc: int, sw: int, in_
     """Register (once) and return the name of the intrinsic: kind "conv" or "dw"; lane: the
     weights are in lane order (compute.lane_order); out_bits None for the product-only form;
     regions from :func:`block_regions` of the block it is to replace; w_bits < 8 (conv):
-    the weights are packed (compute.packs_weights), read through wpack.decode."""
+    the weights are packed (compute.packs_weights), read through wpack.decode, or with 8-bit
+    inputs stored narrow (compute.stores_narrow_weights), read through wnib.decode."""
     name = _name(kind, npx, kh, kw, c, oc, sw, in_bits, lane, out_bits, regions, w_bits)
     if name in _REGISTERED:
         return name
@@ -106,8 +107,9 @@ def product(kind: str, npx: int, kh: int, kw: int, c: int, oc: int, sw: int, in_
         raise ValueError(f"unknown intrinsic kind {kind!r}")
     body = _update(kind, npx, kh, kw, c, oc, sw, w_bits < 8)
     if out_bits is not None:
-        body += _output(npx, oc, packed_channels(oc, out_bits),
-                        wpack.k_offset(oc, kh * kw, c, in_bits, w_bits) if w_bits < 8 else None)
+        body += _output(npx, oc, packed_channels(oc, out_bits), None if w_bits == 8 else
+                        wnib.k_offset(oc, kh * kw, c, w_bits) if in_bits == 8 else
+                        wpack.k_offset(oc, kh * kw, c, in_bits, w_bits))
     env = _expressions(in_bits, lane, oc, out_bits, (kh, kw, c, w_bits))
     head = _header(regions, out_bits is not None)
     call = _call(kind, npx, kh, kw, c, oc, sw, in_bits, out_bits, w_bits)
@@ -192,7 +194,9 @@ def _expressions(in_bits, lane, oc, out_bits, window) -> dict:
     """The expressions of compute.py the description is built from; window = (kh, kw, c,
     w_bits)."""
     kh, kw, c, w_bits = window
-    wargs = (kh * kw, c, in_bits, w_bits)
+    # sub-byte weights: packed lanes (wpack) with low-bit inputs, narrow words (wnib) at 8
+    store, wargs = (wnib, (kh * kw, c, w_bits)) if in_bits == 8 else \
+        (wpack, (kh * kw, c, in_bits, w_bits))
     def _x(X, i, j, ch):
         if in_bits == 8:
             return CP._unpack(X, i, j, ch, in_bits)
@@ -208,7 +212,7 @@ def _expressions(in_bits, lane, oc, out_bits, window) -> dict:
         return CP.lane_pos(ch, in_bits) if lane else ch
 
     def _wv(W, o, i, j, ch):
-        return wpack.decode(W, o, i * kw + j, ch, *wargs)
+        return store.decode(W, o, i * kw + j, ch, *wargs)
 
     def _y(A, B, M, N, Q, p, k, W=None):
         q = _QpView(Q)
@@ -216,7 +220,7 @@ def _expressions(in_bits, lane, oc, out_bits, window) -> dict:
         def a(ch):
             if w_bits == 8:
                 return A[0, p, ch]
-            return tirx.shift_left(A[0, p, ch], wpack.scale_exponent(W, ch, oc, *wargs))
+            return tirx.shift_left(A[0, p, ch], store.scale_exponent(W, ch, oc, *wargs))
         return CP.pack_expr(lambda ch: CP.requant(a(ch), B[ch], M[ch], N[ch], q), k, oc,
                             out_bits)
     return {"_x": _x, "_wp": _wp, "_y": _y, "_wv": _wv}
@@ -226,7 +230,10 @@ def _call(kind, npx, kh, kw, c, oc, sw, in_bits, out_bits, w_bits=8) -> str:
     """The micro-kernel call (argument order of ukernels/qmcu_ukernels.h; packed low-bit
     weights: qmcu_conv_lw of ukernels/qmcu_ukernels_lowbit_w.h, with the drain period)."""
     shape = f"{npx}, {kh}, {kw}, {c}, {oc}, {sw}, {in_bits}"
-    if w_bits < 8:
+    if w_bits < 8 and in_bits == 8:
+        kind = "conv_wn"
+        shape = f"{npx}, {kh}, {kw}, {c}, {oc}, {sw}, {w_bits}"
+    elif w_bits < 8:
         kind = "conv_lw"
         shape += f", {w_bits}, {wpack.drain_words(in_bits, w_bits)}"
     if out_bits is None:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..quant.qparams import weight_range
-from . import wpack
+from . import wnib, wpack
 from .compute import (QP_LEN, KernelSpec, UnsupportedKernel, kernel_taps, packs_weights,
-                      weight_channels, weight_pos)
+                      stores_narrow_weights, weight_channels, weight_pos)
 
 
 @dataclass
@@ -149,16 +149,18 @@ def prepare(spec: KernelSpec, *, M, n, zp_in: int, zp_out: int, lo: int, hi: int
     if worst.max() >= 1 << 31:
         raise UnsupportedKernel(f"{spec.describe()}: accumulator may overflow int32 "
                                 f"(|bias| + max|Σx·w| = {int(worst.max())})")
-    packed = packs_weights(spec)
-    k = _fast_shift(w2, worst, shift.astype(np.int64), int8_weights=not packed)
+    packed, narrow = packs_weights(spec), stores_narrow_weights(spec)
+    k = _fast_shift(w2, worst, shift.astype(np.int64), int8_weights=not (packed or narrow))
     if packed and wpack.uniform_exponent(worst, shift, spec.w_bits):
         k = np.full(oc, wpack.field_bits(spec.w_bits), np.int64)
-    if packed:   # the kernel scales the accumulator by 2^k, the weights stay as they are
+    if packed or narrow:   # the kernel scales the accumulator by 2^k, the weights stay
         kh_, kw_ = kernel_taps(spec)
         wk = (w2.reshape(oc, c, kh_ * kw_).transpose(0, 2, 1) if spec.op == "conv2d"
               else w2.reshape(oc, kh_ * kw_, c))
-        return KernelParams(wpack.pack(wk, k, c, spec.in_bits, spec.w_bits),
-                            (b << k).astype(np.int32), mult, (shift + k).astype(np.int32), qp)
+        wst = (wpack.pack(wk, k, c, spec.in_bits, spec.w_bits) if packed
+               else wnib.pack(wk, k, spec.w_bits))
+        return KernelParams(wst, (b << k).astype(np.int32), mult, (shift + k).astype(np.int32),
+                            qp)
     w = (w2 << k[:, None]).reshape(w.shape)
     if spec.op == "conv2d":
         wk = w.transpose(0, 2, 3, 1)

@@ -130,7 +130,9 @@ def get_kernel(spec: compute.KernelSpec, schedule: str = "dsp", target: str = "c
         src = _abi_params_used(mve.prelude(knobs) + prelude(knobs["loop_pragma"],
                                        knobs["requant_at"] if fused else "end")
                                + (lowbit_w_prelude(knobs["lw_pairs"])
-                                  if "qmcu_conv_lw" in body else "") + body,
+                                  if "qmcu_conv_lw" in body else "")
+                               + ('#include "qmcu_ukernels_narrow_w.h"\n'
+                                  if "qmcu_conv_wn" in body else "") + body,
                                name)
         _CACHE[key] = Kernel(spec, schedule, target, knobs, name, src,
                              _scratch(src, spec, schedule,

@@ -33,7 +33,8 @@ from __future__ import annotations
 from tvm import s_tir, tirx
 
 from . import intrinsics
-from .compute import Compute, kernel_taps, lane_order, never_pads, packs_weights
+from .compute import (Compute, kernel_taps, lane_order, never_pads, packs_weights,
+                      stores_narrow_weights)
 
 SCHEDULES = ("default", "portable", "dsp")
 # loop_pragma: compile the kernel file with registry.PRAGMA (the registry turns it off for the
@@ -109,7 +110,7 @@ def _tensorize(sch, comp, acc, y, yw, npx):
     fused = oc % (8 // spec.out_bits) == 0
     target = [acc, y] if fused else sch.get_loops(acc)[below]
     block = sch.blockize(target, preserve_unit_iters=False)
-    packed = packs_weights(spec)
+    packed = packs_weights(spec) or stores_narrow_weights(spec)
     # packs_weights leaves out the degenerate shapes whose weight index TVM simplifies
     # differently from the packed description, so every selected kernel tensorizes
     sch.tensorize(block, intrinsics.product(
