@@ -321,26 +321,17 @@ def make_compute(spec: KernelSpec) -> Compute:
     cw = weight_channels(spec)
     rkh = te.reduce_axis((0, kh), name="rkh")
     rkw = te.reduce_axis((0, kw), name="rkw")
-    if packs_weights(spec):
-        args = (kh * kw, c, bits, spec.w_bits)
-        W = te.placeholder((wpack.storage_bytes(oc, *args),), "int8", name="w")
+    if packs_weights(spec) or stores_narrow_weights(spec):
+        # sub-byte weights stored at their width: packed lanes (low-bit inputs) or narrow words
+        store, args = ((wpack, (kh * kw, c, bits, spec.w_bits)) if packs_weights(spec)
+                       else (wnib, (kh * kw, c, spec.w_bits)))
+        W = te.placeholder((store.storage_bytes(oc, *args),), "int8", name="w")
         rc = te.reduce_axis((0, c), name="rc")
         acc = te.compute((oh, ow, oc), lambda i, j, o: te.sum(
             _unpack(xpad, i * sh + rkh, j * sw + rkw, rc, bits)
-            * wpack.decode(W, o, rkh * kw + rkw, rc, *args), axis=[rkh, rkw, rc]), name="acc")
+            * store.decode(W, o, rkh * kw + rkw, rc, *args), axis=[rkh, rkw, rc]), name="acc")
         y = _output(acc, spec, B, M, N, qp, oh, ow,
-                    lambda ch: wpack.scale_exponent(W, ch, oc, *args))
-        return Compute(spec, [X, W, B, M, N, qp, y, in_h, in_w, pad_t, pad_l],
-                       {"xpad": xpad, "acc": acc, "y": y})
-    if stores_narrow_weights(spec):
-        args = (kh * kw, c, spec.w_bits)
-        W = te.placeholder((wnib.storage_bytes(oc, *args),), "int8", name="w")
-        rc = te.reduce_axis((0, c), name="rc")
-        acc = te.compute((oh, ow, oc), lambda i, j, o: te.sum(
-            _unpack(xpad, i * sh + rkh, j * sw + rkw, rc, bits)
-            * wnib.decode(W, o, rkh * kw + rkw, rc, *args), axis=[rkh, rkw, rc]), name="acc")
-        y = _output(acc, spec, B, M, N, qp, oh, ow,
-                    lambda ch: wnib.scale_exponent(W, ch, oc, *args))
+                    lambda ch: store.scale_exponent(W, ch, oc, *args))
         return Compute(spec, [X, W, B, M, N, qp, y, in_h, in_w, pad_t, pad_l],
                        {"xpad": xpad, "acc": acc, "y": y})
     if spec.op in ("conv2d", "dense"):
