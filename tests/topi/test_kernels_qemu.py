@@ -139,10 +139,9 @@ def test_depthwise_3x3_int8_two_pixel_products_on_qemu(tmp_path, extreme):
 
 @pytest.mark.parametrize("small_shift", [False, True], ids=["shifts", "small-shifts"])
 def test_requant_two_pixel_int8_outputs_on_qemu(tmp_path, small_shift):
-    """8-bit outputs of two pixels (QMCU_RQ8_PAIRS): with and without a clamp inside the
-    output range, odd channel counts, channel pairs whose shift leaves the 33..48 range (the
-    general path in the middle of a row, then back), conv, depthwise and packed low-bit
-    weights, extreme values."""
+    """8-bit outputs of two pixels: with and without a clamp inside the output range, odd
+    channel counts, shifts below and above 33 (the SMMUL and 64-bit paths) channel pair by
+    channel pair, conv, depthwise and packed low-bit weights, extreme values."""
     specs = [KernelSpec("conv2d", (3, 4, c), oc, (1, 1)) for c, oc in
              ((16, 2), (16, 7), (8, 33), (32, 16))]
     specs += [KernelSpec("depthwise", (4, 6, c), c, (3, 3), (1, 1), (1,) * 4) for c in (8, 13)]

@@ -110,13 +110,11 @@ typedef struct {
     int32_t zp, lo, hi;
     uint32_t lo4, hi4;   /* lo, hi in every byte */
     int32_t z1;          /* 2*zp + 1 (rq_fast) */
-    int32_t z1l;         /* 2*(zp - lo) + 1 (QMCU_RQ8_PAIRS) */
-    uint32_t span4;      /* hi - lo in every byte */
 } qmcu_q;
 
 QMCU_INLINE qmcu_q out_params(const int32_t *q) {
     qmcu_q r = {q[0], q[1], q[2], (uint32_t)q[1] * 0x01010101u, (uint32_t)q[2] * 0x01010101u,
-                2 * q[0] + 1, 2 * (q[0] - q[1]) + 1, (uint32_t)(q[2] - q[1]) * 0x01010101u};
+                2 * q[0] + 1};
     return r;
 }
 

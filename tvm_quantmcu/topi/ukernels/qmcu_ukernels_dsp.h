@@ -147,115 +147,15 @@ QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int3
     }
 }
 
-/* 8-bit outputs of two pixels, channel pairs from n up to nend (n: their shifts; a, c, M, y
- * advance with it), as long as every shift is 33..48 (t = n - 33 in 0..15, the common case):
- * per value SMMLA, ASR, USAT, with the per-channel constants derived once for both pixels.
- * SMMLA adds Z = z1l * 2^t to h = floor((a + bias) * M / 2^32) and (h + Z) >> t = (h >> t) +
- * z1l (Z is a multiple of 2^t); |h| <= 2^30 and |Z| < 2^25 keep the sum within int32. With
- * z1l = 2*(zp - lo) + 1 the output is clamp(value - lo, 0, 255) (see rq_fast); CLAMP
- * (QMCU_RQ8_CLAMP or nothing, where [lo, hi] is the whole range) finishes it: min with
- * hi - lo, plus lo, four bytes at once. AP = acc_pix*4, YP = y_pix: the
- * second pixel's offsets (immediates). Stops at the first pair with a shift out of range,
- * leaving the pointers at it. */
-#define QMCU_RQ8_PAIRS(pa_, pc_, pm_, pn_, py_, pe_, z_, AP, YP, qv_, CLAMP)                                   \
-    do {                                                                                  \
-        int32_t t_, x_, c1_, w_, v_, m_;                                                  \
-        __asm__ volatile(                                                                 \
-            "1:\n\t"                                                                      \
-            "ldr %[t], [%[n]]\n\t"                                                        \
-            "sub %[t], %[t], #33\n\t"                                                     \
-            "cmp %[t], #15\n\t"                                                           \
-            "bhi 2f\n\t"                                                                  \
-            "ldrd %[x], %[c1], [%[c]]\n\t"                                                \
-            "ldr %[w], [%[a]]\n\t"                                                        \
-            "ldr %[v], [%[a], %[ap]]\n\t"                                                 \
-            "add %[w], %[w], %[x]\n\t"                                                    \
-            "add %[v], %[v], %[x]\n\t"                                                    \
-            "lsl %[x], %[z], %[t]\n\t"                                                    \
-            "ldr %[m], [%[M]]\n\t"                                                        \
-            "smmla %[w], %[w], %[m], %[x]\n\t"                                            \
-            "smmla %[v], %[v], %[m], %[x]\n\t"                                            \
-            "asr %[w], %[w], %[t]\n\t"                                                    \
-            "asr %[v], %[v], %[t]\n\t"                                                    \
-            "usat %[w], #8, %[w], asr #1\n\t"                                             \
-            "usat %[v], #8, %[v], asr #1\n\t"                                             \
-            "orr %[w], %[w], %[v], lsl #16\n\t"                                           \
-            "ldr %[t], [%[n], #4]\n\t"                                                    \
-            "sub %[t], %[t], #33\n\t"                                                     \
-            "cmp %[t], #15\n\t"                                                           \
-            "bhi 2f\n\t"                                                                  \
-            "ldr %[x], [%[a], #4]\n\t"                                                    \
-            "ldr %[v], [%[a], %[ap4]]\n\t"                                                \
-            "add %[x], %[x], %[c1]\n\t"                                                   \
-            "add %[v], %[v], %[c1]\n\t"                                                   \
-            "lsl %[c1], %[z], %[t]\n\t"                                                   \
-            "ldr %[m], [%[M], #4]\n\t"                                                    \
-            "smmla %[x], %[x], %[m], %[c1]\n\t"                                           \
-            "smmla %[v], %[v], %[m], %[c1]\n\t"                                           \
-            "asr %[x], %[x], %[t]\n\t"                                                    \
-            "asr %[v], %[v], %[t]\n\t"                                                    \
-            "usat %[x], #8, %[x], asr #1\n\t"                                             \
-            "usat %[v], #8, %[v], asr #1\n\t"                                             \
-            "orr %[w], %[w], %[x], lsl #8\n\t"                                            \
-            "orr %[w], %[w], %[v], lsl #24\n\t"                                           \
-            CLAMP                                                                         \
-            "lsr %[x], %[w], #16\n\t"                                                     \
-            "strh %[x], [%[y], %[yp]]\n\t"                                                \
-            "strh %[w], [%[y]], #2\n\t"                                                   \
-            "add %[a], %[a], #8\n\t"                                                      \
-            "add %[c], %[c], #8\n\t"                                                      \
-            "add %[M], %[M], #8\n\t"                                                      \
-            "add %[n], %[n], #8\n\t"                                                      \
-            "ldr %[x], %[ne]\n\t"                                                         \
-            "cmp %[n], %[x]\n\t"                                                          \
-            "blo 1b\n"                                                                    \
-            "2:\n"                                                                        \
-            : [a] "+r"(pa_), [c] "+r"(pc_), [M] "+r"(pm_), [n] "+r"(pn_), [y] "+r"(py_),   \
-              [t] "=&r"(t_), [x] "=&r"(x_), [c1] "=&r"(c1_), [w] "=&r"(w_), [v] "=&r"(v_),  \
-              [m] "=&r"(m_)                                                               \
-            : [ne] "m"(pe_), [z] "r"(z_), [ap] "i"(AP), [ap4] "i"((AP) + 4),              \
-              [span] "m"((qv_).span4), [lo4] "m"((qv_).lo4),                              \
-              [yp] "i"(YP)                                                                \
-            : "cc", "memory");                                                            \
-    } while (0)
-
-#define QMCU_RQ8_CLAMP                                                                    \
-    "ldr %[x], %[span]\n\t"                                                               \
-    "uqsub8 %[x], %[w], %[x]\n\t"                                                         \
-    "uqsub8 %[w], %[w], %[x]\n\t"                                                         \
-    "ldr %[x], %[lo4]\n\t"                                                                \
-    "uadd8 %[w], %[w], %[x]\n\t"
-
 /* Second phase of the DSP kernels (knob requant_at = "end"): requantize and pack the
  * accumulators of npx pixels, two channels at a time. With the products done, the registers
- * hold only this loop's state. 8-bit outputs of two pixels (the default blocking) take
- * QMCU_RQ8_PAIRS where the strides fit its immediates, the rest rq_pair. */
+ * hold only this loop's state. */
 QMCU_LOOP void requant_out(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
                            int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
                            const int32_t *shift, const qmcu_q *q, int32_t bits) {
     const int32_t *a = acc, *b = acc + acc_pix, *c = bias, *M = mult, *n = shift;
     const qmcu_q qv = *q;     /* a local copy: its fields stay in registers, not reloaded */
     int32_t ch = 0;
-    if (bits == 8 && npx == 2 && __builtin_constant_p(acc_pix) && __builtin_constant_p(y_pix)
-        && acc_pix >= 0 && acc_pix < 1000 && y_pix >= 0 && y_pix < 4000 && oc >= 2) {
-        const int32_t *nend = shift + (oc & ~1);
-        uint8_t *yy = y;
-        while (n < nend) {
-            if (qv.lo != 0 || qv.hi != 255)
-                QMCU_RQ8_PAIRS(a, c, M, n, yy, nend, qv.z1l, acc_pix * 4, y_pix, qv,
-                               QMCU_RQ8_CLAMP);
-            else
-                QMCU_RQ8_PAIRS(a, c, M, n, yy, nend, qv.z1l, acc_pix * 4, y_pix, qv, "");
-            if (n < nend) {   /* a pair with a shift out of range: the general path */
-                ch = (int32_t)(n - shift);
-                rq_pair(y, y_pix, ch, a[0], a[1], a[acc_pix], a[acc_pix + 1], 2, c, M, n, &qv,
-                        8);
-                a += 2, c += 2, M += 2, n += 2, yy += 2;
-            }
-        }
-        ch = oc & ~1;
-    }
-    b = a + acc_pix;
     for (; ch + 1 < oc; ch += 2, a += 2, b += 2, c += 2, M += 2, n += 2)
         rq_pair(y, y_pix, ch, a[0], a[1], npx == 2 ? b[0] : 0, npx == 2 ? b[1] : 0, npx, c, M,
                 n, &qv, bits);
