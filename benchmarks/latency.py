@@ -1,13 +1,14 @@
 """Latency against the SRAM budget: every policy searched for each budget, deployed on qemu-m4
 and timed, side by side in one run.
 
-    python benchmarks/latency.py [--models mbv2-fmnist mcunet-fmnist] [--budgets 5]
-        [--images 200] [--test-images 10000] [--work DIR] [--quick]
+    python benchmarks/latency.py [--models mbv2-fmnist mcunet-fmnist] [--budgets 6]
+        [--budgets-kb KB ...] [--images 200] [--test-images 10000] [--work DIR] [--quick]
 
-Budgets (whole KB): `--budgets` points from the smallest budget at which int8 patches fit (the
-smallest patch-plan peak at 8 bits) up to the layer-wise int8 peak, plus the model's default
-budget when it lies in that range and one budget below the int8 minimum (`--below`, where only
-a policy with lower-bit buffers can fit). Per budget, each policy is made (searched) for that
+Budgets (whole KB): `--budgets` budgets at which the int8 patch plan changes, from the smallest
+at which int8 patches fit (the smallest patch-plan peak at 8 bits) up to the layer-wise int8
+peak, always with both ends and the model's default budget, plus one budget below the int8
+minimum (unless `--no-below`: there only a policy with lower-bit buffers can fit). The budgets
+the #16 targets are about run first. Per budget, each policy is made (searched) for that
 budget and, when its planned peak fits, deployed through `quantmcu deploy`'s pipeline on
 qemu-m4: instructions (QEMU -icount) and modelled Cortex-M4 cycles (QEMU plugin) per inference,
 mean over `--images` images; peak SRAM is the arena read from the linked firmware (nm); top-1
@@ -16,7 +17,7 @@ host (bit-exact with the integer reference, the device's routing included).
 
 Policies: layer-wise int8, int8 patches (MCUNetV2), QuantMCU with the BitOPs Φ, QuantMCU with
 the device-cost Φ (when the search offers `SearchParams.phi`), QuantMCU without VDPC (the
-ablation: the same VDQS at the same λ, no outlier routing), memory-driven (Rusci et al., RAM
+ablation: the BitOPs-Φ VDQS at the same λ, no outlier routing), memory-driven (Rusci et al., RAM
 budget = the SRAM budget) and the RL agent. A policy that does not fit a budget, or that this
 search cannot make, is a row that says why.
 
@@ -44,6 +45,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from deploy import deploy as deploy_with_retry  # noqa: E402  (benchmarks/deploy.py)
+from micro_project.client import LinkError  # noqa: E402
 from tvm_quantmcu import pipeline, search  # noqa: E402
 from tvm_quantmcu.models.policies import SRAM_KB  # noqa: E402
 from tvm_quantmcu.patch import enumerate_plans, layerwise_peak  # noqa: E402
@@ -57,6 +59,7 @@ WORK = os.path.join(HERE, ".latency-work")
 BOARD = "qemu-m4"
 # (key, label) in table order: POLICIES
 LABELS = dict(POLICIES)
+NOT_RUN = "not measured in this run (--cached-only: no search or measurement cached)"
 # the QuantMCU policy the VDPC ablation removes the routing from (same λ and Φ)
 ABLATED = "quantmcu-bitops"
 # #16's latency targets: (model, which budget, needed int8 ÷ QuantMCU, accuracy bound pt)
@@ -209,6 +212,7 @@ class Budget:
         # fits only with lower-bit buffers
         self.plan_kb = max(kb, budgets.min_kb)
         self._ctx = None
+        self.made: dict = {}         # key → (policy or None, info) made so far
 
     def ctx(self):
         if self._ctx is None:
@@ -237,7 +241,8 @@ def make(b: Budget, key: str, made: dict):
     if key in ("quantmcu-bitops", "quantmcu-device"):
         phi = key.split("-")[1]
         need = search.api.peak_sram(ctx, ctx.base("int8"))
-        if need > b.bytes:           # VDPC's 8-bit branch needs the int8 buffers
+        # VDPC's 8-bit branch needs the int8 buffers, unless the search plans memory-aware
+        if need > b.bytes and not hasattr(search.api, "memory_aware_plans"):
             return None, {"reason": f"the 8-bit (outlier) branch of the smallest plan needs "
                                     f"{need:,} B, {need - b.bytes:,} B over the budget"}
         c = with_phi(ctx, phi)
@@ -336,8 +341,15 @@ def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> di
         return row
     digest = content_key(pol)
     m = work.measured(digest, b.args.images, b.args.test_images)
+    if m is None and b.args.cached_only:
+        row["reason"] = NOT_RUN
+        return row
     if m is None:
-        m = measure(b, pol, work, tmp)
+        try:
+            m = measure(b, pol, work, tmp)
+        except LinkError as e:         # after benchmarks/deploy.py's retry: not cached
+            row["reason"] = f"not measured: the QEMU link failed twice ({e})"
+            return row
         work.save_measured(digest, b.args.images, b.args.test_images, m)
     else:
         b.log(f"    measured before (policy {digest})")
@@ -351,7 +363,7 @@ def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> di
 
 
 def bench_budget(b: Budget, lw_peak: int, work: Work, tmp: str, keys: list[str]) -> list[dict]:
-    rows, made = [], {}
+    rows, made = [], b.made
     for key in keys:
         t = time.time()
         if key == "layerwise-int8" and lw_peak > b.bytes:
@@ -362,7 +374,9 @@ def bench_budget(b: Budget, lw_peak: int, work: Work, tmp: str, keys: list[str])
                                    f"{lw_peak - b.bytes:,} B"})
             continue
         cached = work.load_made(b.slot, key)
-        if cached is None:
+        if cached is None and b.args.cached_only:
+            pol, info = None, {"reason": NOT_RUN}
+        elif cached is None:
             pol, info = make(b, key, made)
             work.save_made(b.slot, key, pol, info)
         else:
@@ -386,17 +400,21 @@ def bench_model(model: str, args, work_root: str, tmp: str, done, log) -> dict:
     log(f"{model}: int8 patches fit from {lo:,} B, layer-wise int8 peak {hi:,} B; budgets "
         f"{', '.join(map(str, kbs))} KB")
     work = Work(work_root, model)
-    keys = [k for k, _ in POLICIES if k in args.policies]
+    keys = list(dict.fromkeys(args.policies))     # in the order asked for
     res = {"model": model, "int8_min_peak_bytes": lo, "layerwise_peak_bytes": hi,
            "budgets_kb": kbs, "rows": []}
     # the budgets the targets are about first, so a run cut short has them
     first = (bud.min_kb, SRAM_KB.get(model), bud.max_kb)
-    for kb in sorted(kbs, key=lambda k: (k not in first, k)):
+    order = [Budget(model, imp.graph, kb, bud, args, log)
+             for kb in sorted(kbs, key=lambda k: (k not in first, k))]
+    # budget by budget, or (--policy-major) each policy at every budget before the next
+    steps = [(b, [k]) for k in keys for b in order] if args.policy_major else \
+        [(b, keys) for b in order]
+    for b, ks in steps:
         t = time.time()
-        log(f"{model} @ {kb} KB")
-        res["rows"] += bench_budget(Budget(model, imp.graph, kb, bud, args, log), hi, work,
-                                    tmp, keys)
-        log(f"{model} @ {kb} KB done in {time.time() - t:.0f} s")
+        log(f"{model} @ {b.kb} KB: {', '.join(ks)}")
+        res["rows"] += bench_budget(b, hi, work, tmp, ks)
+        log(f"{model} @ {b.kb} KB done in {time.time() - t:.0f} s")
         done(res)
     return res
 
@@ -522,7 +540,8 @@ def markdown(res: dict) -> str:
                 "stage BitOPs ÷ | match | note |",
                 "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for kb in m["budgets_kb"]:
-            rows = [r for r in m["rows"] if r["budget_kb"] == kb]
+            rows = sorted((r for r in m["rows"] if r["budget_kb"] == kb),
+                          key=lambda r: list(LABELS).index(r["policy"]))
             by = {r["policy"]: r for r in rows}
             i8 = by.get("int8") if by.get("int8", {}).get("fits") else None
             for r in rows:
@@ -599,6 +618,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rl-seconds", type=float, default=30.0)
     ap.add_argument("--work", default=WORK, help="cache of searched policies and measurements")
     ap.add_argument("--out", default=os.path.join(RESULTS, "latency"), help="output path stem")
+    ap.add_argument("--policy-major", action="store_true",
+                    help="each policy at every budget before the next policy (a run cut short "
+                         "then has the first policies' whole curves)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="search and measure nothing: tables from the work directory, rows "
+                         "without a cached measurement say so (to combine runs made in "
+                         "parallel, e.g. one per budget)")
     ap.add_argument("--quick", action="store_true",
                     help="development run: 2 budgets, 20 deploy images, 500 test images, 300 "
                          "validation images, 10 s RL (same outputs; do not commit them)")
