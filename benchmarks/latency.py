@@ -284,7 +284,15 @@ def measure(b: Budget, pol: Policy, work: Work, tmp: str) -> dict:
     args = b.args
     ctx = b.ctx()
     t = time.time()
-    ev = search.evaluate_policy(ctx, pol, "test", args.test_images, engine="c")
+    ev_path = os.path.join(work.root, "measured",
+                           f"{content_key(pol)}.eval{args.test_images}.json")
+    if os.path.exists(ev_path):         # a deployment that failed after its evaluation
+        with open(ev_path) as f:
+            ev = json.load(f)
+    else:
+        ev = search.evaluate_policy(ctx, pol, "test", args.test_images, engine="c")
+        write_json(ev_path, {k: ev[k] for k in ("top1", "images", "outlier_patch_rate",
+                                                "bitops_patch_stage", "bitops_total")})
     stage = ev["bitops_patch_stage"]
     if pol.split_index is None:        # layer by layer: the same stage layers, no halo
         stage = float(sum(ctx.graph.macs(l) * 64 for l in ctx.plan.stage_layers))
@@ -327,6 +335,8 @@ def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> di
            **{k: info.get(k) for k in ("lambda", "phi", "search_seconds",
                                        "auto_lambda_seconds", "ablates")}}
     if pol is None:
+        if info.get("not_run"):
+            row["fits"] = None           # unknown: neither made nor measured
         return row
     row.update({"plan": {"split_layer": b.graph.layers[pol.split_index].name
                          if pol.split_index is not None else None,
@@ -342,13 +352,14 @@ def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> di
     digest = content_key(pol)
     m = work.measured(digest, b.args.images, b.args.test_images)
     if m is None and b.args.cached_only:
-        row["reason"] = NOT_RUN
+        row["reason"], row["fits"] = NOT_RUN, None
         return row
     if m is None:
         try:
             m = measure(b, pol, work, tmp)
         except LinkError as e:         # after benchmarks/deploy.py's retry: not cached
             row["reason"] = f"not measured: the QEMU link failed twice ({e})"
+            row["fits"] = None
             return row
         work.save_measured(digest, b.args.images, b.args.test_images, m)
     else:
@@ -375,7 +386,7 @@ def bench_budget(b: Budget, lw_peak: int, work: Work, tmp: str, keys: list[str])
             continue
         cached = work.load_made(b.slot, key)
         if cached is None and b.args.cached_only:
-            pol, info = None, {"reason": NOT_RUN}
+            pol, info = None, {"reason": NOT_RUN, "not_run": True}
         elif cached is None:
             pol, info = make(b, key, made)
             work.save_made(b.slot, key, pol, info)
@@ -521,7 +532,7 @@ def markdown(res: dict) -> str:
            f"images through the policy's generated C on the host. Speed-up = int8 patches' "
            f"modelled cycles ÷ the policy's at the same budget. QuantMCU's λ is chosen "
            f"automatically on {a['val_images']} validation images (≤ 0.5 pt below int8); the "
-           f"the ablation without VDPC is {LABELS[ABLATED]} at its λ with the outlier routing "
+           f"ablation without VDPC is {LABELS[ABLATED]} at its λ with the outlier routing "
            f"removed; "
            f"memory-driven's RAM budget is the SRAM budget; the RL agent runs "
            f"{a['rl_seconds']:g} s.", ""]
@@ -546,7 +557,8 @@ def markdown(res: dict) -> str:
             i8 = by.get("int8") if by.get("int8", {}).get("fits") else None
             for r in rows:
                 if r.get("instructions_per_inference") is None:
-                    out.append(f"| {kb} | {r['label']} | {grid_of(r)} | no | "
+                    fits = "–" if r["fits"] is None else "no"
+                    out.append(f"| {kb} | {r['label']} | {grid_of(r)} | {fits} | "
                                f"{fmt(r.get('planned_peak_sram_bytes'))} | – | – | – | – | – "
                                f"| – | – | – | {r.get('reason') or ''} |")
                     continue
