@@ -251,9 +251,6 @@ def deploy(model, board: str = DEFAULT_BOARD, policy: str = DEFAULT_POLICY,
         binary = project.elf
     else:
         opts = {"board": spec.qemu_board} if spec.qemu_board else {}
-        if spec.template == "qemu":   # QEMU's own kill must outlast a slow, long session
-            opts["time_limit"] = int(max(600, images * hang_timeout(
-                expected_instructions(gen.meta))))
         project = micro_project.get_template(spec.template).generate_project(
             out / "model", out / "project", opts)
         binary = project.build()
