@@ -460,8 +460,7 @@ def targets(models: list[dict]) -> list[dict]:
         m = next((m for m in models if m["model"] == model), None)
         if m is None:
             continue
-        kb = min((r["budget_kb"] for r in m["rows"] if r["policy"] == "int8" and r["fits"]),
-                 default=None) if where == "smallest" else where
+        kb = math.ceil(m["int8_min_peak_bytes"] / 1024) if where == "smallest" else where
         rows = [r for r in m["rows"] if r["budget_kb"] == kb]
         i8 = next((r for r in rows if r["policy"] == "int8" and r["fits"]), None)
         q = main_quantmcu(rows)
@@ -479,8 +478,9 @@ def targets(models: list[dict]) -> list[dict]:
                 "speedup": round(max(0.0, need - min(both)), 3) if both else None,
                 "accuracy_pt": round(max(0.0, t["drop_pt"] - drop), 2)}
         else:
-            t["met"] = False
-            t["missing"] = "no measured int8-patch or QuantMCU row at this budget"
+            t["met"] = None
+            t["missing"] = ("not measured: no int8-patch or QuantMCU row measured at this "
+                            "budget" if kb in m["budgets_kb"] else "budget not run")
         out.append(t)
     for m in models:
         for key in ("quantmcu-bitops", "quantmcu-device", "quantmcu-no-vdpc"):
@@ -593,10 +593,11 @@ def markdown(res: dict) -> str:
         miss = "" if t["met"] else (t.get("missing") or (
             f"{fmt(t['missed_by']['speedup'], '.3f')}× speed-up, "
             f"{fmt(t['missed_by']['accuracy_pt'], '.2f')} pt"))
+        met = {True: "yes", False: "no", None: "–"}[t["met"]]
         out.append(f"| speed-up over int8 patches ({t['budget']}), "
-                   f"{LABELS.get(t['policy'], '–')} | {t['model']} | {fmt(t['budget_kb'])} KB | "
-                   f"{t['needed_speedup']}× | {meas} | {fmt(t.get('drop_pt'), '.2f')} | "
-                   f"{'yes' if t['met'] else 'no'} | {miss} |")
+                   f"{LABELS.get(t['policy'], 'QuantMCU')} | {t['model']} | "
+                   f"{fmt(t['budget_kb'])} KB | {t['needed_speedup']}× | {meas} | "
+                   f"{fmt(t.get('drop_pt'), '.2f')} | {met} | {miss} |")
     return "\n".join(out) + "\n"
 
 

@@ -379,6 +379,13 @@ def tune_section(name: str, doc: dict) -> list[str]:
     return out + [""]
 
 
+def latency_cell(r: dict | None) -> str:
+    """Modelled cycles where the policy fits, a dash where it does not, n/m unmeasured."""
+    if r is None or r.get("fits") is None:
+        return "n/m"
+    return num(r.get("cycles_per_inference"), ",d") if r["fits"] else DASH
+
+
 def latency_section(name: str, doc: dict) -> list[str]:
     a = doc.get("args") or {}
     out = [f"### Latency against the SRAM budget (`{name}`)", ""]
@@ -386,7 +393,8 @@ def latency_section(name: str, doc: dict) -> list[str]:
                  f"and deployed on {doc.get('board', '?')}; modelled Cortex-M4 cycles per "
                  f"inference (QEMU plugin; mean over {num(a.get('images'), ',d')} images, "
                  f"every output bit-exact with the integer reference), {DASH} where the "
-                 "policy does not fit the budget (peak SRAM read from the linked firmware). "
+                 "policy does not fit the budget (peak SRAM read from the linked firmware), "
+                 "n/m where it was not measured. "
                  f"Top-1 on {num(a.get('test_images'), ',d')} test images in "
                  "`benchmarks/results/latency.md`.") + [""]
     for m in sorted(doc["models"], key=lambda m: str(m.get("model", ""))):
@@ -398,9 +406,7 @@ def latency_section(name: str, doc: dict) -> list[str]:
         body = []
         for kb in m.get("budgets_kb") or []:
             by = {r.get("policy"): r for r in rows if r.get("budget_kb") == kb}
-            body.append([num(kb, "d")] + [
-                num(by[k].get("cycles_per_inference"), ",d")
-                if k in by and by[k].get("fits") else DASH for k, _ in keys])
+            body.append([num(kb, "d")] + [latency_cell(by.get(k)) for k, _ in keys])
         out += [f"**{m.get('model', '?')}** (int8 patches fit from "
                 f"{num(m.get('int8_min_peak_bytes'), ',d')} B, layer-wise int8 peak "
                 f"{num(m.get('layerwise_peak_bytes'), ',d')} B)", ""]
@@ -419,15 +425,17 @@ def latency_section(name: str, doc: dict) -> list[str]:
                          num(t.get("drop_pt"), ".2f"), met])
         else:
             miss = t.get("missed_by") or {}
-            body.append([f"speed-up over int8 patches ({t.get('budget')}), {t.get('policy')}",
+            met = "yes" if t.get("met") else (
+                f"no, by {num(miss.get('speedup'), '.3f', '×')} and "
+                f"{num(miss.get('accuracy_pt'), '.2f', ' pt')}" if t.get("met") is False
+                else str(t.get("missing") or "n/m"))
+            body.append([f"speed-up over int8 patches ({t.get('budget')}), "
+                         f"{t.get('policy') or 'QuantMCU'}",
                          str(t.get("model")), num(t.get("budget_kb"), "d", " KB"),
                          num(t.get("needed_speedup"), "g", "×"),
                          f"{num(t.get('cycles_speedup'), '.3f', '×')} cycles, "
                          f"{num(t.get('instructions_speedup'), '.3f', '×')} instructions",
-                         num(t.get("drop_pt"), ".2f"),
-                         "yes" if t.get("met") else
-                         f"no, by {num(miss.get('speedup'), '.3f', '×')} and "
-                         f"{num(miss.get('accuracy_pt'), '.2f', ' pt')}"])
+                         num(t.get("drop_pt"), ".2f"), met])
     if body:
         out += table(["target (#16)", "model", "budget", "needed", "measured", "Δ top-1 pt",
                       "met"], ["l", "l", "r", "r", "r", "r", "l"], body) + [""]
