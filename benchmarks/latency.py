@@ -333,7 +333,7 @@ def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> di
     row = {"model": b.model, "budget_kb": b.kb, "budget_bytes": b.bytes, "policy": key,
            "label": LABELS[key], "fits": False, "reason": info.get("reason"),
            **{k: info.get(k) for k in ("lambda", "phi", "search_seconds",
-                                       "auto_lambda_seconds", "ablates")}}
+                                       "auto_lambda_seconds", "ablates", "source")}}
     if pol is None:
         if info.get("not_run"):
             row["fits"] = None           # unknown: neither made nor measured
@@ -375,6 +375,8 @@ def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> di
 
 def bench_budget(b: Budget, lw_peak: int, work: Work, tmp: str, keys: list[str]) -> list[dict]:
     rows, made = [], b.made
+    if ABLATED not in made and work.load_made(b.slot, ABLATED) is not None:
+        made[ABLATED] = work.load_made(b.slot, ABLATED)     # searched by an earlier run
     for key in keys:
         t = time.time()
         if key == "layerwise-int8" and lw_peak > b.bytes:
@@ -536,6 +538,8 @@ def markdown(res: dict) -> str:
            f"removed; "
            f"memory-driven's RAM budget is the SRAM budget; the RL agent runs "
            f"{a['rl_seconds']:g} s.", ""]
+    if res.get("note"):
+        out += [f"**Note.** {res['note']}", ""]
     trees = sorted({r["commit"] for m in res["models"] for r in m["rows"] if r.get("commit")})
     if trees:
         out += [f"Measured on the tree{'s' if len(trees) > 1 else ''} {', '.join(trees)}.", ""]
@@ -573,7 +577,9 @@ def markdown(res: dict) -> str:
                     f"{fmt(r.get('cycles_per_inference'))} | {fmt(sp, '.3f')} | "
                     f"{100 * r['top1']:.2f} | {fmt(dt, '+.2f')} | "
                     f"{100 * r['outlier_patch_rate']:.1f} | {fmt(bo, '.2f')} | "
-                    f"{r['match_rate']:.3f} | {r.get('reason') or ''} |")
+                    f"{r['match_rate']:.3f} | {r.get('reason') or ''}"
+                    f"{'λ ' + format(r['lambda'], 'g') + '. ' if r.get('lambda') is not None else ''}"
+                    f"{'Policy: ' + r['source'] + '.' if r.get('source') else ''} |")
         sm = smallest_fits(m)
         out += ["", "Smallest budget each policy fits (of the budgets run): " + "; ".join(
             f"{LABELS[k]} {v} KB" if v else f"{LABELS[k]} none" for k, v in sm.items()
@@ -631,6 +637,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rl-seconds", type=float, default=30.0)
     ap.add_argument("--work", default=WORK, help="cache of searched policies and measurements")
     ap.add_argument("--out", default=os.path.join(RESULTS, "latency"), help="output path stem")
+    ap.add_argument("--note", help="a sentence on how this run was made, kept in the outputs")
     ap.add_argument("--policy-major", action="store_true",
                     help="each policy at every budget before the next policy (a run cut short "
                          "then has the first policies' whole curves)")
@@ -654,7 +661,7 @@ def main(argv=None) -> int:
         print(f"[{time.time() - t0:6.0f} s] {s}", flush=True)
 
     res = {"benchmark": "latency", "board": BOARD, "device_phi": has_device_phi(),
-           "commit": commit(),
+           "commit": commit(), "note": a.note,
            "env": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())},
            "args": {k: getattr(a, k) for k in ("images", "test_images", "val_images",
                                                "rl_seconds", "quick")},

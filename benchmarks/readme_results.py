@@ -397,6 +397,8 @@ def latency_section(name: str, doc: dict) -> list[str]:
                  "n/m where it was not measured. "
                  f"Top-1 on {num(a.get('test_images'), ',d')} test images in "
                  "`benchmarks/results/latency.md`.") + [""]
+    if doc.get("note"):
+        out += prose(f"Note: {doc['note']}") + [""]
     for m in sorted(doc["models"], key=lambda m: str(m.get("model", ""))):
         rows = [r for r in m["rows"] if isinstance(r, dict)]
         keys = []
