@@ -350,6 +350,7 @@ def policy_row(b: Budget, key: str, pol, info: dict, work: Work, tmp: str) -> di
                          f"{predicted - b.bytes:,} B")
         return row
     digest = content_key(pol)
+    row["policy_digest"] = digest
     m = work.measured(digest, b.args.images, b.args.test_images)
     if m is None and b.args.cached_only:
         row["reason"], row["fits"] = NOT_RUN, None
@@ -618,6 +619,27 @@ def write_all(res: dict, out: str) -> None:
     plot_latency_vs_budget(res["models"], out + ".png")
 
 
+def refill(path: str, work_root: str) -> dict:
+    """The results at `path` (.json) with every unmeasured row whose policy has been measured
+    since filled in from the work directory (no model import, no planning)."""
+    with open(path) as f:
+        res = json.load(f)
+    a = res["args"]
+    for m in res["models"]:
+        work = Work(work_root, m["model"])
+        for r in m["rows"]:
+            if r.get("reason") != NOT_RUN or not r.get("policy_digest"):
+                continue
+            got = work.measured(r["policy_digest"], a["images"], a["test_images"])
+            if got:
+                r.update(got, reason=None, fits=got["peak_sram_bytes"] <= r["budget_bytes"])
+                if not r["fits"]:
+                    r["reason"] = (f"the firmware's arena is {got['peak_sram_bytes']:,} B, "
+                                   f"{got['peak_sram_bytes'] - r['budget_bytes']:,} B over the "
+                                   "budget")
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["mbv2-fmnist", "mcunet-fmnist"])
@@ -648,7 +670,14 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="development run: 2 budgets, 20 deploy images, 500 test images, 300 "
                          "validation images, 10 s RL (same outputs; do not commit them)")
+    ap.add_argument("--refill", action="store_true",
+                    help="only fill the rows of --out's JSON not measured before from the work "
+                         "directory, and rewrite its outputs")
     a = ap.parse_args(argv)
+    if a.refill:
+        write_all(refill(a.out + ".json", a.work), a.out)
+        print(f"rewrote {a.out}.json, .md, .png")
+        return 0
     if a.quick:
         a.budgets, a.images, a.test_images, a.val_images, a.rl_seconds = 2, 20, 500, 300, 10.0
         a.below = False
