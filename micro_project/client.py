@@ -346,10 +346,12 @@ class Client:
         self.stats.exchanges += 1
         damaged = unanswered = 0
         started = silent_since = time.monotonic()
+        unread = None
         while True:
             self.stats.attempts += 1
             t0 = time.monotonic()
-            self.transport.write(frame, timeout)
+            if unread is None or unread <= len(self._fill):   # else it has yet to read it all
+                self.transport.write(frame, timeout)
             self._unread = self.transport.unread()
             wait = min(self._overdue(cmd, timeout), max(0.0, silent_since + hang_after - t0))
             outcome = self._attempt(cmd, seq, t0 + wait)
@@ -387,7 +389,8 @@ class Client:
             if damaged > self.retries:
                 raise LinkError(f"{name}: {damaged} damaged exchanges in a row "
                                 f"(last: {outcome}); the link is too noisy")
-            self.stats.resends += 1
+            unread = self.transport.unread() if outcome == "timeout" else None
+            self.stats.resends += unread is None or unread <= len(self._fill)
             if outcome != "timeout" and not self._finished:   # a late answer to an overdue
                 self._drain()                                  # request is still taken
         return self._accept(name, outcome)
