@@ -106,7 +106,7 @@ def test_narrow_weights_host_c_equals_simulator(mbv2_graph, shipped, test_images
     from tvm_quantmcu.codegen.host import HostModel
     from tvm_quantmcu.search.simulate import Simulator
     pol = narrow_policy(shipped("mbv2-fmnist", "int8"))
-    gen = generate(mbv2_graph, pol, tmp_path / "model")
+    gen = generate_module(lower(mbv2_graph, pol), tmp_path / "model")
     narrow = [c for c in gen.program.calls if c.layer in NARROW_LAYERS]
     assert narrow and all("qmcu_conv_wn" in c.kernel.source for c in narrow)
     x = test_images(32)
