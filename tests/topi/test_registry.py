@@ -127,3 +127,19 @@ def test_micro_kernels_compile_warning_free(cc, tmp_path):
                             f"-I{tmp_path}", "-c", str(src), "-o",
                             str(tmp_path / "k.o")], capture_output=True, text=True)
         assert p.returncode == 0, f"{spec.describe()}: {p.stderr[:1500]}"
+
+
+def test_written_headers_are_the_ones_the_process_started_with(tmp_path, monkeypatch):
+    """A long run keeps the micro-kernel headers it was imported with: a working tree that
+    gains a header mid-run (its includer changed on disk) must not break its builds."""
+    import re
+    from tvm_quantmcu.topi import registry
+    names = set(registry.UKERNEL_SOURCES)
+    for text in registry.UKERNEL_SOURCES.values():       # every local include is carried
+        assert set(re.findall(rb'#include "([^"]+)"', text)) <= {n.encode() for n in names}
+    monkeypatch.setattr(registry, "UKERNEL_SOURCES",
+                        {n: b"/* as imported */\n" + t
+                         for n, t in registry.UKERNEL_SOURCES.items()})
+    get_kernel(SPEC, "dsp", "cortex-m4").write(tmp_path)
+    for n in names:
+        assert (tmp_path / n).read_bytes().startswith(b"/* as imported */")

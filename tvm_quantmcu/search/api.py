@@ -341,8 +341,14 @@ def device_quantmcu(ctx: SearchContext, bar=None) -> tuple[Policy, dict]:
     p = ctx.params
     t0 = time.time()
     tried = []
-    for c, vdpc in [(ctx, True), (ctx, False)] + [(with_plan(ctx, pl), False)
-                                                   for pl in memory_aware_plans(ctx)]:
+    candidates = [(ctx.plan, True), (ctx.plan, False)] + [(pl, False)
+                                                          for pl in memory_aware_plans(ctx)]
+    for i, (plan, vdpc) in enumerate(candidates):
+        if bar is not None:
+            bar.set_description(f"search quantmcu: plan {i + 1}/{len(candidates)} "
+                                f"({plan.split_layer} {plan.grid[0]}x{plan.grid[1]}, "
+                                f"{'with' if vdpc else 'no'} VDPC)")
+        c = ctx if plan is ctx.plan else with_plan(ctx, plan)
         lam, front, base = auto_lambda(c, bar, vdpc=vdpc)
         row = next(r for r in front if r["lambda"] == lam)
         tried.append({"split_layer": c.plan.split_layer, "grid": list(c.plan.grid),

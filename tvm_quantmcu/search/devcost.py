@@ -81,11 +81,11 @@ class DeviceCost:
         return get_kernel(spec, self.schedule, qemu.get_board(self.board).cpu, self.knobs)
 
     def digest(self, kernel) -> str:
-        from ..topi.registry import UKERNEL_HEADERS
+        from ..topi.registry import UKERNEL_SOURCES
         h = hashlib.sha1()
         h.update(kernel.source.encode())
-        for hdr in UKERNEL_HEADERS:
-            h.update(hdr.name.encode() + hdr.read_bytes())
+        for name, text in UKERNEL_SOURCES.items():
+            h.update(name.encode() + text)
         h.update(repr((self.board, MEASURE_VERSION, kernel.spec)).encode())
         return h.hexdigest()[:20]
 

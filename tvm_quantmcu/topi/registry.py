@@ -22,6 +22,10 @@ from . import build, compute, mve, schedules
 UKERNEL_DIR = Path(__file__).resolve().parent / "ukernels"
 UKERNEL_HEADER = UKERNEL_DIR / "qmcu_ukernels.h"          # the one the kernels include
 UKERNEL_HEADERS = sorted(UKERNEL_DIR.glob("*.h"))         # it and the headers it includes
+# their text as this process found them: a long run (a search, a benchmark) keeps building
+# with the headers its kernel code was imported with, even when the working tree changes under
+# it (a header added later would otherwise be included but never copied)
+UKERNEL_SOURCES = {h.name: h.read_bytes() for h in UKERNEL_HEADERS}
 
 # target → gcc CPU flags (None: the host compiler). DSP and Helium micro-kernels are chosen by
 # the C preprocessor (__ARM_FEATURE_DSP, __ARM_FEATURE_MVE), so the same generated source
@@ -78,10 +82,10 @@ class Kernel:
         out.mkdir(parents=True, exist_ok=True)
         p = out / f"{self.name}.c"
         p.write_text(self.source)
-        for src in UKERNEL_HEADERS:
-            hdr = out / src.name
-            if not hdr.exists() or hdr.read_bytes() != src.read_bytes():
-                shutil.copyfile(src, hdr)
+        for name, text in UKERNEL_SOURCES.items():
+            hdr = out / name
+            if not hdr.exists() or hdr.read_bytes() != text:
+                hdr.write_bytes(text)
         return [p]
 
     def flash_bytes(self) -> int | None:

@@ -23,9 +23,9 @@ def _ptr(a: np.ndarray):
 
 def host_library(kernels: list[Kernel], cflags=("-O2",)) -> ctypes.CDLL:
     """Compile kernels (portable micro-kernels) into one shared library and load it."""
-    from .registry import UKERNEL_HEADERS
+    from .registry import UKERNEL_SOURCES
     key = hashlib.sha1("".join(k.source for k in kernels).encode() + repr(cflags).encode()
-                       + b"".join(h.read_bytes() for h in UKERNEL_HEADERS))
+                       + b"".join(UKERNEL_SOURCES.values()))
     d = CACHE_DIR / key.hexdigest()[:16]
     so = d / "lib.so"
     if not so.exists():
