@@ -2,7 +2,7 @@
 
 PatchSplit (per-patch branches) → AnnotateBits (the policy enters the IR: per-branch bits,
 ranges, routing) → VDPCRouting (runtime outlier check + ``relax.If``) →
-LowerToQuantMCUKernels (integer TIR kernels). After AnnotateBits every pass reads the module
+LowerToQuantMCUKernels (integer TIR kernels; the target enters here). After AnnotateBits every pass reads the module
 only; :func:`policy_of` and :func:`layer_graph` give what the module carries (e.g. for the
 integer reference ``tvm_quantmcu.search.Simulator(layer_graph(mod), policy_of(mod))``)."""
 from .annotate_bits import AnnotateBits

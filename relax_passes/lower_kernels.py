@@ -20,8 +20,9 @@ policy). Output: the integer module the device runs, on the host's Relax VM:
 * The VDPC check function becomes an integer check over the 8-bit map.
 * Each TIR function says what it computes in its attributes (:mod:`.int_kernels`: the
   KernelSpec and window of a layer kernel, the shape and bits of a requantization or check),
-  and ``main`` carries the output's tensor, bits and channels and the planner's predicted
-  peak SRAM: ``tvm_quantmcu.codegen`` generates the firmware from this module alone.
+  and ``main`` carries the output's tensor, bits and channels, the planner's predicted
+  peak SRAM and the target the kernels were chosen for: ``tvm_quantmcu.codegen`` generates
+  the firmware from this module alone.
 
 Everything is read from the module: the widths from each function's attributes, the ranges,
 routing and plan from ``main`` (:func:`relax_passes.policy_of`), the weights from the float
@@ -40,7 +41,7 @@ from tvm.ir.expr import Constant
 
 from tvm_quantmcu.patch import analyze, layerwise_peak
 from tvm_quantmcu.quant import INPUT_QUANT, ActQuant
-from tvm_quantmcu.topi import UnsupportedKernel, params_for_layer, spec_for_layer
+from tvm_quantmcu.topi import TARGETS, UnsupportedKernel, params_for_layer, spec_for_layer
 
 from .common import (ATTR_COMPUTES, ATTR_PARAMS, ATTR_QUANT, ATTR_ROLE, ATTR_ROUTING,
                      ATTR_VDPC, INPUT_TENSOR, LAYERS_FUNC, layers_function, QUANT_8BIT, QUANT_LOW, LayerWalker,
@@ -53,6 +54,8 @@ _LAYER_OPS = {"conv2d": ("relax.nn.conv2d",), "dense": ("relax.matmul",),
               "avgpool": ("relax.mean", "relax.nn.avg_pool2d", "relax.nn.adaptive_avg_pool2d"),
               "maxpool": ("relax.nn.max_pool2d",)}
 _NCHW_TO_HWC = {2: 0, 3: 1}
+ATTR_TARGET = "quantmcu.target"     # main: the target the module was lowered for
+DEFAULT_TARGET = "cortex-m4"
 
 
 @dataclass
@@ -297,7 +300,7 @@ class _FunctionLowering:
         try:
             spec = spec_for_layer(ql, (h, w, xs[0].channels), xs[0].quant.bits,
                                   ql.out_q.bits, padding=tuple(pad),
-                                  in2_bits=xs[-1].quant.bits)
+                                  in2_bits=xs[-1].quant.bits, target=self.p.target)
             spec.validate()
             kp = params_for_layer(ql, spec)
         except UnsupportedKernel as err:
@@ -414,13 +417,19 @@ def _call_order(mod, root: str) -> list[str]:
 @tvm.transform.module_pass(opt_level=0, name="LowerToQuantMCUKernels")
 class LowerToQuantMCUKernels:
     """Lower an annotated (and, for VDPC, routed) PatchSplit module to integer kernels (see
-    module docstring); everything it needs is read from the module."""
+    module docstring); everything it needs is read from the module, except the target the
+    kernels are for (a ``tvm_quantmcu.topi.TARGETS`` name), which enters here: it decides how
+    the kernels store weights (sub-byte weights as int8 for the Cortex-M55's Helium kernels,
+    ``topi.mve.stored_w_bits``) and is recorded as ``main``'s ``quantmcu.target`` for the C
+    generator."""
 
-    def __init__(self, func: str = "main"):
+    def __init__(self, func: str = "main", target: str = DEFAULT_TARGET):
         if not isinstance(func, str):
             raise TypeError("LowerToQuantMCUKernels reads the policy and the layer graph from "
                             "the module; construct it as LowerToQuantMCUKernels()")
-        self.func = func
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
+        self.func, self.target = func, target
 
     def transform_module(self, mod: tvm.IRModule, ctx) -> tvm.IRModule:
         if attr(mod[self.func], ATTR_VDPC) is None:
@@ -449,6 +458,7 @@ class LowerToQuantMCUKernels:
         out = self.bb.get()
         main_gv = out.get_global_var(self.func)
         self.outputs["quantmcu.predicted_peak_sram_bytes"] = predicted_peak(self.graph, pol)
+        self.outputs[ATTR_TARGET] = self.target
         out[main_gv] = out[main_gv].with_attr(self.outputs)
         # the float layers stay the module's reference (the integer reference reads them
         # with the widths and ranges the functions carry; the C generator does not need them)

@@ -121,10 +121,11 @@ def default_out(model: str, policy: str, board: str) -> Path:
     return Path("quantmcu-out") / f"{model}.{policy}.{board.replace(':', '-')}"
 
 
-def lowered_module(imp, pol):
-    """The model's Relax module through the QuantMCU passes: what the firmware is made from."""
+def lowered_module(imp, pol, target: str = "cortex-m4"):
+    """The model's Relax module through the QuantMCU passes for the kernels' `target`: what
+    the firmware is made from."""
     from .relax_build import build
-    return build(imp, None, pol)
+    return build(imp, None, pol, target=target)
 
 
 def reference(graph, pol, x_q: np.ndarray):
@@ -196,8 +197,8 @@ def _generate_checked(imp, pol, out: Path, model: str, board: str, spec: BoardSp
                               "or new directory")
     target = spec.target if spec.target != "host" else "cortex-m4"
     with tempfile.TemporaryDirectory(prefix="quantmcu-deploy-") as tmp:
-        gen = generate_module(lowered_module(imp, pol), Path(tmp) / "model", name=model,
-                              target=target, kernel_lookup=kernel_lookup)
+        gen = generate_module(lowered_module(imp, pol, target), Path(tmp) / "model",
+                              name=model, kernel_lookup=kernel_lookup)
         rep = memory_report(gen, target)
         check_fits(board, facts, spec.template, gen, rep["flash"])
         out.mkdir(parents=True, exist_ok=True)

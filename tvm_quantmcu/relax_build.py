@@ -67,38 +67,46 @@ def _plan(imp: pipeline.Imported, plan, pol: Policy) -> PatchPlan | None:
     return plan
 
 
+DEFAULT_TARGET = "cortex-m4"
+
+
 def passes(imp: pipeline.Imported, plan: PatchPlan | None, pol: Policy,
-           pad_mode: str = "explicit") -> list:
+           pad_mode: str = "explicit", target: str = DEFAULT_TARGET) -> list:
     """The pass list of :func:`build`, for use in a larger ``tvm.transform.Sequential``."""
     from relax_passes import AnnotateBits, LowerToQuantMCUKernels, PatchSplit, VDPCRouting
     seq = [PatchSplit(plan, pad_mode)] if plan is not None else []
-    return seq + [AnnotateBits(pol), VDPCRouting(), LowerToQuantMCUKernels()]
+    return seq + [AnnotateBits(pol), VDPCRouting(), LowerToQuantMCUKernels(target=target)]
 
 
-def build(model, plan=None, policy=None, pad_mode: str = "explicit"):
+def build(model, plan=None, policy=None, pad_mode: str = "explicit",
+          target: str = DEFAULT_TARGET):
     """The integer Relax IRModule of `model` (zoo name or ``pipeline.Imported``) under
     `policy` (a Policy, a policy file, or a shipped policy name). plan: the policy's patch
-    plan (a PatchPlan or ``{"split_layer", "grid"}``); None derives it from the policy."""
+    plan (a PatchPlan or ``{"split_layer", "grid"}``); None derives it from the policy.
+    target: the kernels' target (``topi.TARGETS``; it decides how weights are stored)."""
     import tvm
     if policy is None:
         raise TypeError("build needs a policy")
     imp = _imported(model)
     pol = _policy(imp, policy)
-    seq = tvm.transform.Sequential(passes(imp, _plan(imp, plan, pol), pol, pad_mode),
+    seq = tvm.transform.Sequential(passes(imp, _plan(imp, plan, pol), pol, pad_mode, target),
                                    name="QuantMCUBuild")
     return seq(imp.relax_mod)
 
 
-def lower(graph, policy, plan=None, pad_mode: str = "explicit"):
+def lower(graph, policy, plan=None, pad_mode: str = "explicit",
+          target: str = DEFAULT_TARGET):
     """The lowered module of a layer graph (e.g. ``frontend.from_relax`` of a module TVM's
     importer made) under `policy`: its canonical Relax module through the QuantMCU passes.
-    plan: the policy's PatchPlan (None derives it from the policy)."""
+    plan: the policy's PatchPlan (None derives it from the policy); target as in
+    :func:`build`."""
     import tvm
 
     from .canonical import graph_to_relax
     if plan is None and policy.split_index is not None:
         plan = analyze(graph, policy.split_index, policy.grid)
-    seq = tvm.transform.Sequential(passes(None, plan, policy, pad_mode), name="QuantMCUBuild")
+    seq = tvm.transform.Sequential(passes(None, plan, policy, pad_mode, target),
+                                   name="QuantMCUBuild")
     return seq(graph_to_relax(graph))
 
 

@@ -62,13 +62,14 @@ def _meta(prog: Program, digest: str, const_bytes: dict) -> dict:
     }
 
 
-def generate_module(mod, out_dir, name: str | None = None, target: str = "cortex-m4",
+def generate_module(mod, out_dir, name: str | None = None, target: str | None = None,
                     schedule: str = "dsp", knobs: dict | None = None,
                     kernel_lookup=None) -> GeneratedModel:
     """Generate the C library of a lowered Relax module (what LowerToQuantMCUKernels made:
     the kernels, widths, routing and patch loop it holds; a pass that changed a width before
     the lowering changes the firmware) into `out_dir` (created, or replaced if it holds an
-    earlier generated model). Nothing is written on failure."""
+    earlier generated model). target: None compiles the kernels for the target the module
+    was lowered for (see :func:`build_program`). Nothing is written on failure."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise FileExistsError(f"{out} exists and is not a generated model; choose an empty "
@@ -99,7 +100,7 @@ def generate_module(mod, out_dir, name: str | None = None, target: str = "cortex
     return GeneratedModel(out, prog, meta)
 
 
-def program_of_module(mod, name: str | None = None, target: str = "cortex-m4",
+def program_of_module(mod, name: str | None = None, target: str | None = None,
                       schedule: str = "dsp", knobs: dict | None = None) -> Program:
     """The kernel calls, arena and routing the C library of a lowered module holds (what
     :func:`generate_module` emits; the tuner extracts its tasks from it)."""

@@ -102,6 +102,7 @@ class LoweredModel:
     patches: list[PatchBranch]             # row-major; empty without a patch stage
     rest: list[LayerCall]
     predicted_peak: int
+    target: str                            # what the kernels were lowered for (topi.TARGETS)
 
     @property
     def stage_output(self) -> str | None:
@@ -296,4 +297,5 @@ def read_lowered(mod, func: str = "main") -> LoweredModel:
         split_layer=None if split is None else str(split),
         grid=None if grid is None else tuple(_ints(grid)),
         patches=patches, rest=walk.calls,
-        predicted_peak=int(_need(main, "quantmcu.predicted_peak_sram_bytes", func)))
+        predicted_peak=int(_need(main, "quantmcu.predicted_peak_sram_bytes", func)),
+        target=str(_need(main, "quantmcu.target", func)))

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field, replace
 from ..quant.packing import packed_bytes, packed_channels
 from ..topi.compute import KernelSpec, UnsupportedKernel
 from ..topi.params import ConstantPool, KernelParams
+from ..topi import mve
 from ..topi.registry import Kernel, get_kernel
 from .arena import Buffer, check_arena, plan_arena
 from .layout import Call, PatchLayout, StageLayer, stage_layout
-from .lowered import LayerCall, LoweredModel, PatchBranch, read_lowered
+from .lowered import LayerCall, LoweredModel, LoweredModuleError, PatchBranch, read_lowered
 
 
 class UnsupportedModelError(ValueError):
@@ -223,14 +224,25 @@ def _requants(p: PatchBranch, layout: PatchLayout) -> list[Requant]:
     return out
 
 
-def build_program(mod, name: str | None = None, target: str = "cortex-m4",
+def build_program(mod, name: str | None = None, target: str | None = None,
                   schedule: str = "dsp", knobs: dict | None = None,
                   kernel_lookup=None, compile_kernels: bool = True) -> Program:
-    """The program of a lowered module (or of its :class:`LoweredModel`). kernel_lookup(spec)
-    may return a Kernel to use instead of the registry's (None: use the registry's with
-    `schedule` and `knobs`). compile_kernels=False leaves every call's kernel None: the
-    calls, their parameters and the arena without the cost of compiling."""
+    """The program of a lowered module (or of its :class:`LoweredModel`). target: None
+    compiles for the target the module was lowered for; another one must store the weights as
+    that one does (e.g. a Cortex-M7 for a module lowered for the Cortex-M4), except the host,
+    whose portable kernels run any module (the functional check of its C).
+    kernel_lookup(spec) may return a Kernel to use instead of the registry's (None: use the
+    registry's with `schedule` and `knobs`). compile_kernels=False leaves every call's kernel
+    None: the calls, their parameters and the arena without the cost of compiling."""
     m = mod if isinstance(mod, LoweredModel) else read_lowered(mod)
+    if target is None:
+        target = m.target
+    elif target != "host" and (mve.stores_int8_weights(target)
+                               != mve.stores_int8_weights(m.target)):
+        raise LoweredModuleError(
+            f"the module was lowered for {m.target}, whose kernels store sub-byte weights "
+            f"differently than {target}'s; lower it with LowerToQuantMCUKernels(target="
+            f"{target!r}) (relax_build.build/lower(..., target=))")
     b = _Builder(m, target, schedule, knobs, kernel_lookup, compile_kernels)
     bufs: dict[str, Buffer] = {}
     head, b8, blow, requants, tiles, windows = [], [], [], [], [], []

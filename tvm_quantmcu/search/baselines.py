@@ -15,18 +15,20 @@ class BudgetError(ValueError):
     """A RAM or Flash budget cannot be met by any bit assignment."""
 
 
-def firmware_params(graph, policy: Policy) -> list[tuple[str, str, object]]:
-    """(call tag, layer, KernelParams) of every kernel call of `policy`'s firmware, as the C
-    generator emits them from the lowered module (stage layers in both VDPC branches, the
-    second input of a stage add first when the generator swaps them), without lowering:
-    the parameters depend on the layer, its widths and the kernel's channels and taps only.
-    Raises ``codegen.UnsupportedModelError`` when a layer has no kernel."""
+def firmware_params(graph, policy: Policy,
+                    target: str = "cortex-m4") -> list[tuple[str, str, object]]:
+    """(call tag, layer, KernelParams) of every kernel call of `policy`'s firmware for
+    `target`, as the C generator emits them from the module lowered for it (stage layers in
+    both VDPC branches, the second input of a stage add first when the generator swaps them),
+    without lowering: the parameters depend on the layer, its widths, the kernel's channels
+    and taps and how the target stores weights only. Raises ``codegen.UnsupportedModelError``
+    when a layer has no kernel."""
     from ..codegen import UnsupportedModelError
     from ..topi import UnsupportedKernel, params_for_layer, prepare
     from .devcost import NetworkSpecs
     plan = None if policy.split_index is None else analyze(graph, policy.split_index,
                                                            policy.grid)
-    ns = NetworkSpecs(graph, plan)
+    ns = NetworkSpecs(graph, plan, target)
     qg8, qg_low = policy.qgraph8(graph), policy.qgraph_low(graph)
     head = set()
     if policy.vdpc and plan is not None:
@@ -59,16 +61,16 @@ def firmware_params(graph, policy: Policy) -> list[tuple[str, str, object]]:
     return out
 
 
-def weight_bytes(graph, policy: Policy) -> int | None:
-    """Flash of the weights section of `policy`'s firmware: every kernel call's weights,
-    bias and requantization constants as the kernels store them (sub-byte weights packed only
-    where the kernel reads them packed, both VDPC branches), the pool of constants the C
-    generator emits. None when the generator cannot compile the model."""
+def weight_bytes(graph, policy: Policy, target: str = "cortex-m4") -> int | None:
+    """Flash of the weights section of `policy`'s firmware for `target`: every kernel call's
+    weights, bias and requantization constants as the kernels store them (sub-byte weights
+    packed only where the kernel reads them packed, both VDPC branches), the pool of
+    constants the C generator emits. None when the generator cannot compile the model."""
     from ..codegen import UnsupportedModelError
     from ..topi.params import ConstantPool
     pool = ConstantPool()
     try:
-        for tag, _, params in firmware_params(graph, policy):
+        for tag, _, params in firmware_params(graph, policy, target):
             pool.add_params(tag, params)
     except UnsupportedModelError:
         return None

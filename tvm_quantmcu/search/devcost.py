@@ -171,10 +171,11 @@ def _input_hwc(layer, out_hw, c) -> tuple[int, int, int]:
 
 class NetworkSpecs:
     """The kernel spec of every layer of `graph` for given activation and weight widths: stage
-    layers on the plan's canonical patch tile (codegen.layout), the rest on whole tensors."""
+    layers on the plan's canonical patch tile (codegen.layout), the rest on whole tensors;
+    weights stored as on `target` (topi.spec_for_layer)."""
 
-    def __init__(self, graph: Graph, plan: PatchPlan | None):
-        self.graph, self.plan = graph, plan
+    def __init__(self, graph: Graph, plan: PatchPlan | None, target: str | None = None):
+        self.graph, self.plan, self.target = graph, plan, target
         self.stage_names: set[str] = set()
         self.layout = None
         self._add_order: dict[str, tuple[int, int]] = {}
@@ -206,13 +207,15 @@ class NetworkSpecs:
             hwc = _input_hwc(l, self.layout.sizes[l.output], c_in)
             if l.op == "add":
                 a, b = self._add_order[name]
-                spec = spec_for_layer(q, hwc, ins[a], out, in2_bits=ins[b])
+                spec = spec_for_layer(q, hwc, ins[a], out, in2_bits=ins[b],
+                                      target=self.target)
             else:
-                spec = spec_for_layer(q, hwc, ins[0], out, padding=(0, 0, 0, 0))
+                spec = spec_for_layer(q, hwc, ins[0], out, padding=(0, 0, 0, 0),
+                                      target=self.target)
             return LayerCall(name, spec, self.patches, True)
         _, h, wd = g.shapes[l.inputs[0]]
         spec = spec_for_layer(q, (h, wd, c_in), ins[0], out,
-                              in2_bits=ins[1] if len(ins) > 1 else 8)
+                              in2_bits=ins[1] if len(ins) > 1 else 8, target=self.target)
         return LayerCall(name, spec, 1, False)
 
     def calls(self, bits, w_bits) -> list[LayerCall]:

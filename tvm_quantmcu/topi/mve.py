@@ -39,6 +39,20 @@ def micro_kernel_isa(target: str, knobs: dict) -> str:
     return "dsp" if cpu.dsp else "c"
 
 
+def stores_int8_weights(target: str | None) -> bool:
+    """Whether layers lowered for `target` store sub-byte weights as int8: the Helium
+    micro-kernels read int8 weights only, and on the Cortex-M55 they beat the DSP kernels that
+    read packed or narrow sub-byte weights (same values, same integer result; more flash).
+    Decided once, at lowering (``LowerToQuantMCUKernels(target=...)``), from the default
+    knobs."""
+    return target is not None and micro_kernel_isa(target, {}) == "mve"
+
+
+def stored_w_bits(w_bits: int, target: str | None) -> int:
+    """The weight width a kernel's spec carries for weights of `w_bits` on `target`."""
+    return 8 if stores_int8_weights(target) else w_bits
+
+
 def scratch_bytes(spec: compute.KernelSpec, src: str) -> int:
     """Bytes of ``qmcu_mve_buf`` the MVE micro-kernels of this kernel use (unpacked 4/2-bit
     windows, two pixels at a time; depthwise: also the weights in channel order). 8-bit

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..quant.qparams import weight_range
-from . import wnib, wpack
+from . import mve, wnib, wpack
 from .compute import (QP_LEN, KernelSpec, UnsupportedKernel, kernel_taps, packs_weights,
                       stores_narrow_weights, weight_channels, weight_pos)
 
@@ -203,9 +203,12 @@ def _lane_order(wk: np.ndarray, spec: KernelSpec) -> np.ndarray:
 
 
 def spec_for_layer(qlayer, in_shape_hwc, in_bits: int, out_bits: int,
-                   padding=None, in2_bits: int = 8) -> KernelSpec:
-    """KernelSpec of a reference QLayer (tvm_quantmcu.quant.reference) on an input window."""
+                   padding=None, in2_bits: int = 8, target: str | None = None) -> KernelSpec:
+    """KernelSpec of a reference QLayer (tvm_quantmcu.quant.reference) on an input window.
+    target: the kernels' target, where it decides how weights are stored (sub-byte weights as
+    int8 for the Helium kernels, :func:`.mve.stored_w_bits`); None: as on the Cortex-M4."""
     l = qlayer.layer
+    w_bits = mve.stored_w_bits(qlayer.w_bits, target)
     if l.op == "conv2d":
         if tuple(l.dilation) != (1, 1):
             raise UnsupportedKernel(f"{l.name}: dilation {l.dilation} has no kernel")
@@ -217,10 +220,10 @@ def spec_for_layer(qlayer, in_shape_hwc, in_bits: int, out_bits: int,
             raise UnsupportedKernel(f"{l.name}: grouped convolution (groups={l.groups})")
         return KernelSpec(op, tuple(in_shape_hwc), int(l.weight.shape[0]), l.ksize(),
                           tuple(l.stride), tuple(padding or l.padding), in_bits, out_bits,
-                          w_bits=qlayer.w_bits)
+                          w_bits=w_bits)
     if l.op == "dense":
         return KernelSpec("dense", tuple(in_shape_hwc), int(l.weight.shape[0]),
-                          in_bits=in_bits, out_bits=out_bits, w_bits=qlayer.w_bits)
+                          in_bits=in_bits, out_bits=out_bits, w_bits=w_bits)
     if l.op in ("avgpool", "maxpool"):
         return KernelSpec(l.op, tuple(in_shape_hwc), in_shape_hwc[2], tuple(l.kernel),
                           tuple(l.stride), tuple(padding or l.padding), in_bits, out_bits)

@@ -34,7 +34,7 @@ def model_tasks(model, policy: str, target: str, policy_file: str | None = None,
     from .tasks import estimate_outlier_rate, extract_tasks
     imp = pipeline.load(model)
     pol = resolve_policy(imp, policy, policy_file, data_source=data_source)
-    prog = program_of_module(lowered_module(imp, pol), imp.name, target)
+    prog = program_of_module(lowered_module(imp, pol, target), imp.name)
     rate = estimate_outlier_rate(imp.graph, pol, data_source=data_source)
     return extract_tasks(prog, rate), pol.name, rate
 
