@@ -225,29 +225,37 @@ def kernel_m55_section(name: str, doc: dict) -> list[str]:
     layers = sorted(doc["layers"], key=lambda l: (str(l.get("layer", "")), canonical(l)))
     mismatches = sum(int(r.get("mismatches") or 0) for l in layers for r in l["runs"]
                      if isinstance(r, dict))
+    src = next((l["cmsis_nn"].get("source") for l in layers
+                if isinstance(l.get("cmsis_nn"), dict)), None)
     out = prose(f"Kernels on the Cortex-M55 (`benchmarks/results/{name}`, `python "
                 f"benchmarks/kernels.py --m55`): instructions per MAC on QEMU "
                 f"{env.get('board', 'mps3-an547')} (`-icount`), `c` = modelled Cortex-M55 "
                 "cycles per MAC (QEMU plugin `cpu=m55`: Helium instructions 2 cycles, no beat "
                 "overlap); `dsp` = our DSP micro-kernels kept on the M55, `mve` = the Helium "
-                "ones the target selects; CMSIS-NN v7 instructions per MAC measured on the same "
-                f"emulator; {mismatches} output values differ from the integer reference.") + [""]
+                "ones the target selects; CMSIS-NN v7 (MVE and DSP-only builds) measured "
+                "bit-exactly on the same emulator and plugin, on identical data side by side "
+                "with ours" + (f" ({src})" if src else " (not measured here)")
+                + f"; {mismatches} output values differ from the integer reference.") + [""]
     rows = []
     for l in layers:
         macs = l.get("macs")
         per = {k: v / macs for k, v in instructions_of(l).items()} if macs else {}
         cyc = {k: v / macs for k, v in instructions_of(l, "cycles").items()} if macs else {}
-        cm = l.get("cmsis_nn_mve_instr_per_mac")
-        m8 = per.get(("mve", 8))
+        cm = l.get("cmsis_nn") if isinstance(l.get("cmsis_nn"), dict) else {}
+        mve, dsp = cm.get("mve") or {}, cm.get("dsp") or {}
+        m8, c8 = per.get(("mve", 8)), cyc.get(("mve", 8))
+        ti, tc = mve.get("instr_per_mac"), mve.get("cycles_per_mac")
         rows.append([str(l.get("layer", "?")), num(macs, ","), num(per.get(("dsp", 8)), ".3f"),
                      num(m8, ".3f"), num(per.get(("mve", 4)), ".3f"),
                      num(per.get(("mve", 2)), ".3f"), num(cyc.get(("dsp", 8)), ".3f"),
-                     num(cyc.get(("mve", 8)), ".3f"), num(cm, ".3f"),
-                     num(l.get("cmsis_nn_dsp_instr_per_mac"), ".3f"),
-                     num(m8 / cm if m8 and cm else None, ".2f", "×")])
+                     num(c8, ".3f"), num(ti, ".3f"), num(tc, ".3f"),
+                     num(dsp.get("instr_per_mac"), ".3f"), num(dsp.get("cycles_per_mac"), ".3f"),
+                     num(m8 / ti if m8 and ti else None, ".2f", "×"),
+                     num(c8 / tc if c8 and tc else None, ".2f", "×")])
     out += table(["layer", "MACs", "dsp", "mve 8b", "mve 4b", "mve 2b", "dsp c", "mve 8b c",
-                  "CMSIS-NN MVE", "CMSIS-NN DSP", "mve 8b÷CMSIS-NN MVE"],
-                 ["l"] + ["r"] * 10, rows) + [""]
+                  "CMSIS-NN MVE", "CMSIS-NN MVE c", "CMSIS-NN DSP", "CMSIS-NN DSP c",
+                  "mve 8b÷CMSIS-NN MVE", "mve 8b c÷CMSIS-NN MVE c"],
+                 ["l"] + ["r"] * 13, rows) + [""]
     return out
 
 

@@ -94,6 +94,33 @@ def _run(tmp_path, specs, seed, knobs=None, small_shift_every=0, **case_options)
     return res
 
 
+HOST_CASES_PER_SHAPE = 7
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
+def test_mve_shapes_portable_fallback_on_the_host():
+    """The portable C the Helium micro-kernels fall back to (no MVE: the host) on the shapes
+    of the qemu-m55 test below — every op at every width pair, channel counts with tails —
+    with several random cases each (315 in all), bit-exact."""
+    specs = _specs(np.random.default_rng(21))
+    kernels = [get_kernel(s, "dsp", "host") for s in specs]
+    assert {k.isa for k in kernels} == {"c"}
+    lib = runner.host_library(kernels)
+    rng = np.random.default_rng(31)
+    n = 0
+    for k in kernels:
+        for i in range(HOST_CASES_PER_SHAPE):
+            c = random_case(k.spec, rng, small_shift=i == HOST_CASES_PER_SHAPE - 1)
+            y = runner.run_host(lib, k, c.x, c.params, c.window)
+            np.testing.assert_array_equal(y, c.expected, err_msg=k.spec.describe())
+            n += 1
+    assert n >= 300
+    assert {(s.op, s.in_bits, s.out_bits) for s in specs} == {
+        (op, ib, ob) for op in ("conv2d", "depthwise", "dense") for ib in (8, 4, 2)
+        for ob in (8, 4, 2)}
+    assert all(s.in_channels % 16 for s in specs if s.op == "depthwise")     # tails
+
+
 @pytest.mark.qemu
 @needs_toolchain
 def test_mve_kernels_every_op_and_width_on_qemu_m55(tmp_path):

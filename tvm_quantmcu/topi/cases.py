@@ -20,6 +20,9 @@ class RefCase:
     params: KernelParams
     expected: np.ndarray    # packed expected output, flattened
     window: tuple[int, int, int, int]
+    # conv2d/depthwise: the reference's own arguments (x unpacked NHWC, w OIHW, bias before
+    # the input zero point is folded in, M, n, zero points, clamp), for other libraries' kernels
+    raw: dict | None = None
 
 
 def random_case(spec: KernelSpec, rng: np.random.Generator, small_shift: bool = False,
@@ -101,5 +104,9 @@ def random_case(spec: KernelSpec, rng: np.random.Generator, small_shift: bool = 
         y = ref.conv2d_int(xr, zp_in, wt, bias, M, n, zp_out, lo, hi, (sh, sw), padding,
                            groups=groups)
         p = prepare(spec, w=wt, bias=bias, M=M, n=n, zp_in=zp_in, zp_out=zp_out, lo=lo, hi=hi)
+        raw = {"x": x[0], "w": wt, "bias": bias, "M": M, "n": n, "zp_in": zp_in,
+               "zp_out": zp_out, "lo": lo, "hi": hi}
+        return RefCase(spec, pack(x[0], spec.in_bits), p,
+                       pack(y[0], spec.out_bits).reshape(-1), (in_h, in_w, pt, pl), raw)
     return RefCase(spec, pack(x[0], spec.in_bits), p, pack(y[0], spec.out_bits).reshape(-1),
                    (in_h, in_w, pt, pl))
