@@ -39,7 +39,7 @@ import tvm
 from tvm import relax
 from tvm.ir.expr import Constant
 
-from tvm_quantmcu.patch import analyze, layerwise_peak
+from tvm_quantmcu.patch import policy_peak
 from tvm_quantmcu.quant import INPUT_QUANT, ActQuant
 from tvm_quantmcu.topi import TARGETS, UnsupportedKernel, params_for_layer, spec_for_layer
 
@@ -383,15 +383,8 @@ class _FunctionLowering:
 
 
 def predicted_peak(graph, policy) -> int:
-    """The patch planner's peak SRAM for this policy: the stage at the widest branch (8 bits
-    when VDPC can route a patch to the all-8-bit branch), the rest at the policy's bits."""
-    low = {t: policy.act_bits(t) for t in graph.shapes}
-    if policy.split_index is None:
-        return layerwise_peak(graph, low)
-    stage_bits = {t: (8 if policy.vdpc else low[t]) for t in graph.shapes}
-    stage_plan = analyze(graph, policy.split_index, policy.grid, bits=stage_bits)
-    rest_plan = analyze(graph, policy.split_index, policy.grid, bits=low)
-    return max(stage_plan.peak_sram_stage_bytes, rest_plan.peak_sram_rest_bytes)
+    """The patch planner's peak SRAM for this policy (the arena its program plans)."""
+    return policy_peak(graph, policy)
 
 
 def _call_order(mod, root: str) -> list[str]:

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import have, requires_dataset, with_grid
 from tvm_quantmcu.codegen import build_program, generate_module
-from tvm_quantmcu.codegen.arena import check_arena, lower_bound
+from tvm_quantmcu.patch.arena import check_arena, lower_bound
 from tvm_quantmcu.codegen.host import HostModel
 from tvm_quantmcu.relax_build import lower
 from tvm_quantmcu.search.simulate import Simulator

@@ -20,8 +20,9 @@ from ..topi.compute import KernelSpec, UnsupportedKernel
 from ..topi.params import ConstantPool, KernelParams
 from ..topi import mve
 from ..topi.registry import Kernel, get_kernel
-from .arena import Buffer, check_arena, plan_arena
-from .layout import Call, PatchLayout, StageLayer, stage_layout
+from ..patch.arena import (ArenaLayer, Buffer, WholeTensor, check_arena, plan_arena,
+                           program_buffers, region_buffer, stage_region_bytes)
+from ..patch.layout import Call, PatchLayout, StageLayer, stage_layout
 from .lowered import LayerCall, LoweredModel, LoweredModuleError, PatchBranch, read_lowered
 
 
@@ -202,7 +203,7 @@ class _Builder:
                           x2=x2, windows=wins, x_offsets=offs)
 
     def region_buffer(self, tensor: str) -> str:
-        return "region_" + tensor if tensor == self.m.stage_output else tensor
+        return region_buffer(tensor, self.m.stage_output)
 
     # ---- whole-tensor layers
     def rest_call(self, c: LayerCall) -> KernelCall:
@@ -244,10 +245,8 @@ def build_program(mod, name: str | None = None, target: str | None = None,
             f"differently than {target}'s; lower it with LowerToQuantMCUKernels(target="
             f"{target!r}) (relax_build.build/lower(..., target=))")
     b = _Builder(m, target, schedule, knobs, kernel_lookup, compile_kernels)
-    bufs: dict[str, Buffer] = {}
     head, b8, blow, requants, tiles, windows = [], [], [], [], [], []
     vdpc, layout, plan = None, None, None
-    step = 0
     bits_rest = {m.input_tensor: 8}
     channels_rest: dict[str, int] = {}
     hw_rest: dict[str, tuple[int, int]] = {}
@@ -259,21 +258,9 @@ def build_program(mod, name: str | None = None, target: str | None = None,
         branches = [p.head + p.branch8 for p in m.patches] if routed else []
         branches += [p.head + p.low for p in m.patches]
         bits = [{c.layer: c.spec.out_bits for c in br} for br in branches]
-
-        def size(t):
-            h_, w_ = layout.sizes[t]
-            return max(packed_bytes((h_, w_, channels[t]), bb.get(t, 8)) for bb in bits)
-        n_stage = len(stage)
-        # steps: 0 window copy, 1..n stage layers, n+1 tile copy, then the rest layers
-        last_use = {}
-        for i, l in enumerate(stage):
-            for t in l.inputs:
-                last_use[t] = i + 1
-        bufs[m.input_tensor] = Buffer(m.input_tensor, size(m.input_tensor), 0,
-                                      last_use[m.input_tensor])
-        for i, l in enumerate(stage):
-            t = b.region_buffer(l.output)
-            bufs[t] = Buffer(t, size(l.output), i + 1, last_use.get(l.output, n_stage + 1))
+        region_bytes = stage_region_bytes([m.input_tensor] + [l.output for l in stage],
+                                          layout.sizes, channels, bits)
+        arena_stage = [ArenaLayer(l.output, list(l.inputs)) for l in stage]
         tag8, tag_low = ("8", "low") if routed else ("", "")
         head = [b.stage_call(layout, c, tag8) for c in p0.head]
         b8 = [b.stage_call(layout, c, tag8) for c in p0.branch8]
@@ -293,14 +280,12 @@ def build_program(mod, name: str | None = None, target: str | None = None,
             tiles.append({"src": (r.h0, r.w0), "dst": (p.tile.h0, p.tile.w0),
                           "hw": (p.tile.height, p.tile.width)})
             windows.append((h[m.input_tensor].h0, h[m.input_tensor].w0))
-        step = n_stage + 2
-        first_rest = {so: 0}
         bits_rest[so] = p0.low[-1].spec.out_bits
         channels_rest[so], hw_rest[so] = channels[so], hw[so]
         plan = StagePlan(m.split_layer, m.grid, so, (*hw[so], channels[so]), bits_rest[so])
         layers = [l.name for l in stage]
     else:
-        first_rest = {}
+        region_bytes, arena_stage = {}, []
     # layer-by-layer part: whole tensors in the low-bit (or only) branch's quantization
     rest = [b.rest_call(c) for c in m.rest]
     for c in m.rest:
@@ -309,23 +294,18 @@ def build_program(mod, name: str | None = None, target: str | None = None,
         hw_rest[c.layer] = c.spec.out_hw
     layers += [c.layer for c in m.rest]
 
-    def tensor_bytes(t):
-        return packed_bytes((*hw_rest[t], channels_rest[t]), bits_rest[t])
-    last = {}
-    for i, c in enumerate(m.rest):
-        for t in c.inputs:
-            last[t] = step + i
-    for t, first in first_rest.items():
-        bufs[t] = Buffer(t, tensor_bytes(t), first, last.get(t, first))
-    for i, c in enumerate(m.rest):
-        bufs[c.layer] = Buffer(c.layer, tensor_bytes(c.layer), step + i,
-                               last.get(c.layer, step + i))
+    def whole(t, inputs=()):
+        return WholeTensor(t, list(inputs), (*hw_rest[t], channels_rest[t]), bits_rest[t])
+    so = m.stage_output
+    bufs = {b.name: b for b in program_buffers(
+        m.input_tensor, arena_stage, region_bytes, whole(so) if m.patches else None,
+        [whole(c.layer, c.inputs) for c in m.rest])}
     arena = plan_arena(list(bufs.values()))
     check_arena(list(bufs.values()))
     if m.output_tensor not in hw_rest:
         raise UnsupportedModelError(f"the output {m.output_tensor} is not a layer's output")
     return Program(name or m.model, m.policy, plan, layout, bufs, arena, m.input_tensor,
-                   m.input_hwc, m.output_tensor, tensor_bytes(m.output_tensor), head, b8,
+                   m.input_hwc, m.output_tensor, whole(m.output_tensor).bytes, head, b8,
                    blow, requants, rest, vdpc, tiles, windows, layers, m.predicted_peak)
 
 

@@ -63,6 +63,7 @@ class PatchPlan:
     stage_profile: list[int] = field(default_factory=list)   # bytes per stage layer (max patch)
     rest_profile: list[int] = field(default_factory=list)    # bytes per later layer
     layerwise_profile: list[int] = field(default_factory=list)  # bytes per layer, no patches
+    _arena: int | None = field(default=None, repr=False)
 
     # ---- structure
     @property
@@ -133,7 +134,8 @@ class PatchPlan:
     # ---- memory
     @property
     def peak_sram_layerwise_bytes(self) -> int:
-        return max(self._layerwise())
+        """The arena of layer-by-layer inference at the plan's bits."""
+        return memory.layerwise_peak(self.graph, self.bits)
 
     def _layerwise(self) -> list[int]:
         if not self.layerwise_profile:        # a plan built by hand rather than by analyze()
@@ -150,7 +152,17 @@ class PatchPlan:
 
     @property
     def peak_sram_patch_bytes(self) -> int:
-        return max(self.peak_sram_stage_bytes, self.peak_sram_rest_bytes)
+        """The arena of the generated program for this plan at its bits (memory.arena_peak);
+        the stage and rest figures are the most bytes alive at one of their layers."""
+        if self._arena is None:
+            self._arena = memory.arena_peak(self.graph, self, self.bits)
+        return self._arena
+
+    @property
+    def peak_sram_routed_bytes(self) -> int:
+        """The arena when VDPC can route a patch to the all-8-bit branch (its stage buffers
+        hold both branches)."""
+        return memory.arena_peak(self.graph, self, self.bits, routed=True)
 
     def memory_profile(self) -> tuple[list[str], list[int], list[int]]:
         """(layer names, layer-by-layer bytes, patch-based bytes) per layer, for plots."""
@@ -293,3 +305,15 @@ def analyze(graph: Graph, split: int | str, grid: tuple[int, int], bits=None,
     plan.layerwise_profile = layerwise_profile if layerwise_profile is not None else \
         memory.layerwise_profile(graph, bits)
     return plan
+
+
+def policy_peak(graph: Graph, policy) -> int:
+    """Peak SRAM of the program a policy compiles to: the arena (memory.arena_peak) of its
+    plan (layer by layer when it has none) at its activation widths, the stage buffers holding
+    the all-8-bit branch too when VDPC routes patches. `policy`: split_index, grid, vdpc and
+    act_bits(tensor) (a ``quant.Policy``)."""
+    bits = {t: policy.act_bits(t) for t in graph.shapes}
+    if policy.split_index is None:
+        return memory.layerwise_peak(graph, bits)
+    plan = analyze(graph, policy.split_index, policy.grid, bits)
+    return plan.peak_sram_routed_bytes if policy.vdpc else plan.peak_sram_patch_bytes

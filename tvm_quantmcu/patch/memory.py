@@ -16,13 +16,20 @@ maps); on top of that the full stage output buffer is alive for the whole stage,
 patches' tiles are assembled into it (the last stage layer writes its tile straight into it,
 so that tile is not counted twice). The image itself is read window by window from its source
 (camera or flash) and only the current window is held in SRAM. The rest of the network then
-runs layer by layer, starting from the assembled stage output. The patch-based peak is the
-maximum of the stage's per-patch peak and the rest's layer-by-layer peak.
+runs layer by layer, starting from the assembled stage output.
+
+These per-layer profiles show where memory goes. The peak SRAM itself is the static arena the
+generated program plans (:func:`arena_peak`, the rules of :mod:`.arena`): buffers of the
+canonical patch regions, the stage output's region apart from the assembled stage output,
+4-byte alignment, and the arena's placement.
 """
 from __future__ import annotations
 
 from ..graph import Graph, Layer
 from ..quant.packing import packed_channels
+from .arena import (ArenaLayer, WholeTensor, plan_arena, program_buffers,
+                    stage_region_bytes)
+from .layout import patch_layout
 
 
 def tensor_bits(bits: dict[str, int] | int | None, tensor: str) -> int:
@@ -69,5 +76,27 @@ def layerwise_profile(graph: Graph, bits=None, layers: list[Layer] | None = None
 
 
 def layerwise_peak(graph: Graph, bits=None) -> int:
-    prof = layerwise_profile(graph, bits)
-    return max(prof) if prof else 0
+    """Peak SRAM (the arena) of layer-by-layer inference at `bits`."""
+    return arena_peak(graph, None, bits)
+
+
+def arena_peak(graph: Graph, plan=None, bits=None, routed: bool = False) -> int:
+    """The arena, in bytes, of the program the generator makes for `graph` with activation
+    `bits` (per tensor, one width, or None: 8) and patch plan `plan` (a PatchPlan; None:
+    layer by layer). routed: VDPC can route a patch to the all-8-bit branch, whose stage
+    buffers the low-bit branch shares."""
+    def whole(layer: Layer, inputs) -> WholeTensor:
+        c, h, w = graph.shapes[layer.output]
+        return WholeTensor(layer.output, list(inputs), (h, w, c),
+                           tensor_bits(bits, layer.output))
+    stage, region, so, rest = [], {}, None, graph.layers
+    if plan is not None:
+        tensors = [graph.input] + [l.output for l in plan.stage_layers]
+        low = {t: tensor_bits(bits, t) for t in tensors[1:]}
+        region = stage_region_bytes(tensors, patch_layout(plan).sizes,
+                                    {t: graph.shapes[t][0] for t in tensors},
+                                    [dict.fromkeys(low, 8), low] if routed else [low])
+        stage = [ArenaLayer(l.output, list(l.inputs)) for l in plan.stage_layers]
+        so, rest = whole(plan.stage_layers[-1], []), plan.rest_layers
+    return plan_arena(program_buffers(graph.input, stage, region, so,
+                                      [whole(l, l.inputs) for l in rest]))

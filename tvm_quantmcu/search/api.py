@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import data, pipeline, quant
-from ..patch import NoPlanFitsError, analyze, layerwise_peak, plan as make_plan
+from ..patch import NoPlanFitsError, analyze, plan as make_plan, policy_peak
 from .baselines import memory_driven, weight_bytes
 from .calibrate import StageCalibration, calibrate_stage
 from .engine import ENGINES, runner
@@ -217,11 +217,8 @@ def int8_bitops(ctx: SearchContext) -> tuple[float, float]:
 
 
 def peak_sram(ctx: SearchContext, pol: Policy) -> int:
-    if pol.split_index is None:
-        return layerwise_peak(ctx.graph, 8)
-    # VDPC: the buffers must hold the 8-bit branch; otherwise the tensors' own widths
-    bits = None if pol.vdpc else (pol.bits_low or None)
-    return analyze(ctx.graph, pol.split_index, pol.grid, bits).peak_sram_patch_bytes
+    """The arena of the policy's program (what its firmware links)."""
+    return policy_peak(ctx.graph, pol)
 
 
 def sweep_lambdas(ctx: SearchContext, measure, lambdas=LAMBDAS, cold: bool = False,
