@@ -123,12 +123,11 @@ def stage_layout(stage: list[StageLayer], tiles: list[Box], input_tensor: str,
 def patch_layout(plan) -> PatchLayout:
     """The layout of a patch plan (``tvm_quantmcu.patch.PatchPlan``: its layer graph's stage
     layers and tiles), for estimates made before a module is lowered (the search's device
-    cost): the same geometry the generator reads off the lowered module."""
+    cost, the planner's arena): the same geometry the generator reads off the lowered module.
+    Layers are keyed by their output tensor (the generator names tensors after layers)."""
     g = plan.graph
-    stage = [StageLayer(l.name, l.op, list(l.inputs),
+    stage = [StageLayer(l.output, l.op, list(l.inputs),
                         tuple(l.ksize()) if l.op == "conv2d" else tuple(l.kernel),
                         tuple(l.stride), tuple(l.padding)) for l in plan.stage_layers]
-    if any(l.output != l.name for l in plan.stage_layers):
-        raise ValueError("patch_layout needs each layer's output named after the layer")
     hw = {t: tuple(s[1:]) for t, s in g.shapes.items()}
     return stage_layout(stage, [p.tile for p in plan.all_patches()], g.input, hw)
