@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import protocol as P
+from .stream import Stream, Transfer
 from .transport import SerialTransport, Transport
 
 
@@ -52,10 +53,6 @@ class ModelMismatch(RpcError):
 
 class ProtocolMismatch(RpcError):
     """The device speaks another protocol version or frame size than the host."""
-
-
-class _Rechunk(Exception):
-    """The payload size shrank below the chunk being sent: split the rest anew."""
 
 
 def wait_for_hello(transport: Transport, timeout: float, what: str = "device") -> None:
@@ -149,10 +146,12 @@ class Client:
     link was quiet for `drain_quiet` seconds.
 
     Uploads and downloads are cut into chunks of `payload` bytes at most (default: what the
-    device allows). Every RESIZE_AFTER exchanges (sooner when three in four were damaged) the
-    size is chosen anew from the link's byte error rate as estimated from those exchanges: the
-    size that moves the most data per byte time when a frame only counts whole, so a noisy link
-    moves short frames that get through and a clean one long frames.
+    device allows) and pipelined (stream.py): several chunk requests are in flight, and only
+    those whose answers did not arrive intact are sent again. Every RESIZE_AFTER chunk
+    exchanges (sooner when three in four were damaged) the size is chosen anew from the link's
+    byte error rate as estimated from those exchanges: the size that moves the most data per
+    byte time when a frame only counts whole, so a noisy link moves short frames that get
+    through and a clean one long frames.
 
     Each request is followed by `idle_fill` idle bytes, which the device ignores between
     frames: when a byte of the request was lost they complete it, so the device NAKs it at once
@@ -163,8 +162,9 @@ class Client:
 
     MIN_PAYLOAD = 16
     RESIZE_AFTER = 8              # exchanges at one payload size before it is chosen again
-    EXCHANGE_BYTES = 31           # framing of a chunk request and its answer, idle fill aside
-    ROUND_TRIP_BYTES = 20         # an exchange's fixed cost in byte times (QEMU's UART, loaded)
+    REQUEST_BYTES = 15            # framing and offset of a chunk request, idle fill aside
+    EXCHANGE_BYTES = 31           # ... and of its answer: what must arrive intact, but for data
+    BYTE_TIME = 1e-3              # seconds per byte the device takes, until measured
 
     def __init__(self, transport: Transport, timeout: float = 2.0, run_timeout: float = 5.0,
                  retries: int = 40, timeout_retries: int = 1, drain_quiet: float = 0.01,
@@ -179,12 +179,13 @@ class Client:
         self.settle = settle
         self.keep_log = keep_log
         self._fill = bytes([P.IDLE]) * idle_fill
-        self._ln_q: float | None = None     # log of the estimated chance a byte is intact
+        self._evidence = [0.0, 0.0, 0.0]    # chunk exchanges, damaged ones, bytes exposed
+        self._byte_time = self.BYTE_TIME    # smoothed seconds the device takes per request byte
         self.stats = LinkStats()
         self.boot_id: int | None = None
         self._payload_limit = payload
         self._payload: int | None = payload
-        self._window = [0, 0]         # attempts, damaged ones at the current payload size
+        self._window = 0              # chunk exchanges since the payload size was chosen
         self._rtt: dict[int, float] = {}    # command → smoothed seconds of a clean exchange
         self._input_lost = False      # the device rebooted since the input was written
         self._seq = 0
@@ -295,29 +296,39 @@ class Client:
         rtt = self._rtt.get(cmd)
         return limit if rtt is None else min(limit, max(1.0, 8.0 * rtt))
 
-    def _note_outcome(self, damaged: bool) -> None:
-        """Adapt the chunk payload size to how often exchanges arrive damaged."""
+    def _note_outcome(self, damaged: bool, exposed: int) -> None:
+        """Adapt the chunk payload size to how often chunk exchanges of `exposed` bytes (request,
+        idle fill and answer) arrive damaged."""
         if self._payload is None or self._info is None:
             return
-        self._window[0] += 1
-        self._window[1] += damaged
-        attempts, bad = self._window
-        if attempts >= self.RESIZE_AFTER or (bad >= 3 and 4 * bad > 3 * attempts):
-            self._resize(attempts, bad)
+        ev = self._evidence
+        ev[0] += 1
+        ev[1] += damaged
+        ev[2] += exposed
+        self._window += 1
+        recent_bad = damaged and ev[1] >= 3 and 4 * ev[1] > 3 * ev[0]
+        if self._window >= self.RESIZE_AFTER or recent_bad:
+            self._resize()
 
-    def _resize(self, attempts: int, bad: int) -> None:
-        """Choose the payload size that moves the most data per byte time, from the chance a
-        byte arrives intact as estimated from the exchanges at the current size (every byte of
-        the request and the answer must be intact; an exchange also costs its round trip)."""
-        frame = self._payload + self.EXCHANGE_BYTES + len(self._fill)
+    def _note_byte_time(self, seconds: float) -> None:
+        """How long the device took per byte of a request it answered (pipelined transfers
+        wait a few times that before counting an unanswered request lost)."""
+        self._byte_time = 0.8 * self._byte_time + 0.2 * seconds
+
+    def _resize(self) -> None:
+        """Choose the payload size that moves the most data per byte time, from the chance q a
+        byte arrives intact as estimated from the chunk exchanges so far (older ones weigh
+        less): a chunk of n bytes costs its request's n + 17 byte times on the link (requests
+        are pipelined: no round trip), and counts only when all n + 33 bytes of its request,
+        idle fill and answer arrive intact."""
+        attempts, bad, exposed = self._evidence
         damaged = (bad + 0.5) / (attempts + 1)        # never 0 or 1 from a few exchanges
-        ln_q = math.log1p(-damaged) / frame
-        self._ln_q = ln_q if self._ln_q is None else 0.5 * (self._ln_q + ln_q)
-        fixed = self.EXCHANGE_BYTES + len(self._fill)
-        cost = fixed + self.ROUND_TRIP_BYTES
+        ln_q = math.log1p(-damaged) / (exposed / attempts)
+        fill = len(self._fill)
 
         def rate(n: int) -> float:     # log of data bytes per byte time
-            return math.log(n) + (n + fixed) * self._ln_q - math.log(n + cost)
+            return (math.log(n) + (n + self.EXCHANGE_BYTES + fill) * ln_q
+                    - math.log(n + self.REQUEST_BYTES + fill))
 
         top = self._max_chunk()
         best = max([*range(self.MIN_PAYLOAD, top, 8), top], key=rate)
@@ -327,21 +338,20 @@ class Client:
             else:
                 self.stats.grows += 1
             self._payload = best
-        self._window = [0, 0]
+        self._window = 0
+        self._evidence = [x / 2 for x in self._evidence]
 
     def call(self, cmd: int, payload: bytes = b"", timeout: float | None = None,
-             timeout_retries: int | None = None, chunk: int | None = None) -> bytes:
+             timeout_retries: int | None = None) -> bytes:
         """One request/answer exchange; returns the answer payload after the status and boot
-        id. `chunk`: the data bytes the request moves, when a smaller size may be used (the
-        exchange is then given up, for a shorter one, once the payload size shrank below it)."""
+        id."""
         cmd = int(cmd)
         name = P.Cmd(cmd).name.lower() if cmd in P.Cmd._value2member_map_ \
             else f"command {cmd:#04x}"
         timeout = self.timeout if timeout is None else timeout
         timeout_retries = self.timeout_retries if timeout_retries is None else timeout_retries
         hang_after = timeout * (1 + timeout_retries)
-        self._seq = (self._seq + 1) & 0xFF
-        seq = self._seq
+        seq = self._next_seq()
         frame = P.encode(cmd, seq, payload) + self._fill
         self.stats.exchanges += 1
         damaged = unanswered = 0
@@ -364,7 +374,6 @@ class Client:
                     dt = time.monotonic() - t0
                     old = self._rtt.get(cmd)
                     self._rtt[cmd] = dt if old is None else 0.8 * old + 0.2 * dt
-                self._note_outcome(False)
                 break
             if outcome == "timeout":
                 self.stats.timeouts += 1
@@ -374,11 +383,6 @@ class Client:
                 self.stats.bad_frames += outcome == "bad_frame"
                 damaged += 1
                 silent_since = time.monotonic()      # the device is alive
-                self._note_outcome(True)
-                if chunk is not None and self._payload is not None and self._payload < chunk:
-                    self._drain()
-                    self.stats.abandoned += 1
-                    raise _Rechunk()
             if time.monotonic() - silent_since >= hang_after - 1e-3:
                 if self._device_reading():       # slow (a loaded emulator), not hung
                     silent_since = time.monotonic()
@@ -394,6 +398,18 @@ class Client:
             if outcome != "timeout" and not self._finished:   # a late answer to an overdue
                 self._drain()                                  # request is still taken
         return self._accept(name, outcome)
+
+    def _next_seq(self, avoid=()) -> int:
+        """The next sequence number: never 0 (the device's NAK of a request it could not
+        read has that one) nor one of `avoid` (requests still in flight)."""
+        while True:
+            self._seq = (self._seq + 1) & 0xFF
+            if self._seq and self._seq not in avoid:
+                return self._seq
+
+    def _new_exchange(self) -> int:
+        self.stats.exchanges += 1
+        return self.stats.exchanges
 
     def _accept(self, name: str, frame: P.Frame) -> bytes:
         """The result in an intact answer, after the checks of its status and boot id."""
@@ -458,12 +474,11 @@ class Client:
         most = self.info().max_payload - 8
         return most if self._payload_limit is None else min(most, self._payload_limit)
 
-    def _chunk(self) -> int:
+    def _chunk_size(self) -> int:
+        """Data bytes per chunk of an upload or download now (see _resize)."""
         if self._payload is None or self._payload > self._max_chunk():
             self._payload = self._max_chunk()
-        n = self._payload
-        self.stats.payload_sizes[n] = self.stats.payload_sizes.get(n, 0) + 1
-        return n
+        return self._payload
 
     def _check_input(self, name: str) -> None:
         """After a reboot the device holds a zeroed input: refuse to run on it or read its
@@ -476,29 +491,31 @@ class Client:
     def write_input(self, data: bytes, offset: int = 0) -> None:
         data = bytes(data)
         self._input_lost = False
-        pos = 0
-        while pos < len(data):
-            part = data[pos:pos + self._chunk()]
-            try:
-                self.call(P.Cmd.WRITE_INPUT, P.pack_write_input(offset + pos, part),
-                          chunk=len(part))
-            except _Rechunk:
-                continue
-            pos += len(part)
+
+        def request(pos: int, n: int) -> bytes:
+            return P.pack_write_input(offset + pos, data[pos:pos + n])
+
+        def check(n: int, body: bytes) -> None:
+            if body:
+                raise ProtocolMismatch(f"write_input: answer of {len(body)} bytes, expected 0")
+
+        Stream(self, Transfer(P.Cmd.WRITE_INPUT, "write_input", len(data), request,
+                              check)).run()
 
     def read_output(self, length: int | None = None, offset: int = 0) -> bytes:
         self._check_input("read_output")
         length = self.info().output_bytes - offset if length is None else length
-        parts, pos = [], 0
-        while pos < length:
-            k = min(self._chunk(), length - pos)
-            try:
-                parts.append(self.call(P.Cmd.READ_OUTPUT, P.pack_read_output(offset + pos, k),
-                                       chunk=k))
-            except _Rechunk:
-                continue
-            pos += k
-        return b"".join(parts)
+
+        def request(pos: int, n: int) -> bytes:
+            return P.pack_read_output(offset + pos, n)
+
+        def check(n: int, body: bytes) -> None:
+            if len(body) != n:
+                raise ProtocolMismatch(f"read_output: {len(body)} bytes answered, {n} asked")
+
+        parts = Stream(self, Transfer(P.Cmd.READ_OUTPUT, "read_output", length, request, check,
+                                      answer_carries_data=True)).run()
+        return b"".join(parts[pos] for pos in sorted(parts))
 
     def run(self, repeat: int = 1) -> Timing:
         self._check_input("run")
