@@ -233,7 +233,14 @@ class Client:
                 break
             self._parser.skip(len(data))
 
-    def _attempt(self, cmd: int, seq: int, deadline: float):
+    def _refuse_too_long(self, sent: int) -> None:
+        """A TOO_LONG NAK: a damaged length field (say, a dropped byte shifted the header and
+        its check passed by chance), unless the host really sent more than the device takes."""
+        if self._info is not None and sent > self._info.max_payload:
+            raise ProtocolMismatch(f"device refused a frame of {sent} payload bytes as too long "
+                                   f"(its maximum payload is {self._info.max_payload})")
+
+    def _attempt(self, cmd: int, seq: int, deadline: float, sent: int = 0):
         """Returns the answering frame, or a string naming why this attempt failed. Sets
         `_finished` when the device is known to be done with the failed attempt (a NAK of the
         whole request, or a whole answer with a wrong CRC-32): nothing more of it will come,
@@ -260,9 +267,7 @@ class Client:
                         if f.seq == seq or reason == bytes([P.Nak.BAD_HEADER]) or \
                                 (reason == bytes([P.Nak.TRUNCATED]) and f.seq == 0):
                             if reason == bytes([P.Nak.TOO_LONG]):
-                                raise ProtocolMismatch(
-                                    f"device refused a frame as too long (its maximum payload "
-                                    f"is below what the host sent)")
+                                self._refuse_too_long(sent)
                             self.stats.truncated += reason == bytes([P.Nak.TRUNCATED])
                             # after a damaged header the device still skips the request's rest
                             self._finished = reason != bytes([P.Nak.BAD_HEADER])
@@ -364,7 +369,7 @@ class Client:
                 self.transport.write(frame, timeout)
             self._unread = self.transport.unread()
             wait = min(self._overdue(cmd, timeout), max(0.0, silent_since + hang_after - t0))
-            outcome = self._attempt(cmd, seq, t0 + wait)
+            outcome = self._attempt(cmd, seq, t0 + wait, len(payload))
             if self.keep_log:     # (exchange, command, outcome, stream range of the answer)
                 n = self.stats.exchanges
                 self.stats.log.append((n, name, outcome, None) if isinstance(outcome, str)
@@ -457,6 +462,8 @@ class Client:
                 raise ProtocolMismatch(f"device speaks protocol {raw['protocol_version']}, "
                                        f"host {P.VERSION}")
             self._info = DeviceInfo(**raw)
+            # no answer is longer: a damaged length field cannot hold up the answers behind it
+            self._parser.max_payload = self._info.max_payload
         return self._info
 
     def check_model(self, expected_hash: str) -> DeviceInfo:
