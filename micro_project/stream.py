@@ -77,9 +77,10 @@ class Stream:
             ch = self.pending.popleft()
             if ch.done:
                 continue
-            if ch.length <= size:
+            if 2 * ch.length <= 3 * size:
                 return ch
-            # the payload size shrank since it was cut: send its data anew, shorter
+            # the payload size shrank well below it since it was cut: send its data anew,
+            # shorter (not for a little less: that would leave a runt chunk behind)
             ch.done = True
             self.c.stats.abandoned += 1
             self.pending.appendleft(_Chunk(ch.offset + size, ch.length - size,
