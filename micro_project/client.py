@@ -406,11 +406,13 @@ class Client:
 
     def _next_seq(self, avoid=()) -> int:
         """The next sequence number: never 0 (the device's NAK of a request it could not
-        read has that one) nor one of `avoid` (requests still in flight)."""
-        while True:
+        read has that one) nor one of `avoid` (requests that may still be answered)."""
+        for _ in range(256):
             self._seq = (self._seq + 1) & 0xFF
             if self._seq and self._seq not in avoid:
                 return self._seq
+        raise LinkError(f"{len(avoid)} requests in a row unanswered: the device does not "
+                        "read its link")
 
     def _new_exchange(self) -> int:
         self.stats.exchanges += 1

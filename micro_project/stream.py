@@ -64,6 +64,7 @@ class Stream:
         self.live: OrderedDict[int, _Send] = OrderedDict()  # seq → send, in request order
         self.owner: dict[int, _Send] = {}          # seq → its latest send (late answers count)
         self.order = 0
+        self.progress = -1        # the latest request (in order) the device is known to be done with
         self.done_bytes = 0
         self.since_answer = time.monotonic()       # last answer, or start
         self.last_rx = self.since_answer           # last byte received
@@ -95,7 +96,9 @@ class Stream:
 
     def _send(self, ch: _Chunk) -> None:
         c = self.c
-        seq = c._next_seq(avoid=self.live)
+        # a sequence number is used again only once no answer to its earlier request can come
+        # (the device answered a later request: answers come in order)
+        seq = c._next_seq(avoid={q for q, s in self.owner.items() if s.order > self.progress})
         old = self.owner.pop(seq, None)
         if old is not None:
             old.fate_known = True
@@ -153,6 +156,7 @@ class Stream:
 
     def _lost_before(self, order: int) -> None:
         """The device answered a request: every earlier one still unanswered was lost."""
+        self.progress = max(self.progress, order)
         for seq in [q for q, s in self.live.items() if s.order < order]:
             self._lost(seq, "lost")
 
