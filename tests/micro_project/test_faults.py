@@ -265,3 +265,36 @@ def test_pipelined_uploads_resend_only_the_damaged_chunks(host_project, model_di
     per_image = (noisy.written - sent_before) / images
     assert per_image < 3.5 * model.input_bytes, (per_image, s.summary())
     print(f"\n{per_image:.0f} bytes sent per {model.input_bytes}-byte input; {s.summary()}")
+
+
+@requires_gcc
+def test_a_resent_run_is_answered_again_not_run_again(host_project):
+    """A copy of the last run request (the host resends one whose answer it lost) gets the
+    same answer, byte for byte (its tick count too: the model did not run again); the same
+    run asked under a new sequence number runs again."""
+    from micro_project import protocol as P
+    host_project.open_transport()
+    t = host_project.transport
+    parser = P.Parser()
+
+    def answer(frame: bytes) -> P.Frame:
+        t.write(frame)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for ev in parser.feed(t.read(256, deadline - time.monotonic())):
+                if ev.kind == "frame" and ev.frame.type != P.TYPE_HELLO:
+                    return ev.frame
+        raise AssertionError("no answer")
+
+    try:
+        run = P.encode(P.Cmd.RUN, 21, P.pack_run(3))
+        first, again = answer(run), answer(run)
+        assert first.type == P.Cmd.RUN | P.RESPONSE_FLAG and first.payload[0] == P.Status.OK
+        assert again.payload == first.payload
+        fresh = answer(P.encode(P.Cmd.RUN, 22, P.pack_run(3)))
+        assert fresh.payload[:5] == first.payload[:5] and fresh.payload != first.payload
+        # anything executed in between forgets the run: its copy then runs again
+        answer(P.encode(P.Cmd.PING, 23, b"x"))
+        assert answer(P.encode(P.Cmd.RUN, 22, P.pack_run(3))).payload != fresh.payload
+    finally:
+        host_project.close_transport()

@@ -46,6 +46,8 @@ static qmcu_server_t server;
 /* ---- HAL: the link is in memory; responses are checked as they leave ---- */
 static qmcu_parser_t reply_parser;
 static unsigned long replies, reply_bytes, long_runs;
+static uint8_t last_reply[QMCU_FRAME_MAX];
+static size_t last_reply_len;
 static uint32_t fake_clock;
 
 void qmcu_hal_init(void) {}
@@ -79,6 +81,8 @@ void qmcu_hal_write(const uint8_t *data, size_t len) {
     }
     replies++;
     reply_bytes += len;
+    memcpy(last_reply, data, len);
+    last_reply_len = len;
 }
 uint32_t qmcu_hal_cycles(void) { return fake_clock += 3; }
 uint32_t qmcu_hal_counter_hz(void) { return 1000u; }
@@ -88,7 +92,7 @@ void qmcu_hal_exit(int code) { exit(code); }
 
 /* ---- driving ---- */
 static qmcu_parser_t probe;        /* a second parser fed the same bytes, for its invariants */
-static unsigned long frames_seen, events_seen;
+static unsigned long frames_seen, events_seen, resends_replayed;
 
 static void feed(const uint8_t *data, size_t len) {
     qmcu_frame_t f;
@@ -227,8 +231,28 @@ int main(int argc, char **argv) {
                   : below(below(16) && sizeof buf > 2048u ? 2048u : (uint32_t)sizeof buf);
             for (size_t k = 0; k < len; k++) buf[k] = (uint8_t)(below(8) ? rnd() : QMCU_SYNC);
             break;
-        case 1:                                   /* valid frame */
+        case 1:                                   /* valid frame, sometimes sent twice */
             len = valid_frame(buf, sizeof buf);
+            if (below(4) == 0) {
+                /* a resend: a run executed just before is answered again, byte for byte,
+                 * without running again */
+                static uint8_t first[QMCU_FRAME_MAX];
+                uint32_t ok = server.frames_ok, replayed = server.runs_replayed;
+                feed(buf, len);
+                size_t first_len = last_reply_len;
+                memcpy(first, last_reply, first_len);
+                int executed = server.frames_ok == ok + 1;
+                unsigned long r = replies;
+                uint32_t runs = fake_clock;
+                feed(buf, len);
+                if (server.runs_replayed != replayed) {
+                    CHECK(replies == r + 1 && fake_clock == runs);
+                    CHECK(!executed ||
+                          (last_reply_len == first_len && !memcmp(last_reply, first, first_len)));
+                    resends_replayed++;
+                }
+                continue;
+            }
             break;
         default:                                  /* mutated valid frame */
             len = mutate(buf, valid_frame(buf, sizeof buf), sizeof buf);
@@ -248,9 +272,10 @@ int main(int argc, char **argv) {
         }
     }
     printf("fuzz: %lu frames fed, %lu parsed intact, %lu parser events, %lu replies "
-           "(%lu bytes), server ok=%lu bad=%lu, repeated runs %lu\n", frames, frames_seen,
-           events_seen, replies, reply_bytes, (unsigned long)server.frames_ok,
-           (unsigned long)server.frames_bad, long_runs);
+           "(%lu bytes), server ok=%lu bad=%lu, repeated runs %lu, resent runs replayed "
+           "%lu\n", frames, frames_seen, events_seen, replies, reply_bytes,
+           (unsigned long)server.frames_ok, (unsigned long)server.frames_bad, long_runs,
+           resends_replayed);
     return 0;
 }
 #endif

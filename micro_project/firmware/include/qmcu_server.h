@@ -19,6 +19,14 @@ typedef struct {
     uint32_t frames_bad;      /* frames refused (CRC, length, version, truncated) */
     uint32_t boot_id;         /* in every answer: differs from one boot to the next */
     int seeded;               /* boot_id has taken in the first byte's arrival time */
+    /* The last run executed (RUN / RUN_KERNEL) and its answer: a copy of that same request
+     * (the host resends one whose answer it lost) is answered from here, not run again. */
+    struct {
+        uint8_t valid, type, seq, len;
+        uint32_t crc;
+        uint8_t answer[QMCU_ANSWER_HEAD_BYTES + 12u];
+    } last_run;
+    uint32_t runs_replayed;
 } qmcu_server_t;
 
 void qmcu_server_init(qmcu_server_t *s, const qmcu_model_desc_t *model);
