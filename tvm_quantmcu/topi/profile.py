@@ -35,7 +35,7 @@ from .runner import Case, qemu_program
 
 PARTS = {"products": ("conv_dsp", "conv_dsp_tail", "dw_dsp", "dw_dsp_tail", "gather",
                      "conv_mve", "dw_mve", "conv_lw", "conv_lw_tail", "conv_ref", "dw_ref"),
-         "requant": ("requant_out",)}
+         "requant": ("requant_out", "requant_biased")}
 OTHER = "window+loops"
 
 

@@ -177,6 +177,20 @@ QMCU_INLINE void dw_ref(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix
 /* ---- Helium (MVE) implementations (Armv8.1-M) ---------------------------------------- */
 #include "qmcu_ukernels_mve.h"
 
+/* The output stage of kernels that leave all their sums in acc (the packed and narrow
+ * low-bit-weight kernels): requant_out on ARMv7E-M, else channel by channel. */
+QMCU_INLINE void out_pixels(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                            int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
+                            const int32_t *shift, const qmcu_q *q, int32_t ob) {
+#ifdef QMCU_DSP
+    requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
+#else
+    for (int32_t p = 0; p < npx; p++)
+        for (int32_t o = 0; o < oc; o++)
+            out_one(y + p * y_pix, o, acc[p * acc_pix + o], bias, mult, shift, q, ob);
+#endif
+}
+
 /* ---- entry points (called by the generated kernels) --------------------------------------- */
 
 #ifdef QMCU_DSP

@@ -114,14 +114,15 @@ QMCU_INLINE uint32_t rq_channel(int32_t a0, int32_t a1, int32_t npx, int32_t c, 
 
 /* Requantize, clamp and pack output channels ch, ch + 1 (ch even) of npx pixels from their
  * accumulators: a0, a1 of the first pixel, b0, b1 of the second; c, M, n point at the pair's
- * bias, multipliers and shifts. The four values are clamped together with byte-wise
+ * bias (unused where the accumulators hold it: biased, a literal), multipliers and shifts. The four values are clamped together with byte-wise
  * saturating arithmetic. Sub-byte outputs: pairs of one byte are written in increasing
  * channel order (the first overwrites it). */
-QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int32_t a1,
-                         int32_t b0, int32_t b1, int32_t npx, const int32_t *c,
-                         const int32_t *M, const int32_t *n, const qmcu_q *q, int32_t bits) {
-    uint32_t u = rq_channel(a0, b0, npx, c[0], M[0], n[0] - 33, q, bits);
-    u |= rq_channel(a1, b1, npx, c[1], M[1], n[1] - 33, q, bits) << 8;
+QMCU_INLINE void rq_pair_b(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int32_t a1,
+                           int32_t b0, int32_t b1, int32_t npx, const int32_t *c,
+                           const int32_t *M, const int32_t *n, const qmcu_q *q, int32_t bits,
+                           int32_t biased) {
+    uint32_t u = rq_channel(a0, b0, npx, biased ? 0 : c[0], M[0], n[0] - 33, q, bits);
+    u |= rq_channel(a1, b1, npx, biased ? 0 : c[1], M[1], n[1] - 33, q, bits) << 8;
     u = __uqsub8(u, __uqsub8(u, q->hi4));          /* min(u, hi) */
     u = __uqadd8(__uqsub8(u, q->lo4), q->lo4);     /* max(u, lo) */
     if (bits == 8) {
@@ -149,19 +150,173 @@ QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int3
 
 /* Second phase of the DSP kernels (knob requant_at = "end"): requantize and pack the
  * accumulators of npx pixels, two channels at a time. With the products done, the registers
- * hold only this loop's state. */
-QMCU_LOOP void requant_out(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
-                           int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
-                           const int32_t *shift, const qmcu_q *q, int32_t bits) {
+ * hold only this loop's state. biased (a literal): the accumulators already hold the bias
+ * (the int8 product loops start from it), so that neither the bias nor its additions take
+ * registers or instructions here. */
+QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int32_t a1,
+                         int32_t b0, int32_t b1, int32_t npx, const int32_t *c,
+                         const int32_t *M, const int32_t *n, const qmcu_q *q, int32_t bits) {
+    rq_pair_b(y, y_pix, ch, a0, a1, b0, b1, npx, c, M, n, q, bits, 0);
+}
+
+/* requant8_x2's loop written out: compiled, it keeps neither its pointers nor its constants
+ * in registers and reloads them from the stack. Per channel pair: both shifts with one LDRD
+ * and two tests; per channel its multiplier, the accumulators of both pixels and, unless they
+ * hold it, the bias (QMCU_RQ8_BIAS0/1), single loads placed back to back
+ * where they can (a load right after a load takes one cycle); per value SMMUL, ASR, ADD,
+ * USAT; one STRH per pixel; the clamp (QMCU_RQ8_CLAMP) four bytes at once. Thirteen
+ * registers at most (r7 may be the frame pointer). Stops at the end (e) or at a pair with a
+ * shift below 33, with a, c, M, n and y at it. */
+#define QMCU_RQ8_BIAS0                                                                    \
+    "ldr %[B], [%[c]], #8\n\t"                                                              \
+    "add %[A], %[A], %[B]\n\t"                                                              \
+    "add %[X], %[X], %[B]\n\t"
+#define QMCU_RQ8_BIAS1                                                                    \
+    "ldr %[Y], [%[c], #-4]\n\t"                                                             \
+    "add %[t0], %[t0], %[Y]\n\t"                                                            \
+    "add %[B], %[B], %[Y]\n\t"
+#define QMCU_RQ8_CLAMP                                                                    \
+    "orr %[A], %[A], %[X], lsl #16\n\t"                                                     \
+    "ldr %[Y], %[k4]\n\t"                                                                   \
+    "uqadd8 %[A], %[A], %[Y]\n\t"                                                           \
+    "ldr %[Y], %[h4]\n\t"                                                                   \
+    "usub8 %[A], %[A], %[Y]\n\t"                                                            \
+    "lsr %[X], %[A], #16\n\t"
+#define QMCU_RQ8_X2(BIAS0, BIAS1, CLAMP)                                                          \
+    __asm__ volatile(                                                                     \
+        "cmp %[n], %[e]\n\t"                                                                \
+        "bhs 3f\n"                                                                          \
+        "1:\n\t"                                                                            \
+        "ldrd %[t0], %[t1], [%[n]], #8\n\t"                                                 \
+        "subs %[t0], %[t0], #33\n\t"                                                        \
+        "bmi 2f\n\t"                                                                        \
+        "subs %[t1], %[t1], #33\n\t"                                                        \
+        "bmi 2f\n\t"                                                                        \
+        "ldr %[A], [%[a]], #8\n\t"                                                         \
+        "ldr %[X], [%[a], #%c[ap0]]\n\t"                                                    \
+        BIAS0                                                                             \
+        "ldr %[Y], [%[M]], #8\n\t"                                                          \
+        "smmul %[A], %[A], %[Y]\n\t"                                                        \
+        "smmul %[X], %[X], %[Y]\n\t"                                                        \
+        "asr %[A], %[A], %[t0]\n\t"                                                         \
+        "asr %[X], %[X], %[t0]\n\t"                                                         \
+        "ldr %[t0], [%[a], #-4]\n\t"                                                        \
+        "ldr %[B], [%[a], #%c[ap1]]\n\t"                                                    \
+        BIAS1                                                                             \
+        "ldr %[Y], [%[M], #-4]\n\t"                                                         \
+        "smmul %[t0], %[t0], %[Y]\n\t"                                                      \
+        "smmul %[B], %[B], %[Y]\n\t"                                                        \
+        "asr %[t0], %[t0], %[t1]\n\t"                                                       \
+        "asr %[B], %[B], %[t1]\n\t"                                                         \
+        "add %[A], %[A], %[z]\n\t"                                                          \
+        "add %[X], %[X], %[z]\n\t"                                                          \
+        "add %[t0], %[t0], %[z]\n\t"                                                        \
+        "add %[B], %[B], %[z]\n\t"                                                          \
+        "usat %[A], #8, %[A], asr #1\n\t"                                                   \
+        "usat %[X], #8, %[X], asr #1\n\t"                                                   \
+        "usat %[t0], #8, %[t0], asr #1\n\t"                                                 \
+        "usat %[B], #8, %[B], asr #1\n\t"                                                   \
+        "orr %[A], %[A], %[t0], lsl #8\n\t"                                                 \
+        "orr %[X], %[X], %[B], lsl #8\n\t"                                                  \
+        CLAMP                                                                             \
+        "strh %[X], [%[y], #%c[yp]]\n\t"                                                    \
+        "strh %[A], [%[y]], #2\n\t"                                                         \
+        "cmp %[n], %[e]\n\t"                                                                \
+        "blo 1b\n\t"                                                                        \
+        "b 3f\n"                                                                            \
+        "2:\n\t"                                                                            \
+        "sub %[n], %[n], #8\n"                                                              \
+        "3:\n"                                                                              \
+        : [a] "+r"(a), [c] "+r"(c), [M] "+r"(M), [n] "+r"(n), [y] "+r"(yp), [t0] "=&r"(t0),  \
+          [t1] "=&r"(t1), [A] "=&r"(r0), [B] "=&r"(r1), [X] "=&r"(r2), [Y] "=&r"(r3)         \
+        : [e] "r"(end), [z] "r"(z), [k4] "m"(k4), [h4] "m"(h4), [ap0] "i"(4 * acc_pix - 8),  \
+          [ap1] "i"(4 * acc_pix - 4), [yp] "i"(y_pix)                                     \
+        : "cc", "memory")
+
+/* Whether 8-bit outputs take requant8_x2: two pixels, strides known at compile time within
+ * the immediates of LDR and STRH (12 bits), and at least 16 channels (its set-up, some thirty
+ * instructions per call, costs more than it saves on four channel pairs: mbv2-fmnist l0). */
+#define QMCU_RQ8_ASM(npx, oc, acc_pix, y_pix)                                             \
+    ((npx) == 2 && __builtin_constant_p(oc) && (oc) >= 16 &&                              \
+     __builtin_constant_p(acc_pix) && __builtin_constant_p(y_pix) &&                      \
+     (acc_pix) >= 2 && 4 * (acc_pix) < 4096 && (y_pix) >= 0 && (y_pix) < 4096)
+
+/* 8-bit outputs of two pixels (QMCU_RQ8_ASM), channel pairs in order: QMCU_RQ8_X2 while both
+ * shifts of a pair are above 32, rq_pair from a pair with a smaller one on. Each value is first
+ * y - lo saturated to 0..255 (z = 2*(zp_out - lo) + 1 in rq_fast moves the lower clamp bound
+ * to USAT's 0); where [lo, hi] is not the whole byte, UQADD8 of 255 - (hi - lo) takes those
+ * above hi - lo to 255 and USUB8 of 255 - hi takes the offset out again: clamp(y, lo, hi).
+ * biased (a literal): the accumulators hold the bias. */
+QMCU_INLINE void requant8_x2(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                             int32_t oc, const int32_t *bias, const int32_t *mult,
+                             const int32_t *shift, const qmcu_q *q, int32_t biased) {
+    /* from out_params' fields: z1 = 2*zp + 1, lo4 / hi4 = lo / hi in every byte */
+    const int32_t z = q->z1 - 2 * q->lo;
+    const uint32_t h4 = ~q->hi4, k4 = h4 + q->lo4, clamp = h4 | q->lo4;
+    const int32_t *a = acc, *c = bias, *M = mult, *n = shift, *end = shift + (oc & ~1);
+    uint8_t *yp = y;
+    int32_t t0, t1, r0, r1, r2, r3;
+    if (biased && clamp)
+        QMCU_RQ8_X2("", "", QMCU_RQ8_CLAMP);
+    else if (biased)
+        QMCU_RQ8_X2("", "", "");
+    else if (clamp)
+        QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, QMCU_RQ8_CLAMP);
+    else
+        QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, "");
+    /* from a pair with a shift below 33 on (rare): the general path */
+    for (int32_t ch = (int32_t)(n - shift); ch + 1 < oc; ch += 2)
+        rq_pair_b(y, y_pix, ch, acc[ch], acc[ch + 1], acc[acc_pix + ch], acc[acc_pix + ch + 1],
+                  2, bias + ch, mult + ch, shift + ch, q, 8, biased);
+    if (oc & 1) {
+        const int32_t ch = oc - 1;
+        for (int32_t p = 0; p < 2; p++)
+            store_one(y + p * y_pix, ch,
+                      requant_ref(acc[p * acc_pix + ch] + (biased ? 0 : bias[ch]), mult[ch],
+                                  shift[ch], q->zp, q->lo, q->hi), 8);
+    }
+}
+
+QMCU_INLINE void requant_body(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                              int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
+                              const int32_t *shift, const qmcu_q *q, int32_t bits,
+                              int32_t biased) {
+    if (bits == 8 && QMCU_RQ8_ASM(npx, oc, acc_pix, y_pix)) {
+        requant8_x2(y, y_pix, acc, acc_pix, oc, bias, mult, shift, q, biased);
+        return;
+    }
     const int32_t *a = acc, *b = acc + acc_pix, *c = bias, *M = mult, *n = shift;
     const qmcu_q qv = *q;     /* a local copy: its fields stay in registers, not reloaded */
     int32_t ch = 0;
     for (; ch + 1 < oc; ch += 2, a += 2, b += 2, c += 2, M += 2, n += 2)
-        rq_pair(y, y_pix, ch, a[0], a[1], npx == 2 ? b[0] : 0, npx == 2 ? b[1] : 0, npx, c, M,
-                n, &qv, bits);
+        rq_pair_b(y, y_pix, ch, a[0], a[1], npx == 2 ? b[0] : 0, npx == 2 ? b[1] : 0, npx, c,
+                  M, n, &qv, bits, biased);
     for (; ch < oc; ch++)
         for (int32_t p = 0; p < npx; p++)
-            out_one(y + p * y_pix, ch, acc[p * acc_pix + ch], bias, mult, shift, q, bits);
+            store_one(y + p * y_pix, ch,
+                      requant_ref(acc[p * acc_pix + ch] + (biased ? 0 : bias[ch]), mult[ch],
+                                  shift[ch], q->zp, q->lo, q->hi), bits);
+}
+
+QMCU_LOOP void requant_out(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                           int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
+                           const int32_t *shift, const qmcu_q *q, int32_t bits) {
+    requant_body(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, bits, 0);
+}
+
+/* requant_out of accumulators that hold the bias. */
+QMCU_LOOP void requant_biased(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                              int32_t npx, int32_t oc, const int32_t *mult,
+                              const int32_t *shift, const qmcu_q *q, int32_t bits) {
+    requant_body(y, y_pix, acc, acc_pix, npx, oc, 0, mult, shift, q, bits, 1);
+}
+
+/* The accumulators of channels c0 .. c - 1 of npx pixels set to their bias (before products
+ * added by the portable tails, for requant_biased). */
+QMCU_INLINE void acc_from_bias(int32_t *acc, int32_t acc_pix, int32_t npx, int32_t c0, int32_t c,
+                               const int32_t *bias) {
+    for (int32_t p = 0; p < npx; p++)
+        for (int32_t ch = c0; ch < c; ch++) acc[p * acc_pix + ch] = bias[ch];
 }
 
 /* requant_at = "pair" (the kernel file defines QMCU_REQUANT_AT_PAIR): each channel pair is
@@ -299,6 +454,9 @@ QMCU_INLINE void conv_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
     uint32_t lm = lane_mask(ib);
     QMCU_OPAQUE(lm);
     const int32_t at_pair = QMCU_RQ_AT_PAIR && fuse && oc % 2 == 0;
+    /* the sums start from acc (zero when fused) and requant_out adds the bias: starting from
+     * the bias (as dw_dsp_body) costs the channel loop a register here */
+    const int32_t biased = 0;
     int16_t *g0 = qmcu_gather, *g1 = qmcu_gather + QMCU_MAX_K + 4;
     if (gathered) {
         if (K > QMCU_MAX_K) {
@@ -315,10 +473,21 @@ QMCU_INLINE void conv_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
         const uint8_t *x = x0;
         const int8_t *p = w + o * K;
         QMCU_OPAQUE(x);
-        int32_t a0 = ap[0], a1 = ap[1], b0 = 0, b1 = 0;
-        if (npx == 2) {
-            b0 = bp[0];
-            b1 = bp[1];
+        int32_t a0, a1, b0 = 0, b1 = 0;
+        if (biased) {
+            a0 = bias[o];
+            a1 = bias[o + 1];
+            if (npx == 2) {
+                b0 = a0;
+                b1 = a1;
+            }
+        } else {
+            a0 = ap[0];
+            a1 = ap[1];
+            if (npx == 2) {
+                b0 = bp[0];
+                b1 = bp[1];
+            }
         }
         if (gathered)
             QMCU_GATHERED_PAIR();
@@ -335,9 +504,11 @@ QMCU_INLINE void conv_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
             bp[1] = b1;
         }
     }
-    if (o < oc)
+    if (o < oc) {
+        if (biased) acc_from_bias(acc, acc_pix, npx, o, oc, bias);
         conv_ref(0, 0, acc, acc_pix, x0, x_row, x_pix, w, 0, 0, 0, 0, npx, kh, kw, c, oc, sw,
                  ib, 8, 0, o);
+    }
     if (fuse && !at_pair) requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
 }
 
@@ -368,8 +539,9 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
  * accumulators, two weight and two activation lane registers and the two base pointers take
  * all fourteen registers, with every address an immediate offset (compiled, the pointers
  * spill and each tap recomputes its addresses: 3.1 instructions per MAC, here 2.3). The
- * registers are named and the pointers passed in memory (args = {x, w, acc}, its address in
- * r12), so that the block takes no register gcc must find whatever else is live (r7, r9-r11
+ * registers are named and the pointers passed in memory (args = {x, w, acc, init}, its
+ * address in r12; init: the bias of the four channels, whose values start both pixels' sums,
+ * or 0: they start from acc), so that the block takes no register gcc must find whatever else is live (r7, r9-r11
  * are saved and restored inside: one of them may be the frame pointer). Per tap: one weight word
  * (SXTB16 ×2), per pixel one activation word (UXTB16 ×2) and four SMLAxy. */
 #define QMCU_DW8_TAP(i, j)                                                                \
@@ -392,28 +564,48 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
     "smlatt r8, r7, r12, r8\n\t"
 #define QMCU_DW8_ROW(i) QMCU_DW8_TAP(i, 0) QMCU_DW8_TAP(i, 1) QMCU_DW8_TAP(i, 2)
 
-QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap, int32_t x_row,
-                            int32_t x_pix, int32_t dx, int32_t cw, int32_t acc_pix) {
-    const void *args[3] = {xg, wg, ap};
-    register const void **r12_ __asm__("r12") = args;
-    __asm__ volatile(
-        "push {r7, r9, r10, r11}\n\t"
-        "ldrd r11, r10, [r12]\n\t"
-        "ldr r7, [r12, #8]\n\t"
-        "push {r7}\n\t"
-        "ldm r7, {r0-r3}\n\t"
-        "ldrd r4, r5, [r7, #%c[ap]]\n\t"
-        "ldrd r6, r8, [r7, #(%c[ap]+8)]\n\t"
-        QMCU_DW8_ROW(0) QMCU_DW8_ROW(1) QMCU_DW8_ROW(2)
-        "pop {r7}\n\t"
-        "stm r7, {r0-r3}\n\t"
-        "strd r4, r5, [r7, #%c[ap]]\n\t"
-        "strd r6, r8, [r7, #(%c[ap]+8)]\n\t"
+#define QMCU_DW8_FROM_ACC                                                                 \
+    "ldr r7, [r12, #8]\n\t"                                                                \
+    "push {r7}\n\t"                                                                        \
+    "ldm r7, {r0-r3}\n\t"                                                                  \
+    "ldrd r4, r5, [r7, #%c[ap]]\n\t"                                                       \
+    "ldrd r6, r8, [r7, #(%c[ap]+8)]\n\t"
+#define QMCU_DW8_FROM_BIAS                                                                \
+    "ldrd r7, r9, [r12, #8]\n\t"                                                           \
+    "push {r7}\n\t"                                                                        \
+    "ldm r9, {r0-r3}\n\t"                                                                  \
+    "mov r4, r0\n\t"                                                                       \
+    "mov r5, r1\n\t"                                                                       \
+    "mov r6, r2\n\t"                                                                       \
+    "mov r8, r3\n\t"
+#define QMCU_DW8_ASM_BODY(INIT)                                                           \
+        "push {r7, r9, r10, r11}\n\t"                                                      \
+        "ldrd r11, r10, [r12]\n\t"                                                         \
+        INIT                                                                              \
+        QMCU_DW8_ROW(0) QMCU_DW8_ROW(1) QMCU_DW8_ROW(2)                                   \
+        "pop {r7}\n\t"                                                                     \
+        "stm r7, {r0-r3}\n\t"                                                              \
+        "strd r4, r5, [r7, #%c[ap]]\n\t"                                                   \
+        "strd r6, r8, [r7, #(%c[ap]+8)]\n\t"                                               \
         "pop {r7, r9, r10, r11}\n\t"
-        : "+r"(r12_)
-        : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw), [ap] "i"(4 * acc_pix),
-          "m"(args)
-        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory");
+
+QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
+                            const int32_t *init, int32_t x_row, int32_t x_pix, int32_t dx,
+                            int32_t cw, int32_t acc_pix) {
+    const void *args[4] = {xg, wg, ap, init};
+    register const void **r12_ __asm__("r12") = args;
+    if (init)
+        __asm__ volatile(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS)
+            : "+r"(r12_)
+            : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw),
+              [ap] "i"(4 * acc_pix), "m"(args)
+            : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory");
+    else
+        __asm__ volatile(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC)
+            : "+r"(r12_)
+            : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw),
+              [ap] "i"(4 * acc_pix), "m"(args)
+            : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory");
 }
 
 /* Whether dw_set's products can take dw8_3x3_x2: 3×3, 8 bits, two pixels, four channels;
@@ -435,13 +627,14 @@ QMCU_INLINE void dw_set(int32_t *acc, int32_t acc_pix, const uint8_t *xg, int32_
                         int32_t m, int32_t c, int32_t n, int32_t npx, int32_t kh, int32_t kw,
                         int32_t ib, uint32_t lm, int32_t whole, uint8_t *y, int32_t y_pix,
                         const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                        const qmcu_q *q, int32_t ob, int32_t at_pair) {
-    /* whole: all four channels exist (a literal, so the tests below fold away) */
+                        const qmcu_q *q, int32_t ob, int32_t at_pair, int32_t biased) {
+    /* whole: all four channels exist (a literal, so the tests below fold away); biased: the
+     * sums start from the bias (fused, acc zero), else from acc */
     const int32_t H = 16 / ib, lo1 = whole || c0 + 1 < c, hi = whole || c0 + H < c;
     const int32_t hi1 = whole || c0 + H + 1 < c;
     int32_t *ap = acc + c0, *bp = acc + acc_pix + c0;
     if (QMCU_DW8_ASM(kh, kw, ib, npx, whole, x_row, x_pix, dx, cw, acc_pix)) {
-        dw8_3x3_x2(xg, wg, ap, x_row, x_pix, dx, cw, acc_pix);
+        dw8_3x3_x2(xg, wg, ap, biased ? bias + c0 : 0, x_row, x_pix, dx, cw, acc_pix);
         if (at_pair) {
             const int32_t *c = bias + c0;
             rq_pair(y, y_pix, c0, ap[0], ap[1], bp[0], bp[1], npx, c, mult + c0, shift + c0, q,
@@ -451,9 +644,15 @@ QMCU_INLINE void dw_set(int32_t *acc, int32_t acc_pix, const uint8_t *xg, int32_
         }
         return;
     }
-    int32_t a0 = ap[0], a1 = lo1 ? ap[1] : 0, a2 = hi ? ap[H] : 0, a3 = hi1 ? ap[H + 1] : 0;
+    const int32_t *ip = biased ? bias + c0 : ap;
+    int32_t a0 = ip[0], a1 = lo1 ? ip[1] : 0, a2 = hi ? ip[H] : 0, a3 = hi1 ? ip[H + 1] : 0;
     int32_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-    if (npx == 2) {
+    if (npx == 2 && biased) {
+        b0 = a0;
+        b1 = a1;
+        b2 = a2;
+        b3 = a3;
+    } else if (npx == 2) {
         b0 = bp[0];
         b1 = lo1 ? bp[1] : 0;
         b2 = hi ? bp[H] : 0;
@@ -509,24 +708,37 @@ QMCU_INLINE void dw_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
     const int32_t G = 32 / ib, H = G / 2, cw = wchannels(c, ib, ib < 8), full = c / G * G;
     const int32_t dx = sw * x_pix;
     const int32_t at_pair = QMCU_RQ_AT_PAIR && fuse && full == c;
+    /* fused (the generated kernel zeroes acc right before the call), where dw8_3x3_x2 runs:
+     * the sums start from the bias, and requant_biased needs none (the compiled loops keep
+     * starting from acc: the bias pointer would cost them a register) */
+    const int32_t biased = fuse && !at_pair &&
+        QMCU_DW8_ASM(kh, kw, ib, npx, 1, x_row, x_pix, dx, cw, acc_pix);
     uint32_t lm = lane_mask(ib);
     QMCU_OPAQUE(lm);
     for (int32_t g = 0; g < full; g += G)
 #pragma GCC unroll 8
         for (int32_t m = 0; m < H; m += 2)
             dw_set(acc, acc_pix, x + g / G * 4, x_row, x_pix, dx, w + g + 2 * m, cw, g + m, m,
-                   c, 4, npx, kh, kw, ib, lm, 1, y, y_pix, bias, mult, shift, q, ob, at_pair);
+                   c, 4, npx, kh, kw, ib, lm, 1, y, y_pix, bias, mult, shift, q, ob, at_pair,
+                   biased);
     if (ib < 8 && full < c) {
         const int32_t tb = ((c - full) * ib + 7) / 8, mend = c - full < H ? c - full : H;
 #pragma GCC unroll 8
         for (int32_t m = 0; m < mend; m += 2)
             dw_set(acc, acc_pix, x + full / G * 4, x_row, x_pix, dx, w + full + 2 * m, cw,
-                   full + m, m, c, tb, npx, kh, kw, ib, lm, 0, 0, 0, 0, 0, 0, 0, 8, 0);
+                   full + m, m, c, tb, npx, kh, kw, ib, lm, 0, 0, 0, bias, 0, 0, 0, 8, 0,
+                   biased);
     } else if (full < c) {
+        if (biased) acc_from_bias(acc, acc_pix, npx, full, c, bias);
         dw_ref(0, 0, acc, acc_pix, x, x_row, x_pix, w, 0, 0, 0, 0, npx, kh, kw, c, sw, ib, 8, 0,
                full);
     }
-    if (fuse && !at_pair) requant_out(y, y_pix, acc, acc_pix, npx, c, bias, mult, shift, q, ob);
+    if (fuse && !at_pair) {     /* fuse tested first: gcc then drops both calls from _acc */
+        if (biased)
+            requant_biased(y, y_pix, acc, acc_pix, npx, c, mult, shift, q, ob);
+        else
+            requant_out(y, y_pix, acc, acc_pix, npx, c, bias, mult, shift, q, ob);
+    }
 }
 
 /* As conv_dsp / conv_dsp_tail. */

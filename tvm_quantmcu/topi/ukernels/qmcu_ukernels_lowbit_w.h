@@ -253,13 +253,7 @@ QMCU_INLINE void conv_lw_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
         conv_lw_pass(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, hs0,
                      hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, 0, lm, wm);
     if (!fuse || QMCU_LW_RQ_AT_PAIR) return;
-#ifdef QMCU_DSP
-    requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
-#else
-    for (int32_t p = 0; p < npx; p++)
-        for (int32_t o2 = 0; o2 < oc; o2++)
-            out_one(y + p * y_pix, o2, acc[p * acc_pix + o2], bias, mult, shift, q, ob);
-#endif
+    out_pixels(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
 }
 
 /* npx = 1 or 2 per call (conv_lw), the last pixel of an odd row alone (conv_lw_tail): each

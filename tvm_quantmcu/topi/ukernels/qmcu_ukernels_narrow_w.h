@@ -132,13 +132,7 @@ QMCU_INLINE void conv_wn_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
         conv_wn_pair(acc, acc_pix, x0, x_row, x_pix, w, o, 0, s0, s1, npx, kh, kw, c, oc, sw,
                      wb, fuse, m);
     if (!fuse) return;
-#ifdef QMCU_DSP
-    requant_out(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
-#else
-    for (int32_t p = 0; p < npx; p++)
-        for (int32_t o2 = 0; o2 < oc; o2++)
-            out_one(y + p * y_pix, o2, acc[p * acc_pix + o2], bias, mult, shift, q, ob);
-#endif
+    out_pixels(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, ob);
 }
 
 /* npx = 1 or 2 per call (conv_wn), the last pixel of an odd row alone (conv_wn_tail): each
