@@ -131,6 +131,70 @@ def test_mve_kernels_every_op_and_width_on_qemu_m55(tmp_path):
     _run(tmp_path, specs, 22, small_shift_every=4)
 
 
+OPS = ("pointwise", "conv3x3", "depthwise", "dense")
+WIDTHS = [(ib, ob) for ib in (8, 4, 2) for ob in (8, 4, 2)]
+
+
+def _op_specs(rng, op, ib, ob, n):
+    """n random shapes of `op` at (ib, ob): channel counts with tails of a vector (and, for
+    3x3 convolutions, every other one gathered: fewer channels than an activation word)."""
+    out = []
+    for i in range(n):
+        c, oc = int(rng.integers(17, 46)), int(rng.integers(3, 19))
+        h, w = int(rng.integers(3, 7)), int(rng.integers(3, 8))
+        s = (1 + i % 2,) * 2
+        pad = tuple(int(v) for v in rng.integers(0, 2, 4))
+        out.append({
+            "pointwise": KernelSpec("conv2d", (h, w, c), oc, (1, 1), (1, 1), (0,) * 4, ib, ob),
+            "conv3x3": KernelSpec("conv2d", (h, w, c if i % 2 else int(rng.integers(1, 9))),
+                                  oc, (3, 3), s, pad, ib, ob),
+            "depthwise": KernelSpec("depthwise", (h, w, c), c, (3, 3), s, pad, ib, ob),
+            "dense": KernelSpec("dense", (1, 1, 2 * c + 1), oc, in_bits=ib, out_bits=ob)}[op])
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host gcc")
+def test_mve_portable_fallback_300_per_op_and_width_on_the_host():
+    """300 random cases per op and width pair (10,800) of the portable C the Helium kernels
+    fall back to: 3 shapes of each, 100 data cases per shape."""
+    rng = np.random.default_rng(41)
+    for op in OPS:
+        for ib, ob in WIDTHS:
+            kernels = [get_kernel(s, "dsp", "host") for s in _op_specs(rng, op, ib, ob, 3)]
+            lib = runner.host_library(kernels)
+            n = 0
+            for k in kernels:
+                for i in range(100):
+                    c = random_case(k.spec, rng, small_shift=i % 10 == 9)
+                    y = runner.run_host(lib, k, c.x, c.params, c.window)
+                    np.testing.assert_array_equal(y, c.expected, err_msg=k.spec.describe())
+                    n += 1
+            assert n >= 300
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+@needs_toolchain
+@pytest.mark.parametrize("ib, ob", WIDTHS)
+def test_mve_kernels_30_per_op_and_width_on_qemu_m55(tmp_path, ib, ob):
+    """30 random cases per op at this width pair on the Cortex-M55 (3 shapes of each op,
+    10 data cases per shape, every tenth with shifts n <= 32), bit-exact."""
+    rng = np.random.default_rng(50 + 3 * ib + ob)
+    cases = []
+    for op in OPS:
+        for spec in _op_specs(rng, op, ib, ob, 3):
+            k = get_kernel(spec, "dsp", "cortex-m55")
+            assert k.isa == "mve"
+            for i in range(10):
+                c = random_case(spec, rng, small_shift=i == 9)
+                cases.append(runner.Case(k, c.x, c.params, c.expected, c.window))
+    assert len(cases) == 30 * len(OPS)
+    res = runner.run_qemu(cases, tmp_path, board=BOARD, timeout=600)
+    bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
+    assert not bad, bad
+
+
 @pytest.mark.slow
 @pytest.mark.qemu
 @needs_toolchain
