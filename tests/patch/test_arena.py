@@ -77,3 +77,23 @@ def test_arena_placement_is_valid_and_bounded():
     bufs[1].offset = bufs[0].offset
     with pytest.raises(AssertionError):
         check_arena(bufs)
+
+
+def test_in_place_buffer_shares_bytes_with_its_input_only():
+    """A depthwise output written in place sits `below` bytes under its input (which it may
+    overlap), clears every other buffer alive with it, and the lower bound counts only the
+    bytes it adds."""
+    from tvm_quantmcu.patch.arena import depthwise_below
+    # 3×3 s1 pad 1 over 8×8×16 at 8 bits: one row and three pixels, (8 + 3)·16
+    d = depthwise_below([(8, 1, 1)], (8, 8), (1, 1), [(16, 16)])
+    assert d == (8 + 3) * 16
+    # a window starting inside the held region (negative padding) needs less
+    assert depthwise_below([(10, -1, -1)], (8, 8), (1, 1), [(16, 16)]) < d
+    bufs = [Buffer("x", 1024, 0, 1), Buffer("keep", 100, 0, 2),
+            Buffer("y", 1024, 1, 2, over="x", below=d), Buffer("z", 64, 2, 3)]
+    size = plan_arena(bufs)
+    check_arena(bufs)
+    by = {b.name: b for b in bufs}
+    assert by["y"].offset == by["x"].offset - d
+    assert lower_bound(bufs) == 1024 + d + 100
+    assert size == lower_bound(bufs)

@@ -77,5 +77,5 @@ def test_plan_budget_nothing_meets_exits_nonzero():
     assert r.returncode == 2
     err = [l for l in r.stderr.splitlines() if l.startswith("quantmcu plan: error:")]
     assert len(err) == 1, r.stderr
-    assert "smallest achievable peak is 18432 B" in err[0]
+    assert "smallest achievable peak is 12288 B" in err[0]
     assert r.stdout == ""

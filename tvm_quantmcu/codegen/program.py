@@ -20,8 +20,8 @@ from ..topi.compute import KernelSpec, UnsupportedKernel
 from ..topi.params import ConstantPool, KernelParams
 from ..topi import mve
 from ..topi.registry import Kernel, get_kernel
-from ..patch.arena import (ArenaLayer, Buffer, WholeTensor, check_arena, plan_arena,
-                           program_buffers, region_buffer, stage_region_bytes)
+from ..patch.arena import (ArenaLayer, Buffer, WholeTensor, check_arena, depthwise_below,
+                           plan_arena, program_buffers, region_buffer, stage_region_bytes)
 from ..patch.layout import Call, PatchLayout, StageLayer, stage_layout
 from .lowered import LayerCall, LoweredModel, LoweredModuleError, PatchBranch, read_lowered
 
@@ -225,6 +225,36 @@ def _requants(p: PatchBranch, layout: PatchLayout) -> list[Requant]:
     return out
 
 
+def _pixel_bytes(spec: KernelSpec) -> tuple[int, int]:
+    return (packed_channels(spec.in_shape[2], spec.in_bits),
+            packed_channels(_out_channels(spec), spec.out_bits))
+
+
+def _stage_in_place(layout: PatchLayout, p: PatchBranch, stage) -> dict[str, int]:
+    """Depthwise stage layers: how far under its input each may write (every patch's window,
+    every branch's widths)."""
+    specs: dict[str, list[KernelSpec]] = {}
+    for c in p.head + p.branch8 + p.low:
+        specs.setdefault(c.layer, []).append(c.spec)
+    out = {}
+    for l in stage:
+        sp = specs[l.name]
+        if sp[0].op == "depthwise":
+            wins = [(calls[l.name].in_w, calls[l.name].pad_t, calls[l.name].pad_l)
+                    for calls in layout.calls]
+            out[l.name] = depthwise_below(wins, layout.sizes[l.name], sp[0].stride,
+                                          [_pixel_bytes(s) for s in sp])
+    return out
+
+
+def _rest_in_place(t: WholeTensor, c: LayerCall) -> WholeTensor:
+    if c.spec.op == "depthwise":
+        _, in_w, pad_t, pad_l = c.window
+        t.below = depthwise_below([(in_w, pad_t, pad_l)], c.spec.out_hw, c.spec.stride,
+                                  [_pixel_bytes(c.spec)])
+    return t
+
+
 def build_program(mod, name: str | None = None, target: str | None = None,
                   schedule: str = "dsp", knobs: dict | None = None,
                   kernel_lookup=None, compile_kernels: bool = True) -> Program:
@@ -260,7 +290,9 @@ def build_program(mod, name: str | None = None, target: str | None = None,
         bits = [{c.layer: c.spec.out_bits for c in br} for br in branches]
         region_bytes = stage_region_bytes([m.input_tensor] + [l.output for l in stage],
                                           layout.sizes, channels, bits)
-        arena_stage = [ArenaLayer(l.output, list(l.inputs)) for l in stage]
+        below = _stage_in_place(layout, p0, stage)
+        arena_stage = [ArenaLayer(l.output, list(l.inputs), below.get(l.name))
+                       for l in stage]
         tag8, tag_low = ("8", "low") if routed else ("", "")
         head = [b.stage_call(layout, c, tag8) for c in p0.head]
         b8 = [b.stage_call(layout, c, tag8) for c in p0.branch8]
@@ -295,11 +327,12 @@ def build_program(mod, name: str | None = None, target: str | None = None,
     layers += [c.layer for c in m.rest]
 
     def whole(t, inputs=()):
-        return WholeTensor(t, list(inputs), (*hw_rest[t], channels_rest[t]), bits_rest[t])
+        return WholeTensor(t, list(inputs), hwc=(*hw_rest[t], channels_rest[t]),
+                           bits=bits_rest[t])
     so = m.stage_output
     bufs = {b.name: b for b in program_buffers(
         m.input_tensor, arena_stage, region_bytes, whole(so) if m.patches else None,
-        [whole(c.layer, c.inputs) for c in m.rest])}
+        [_rest_in_place(whole(c.layer, c.inputs), c) for c in m.rest])}
     arena = plan_arena(list(bufs.values()))
     check_arena(list(bufs.values()))
     if m.output_tensor not in hw_rest:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from ..graph import Graph, Layer
 from ..quant.packing import packed_channels
-from .arena import (ArenaLayer, WholeTensor, plan_arena, program_buffers,
+from .arena import (ArenaLayer, WholeTensor, depthwise_below, plan_arena, program_buffers,
                     stage_region_bytes)
 from .layout import patch_layout
 
@@ -85,18 +85,38 @@ def arena_peak(graph: Graph, plan=None, bits=None, routed: bool = False) -> int:
     `bits` (per tensor, one width, or None: 8) and patch plan `plan` (a PatchPlan; None:
     layer by layer). routed: VDPC can route a patch to the all-8-bit branch, whose stage
     buffers the low-bit branch shares."""
+    def px(t: str, b: int) -> int:
+        return packed_channels(graph.shapes[t][0], b)
+
+    def pixel_bytes(layer: Layer, routed: bool) -> list[tuple[int, int]]:
+        t_in, t_out = layer.inputs[0], layer.output
+        low = (px(t_in, tensor_bits(bits, t_in)), px(t_out, tensor_bits(bits, t_out)))
+        return [low, (px(t_in, 8), px(t_out, 8))] if routed else [low]
+
     def whole(layer: Layer, inputs) -> WholeTensor:
         c, h, w = graph.shapes[layer.output]
-        return WholeTensor(layer.output, list(inputs), (h, w, c),
-                           tensor_bits(bits, layer.output))
+        t = WholeTensor(layer.output, list(inputs), hwc=(h, w, c),
+                        bits=tensor_bits(bits, layer.output))
+        if layer.is_depthwise and inputs:
+            t.below = depthwise_below([(graph.shapes[layer.inputs[0]][2], *layer.padding[:2])],
+                                      (h, w), layer.stride, pixel_bytes(layer, False))
+        return t
     stage, region, so, rest = [], {}, None, graph.layers
     if plan is not None:
+        layout = patch_layout(plan)
         tensors = [graph.input] + [l.output for l in plan.stage_layers]
         low = {t: tensor_bits(bits, t) for t in tensors[1:]}
-        region = stage_region_bytes(tensors, patch_layout(plan).sizes,
+        region = stage_region_bytes(tensors, layout.sizes,
                                     {t: graph.shapes[t][0] for t in tensors},
                                     [dict.fromkeys(low, 8), low] if routed else [low])
-        stage = [ArenaLayer(l.output, list(l.inputs)) for l in plan.stage_layers]
+        for l in plan.stage_layers:
+            below = None
+            if l.is_depthwise:
+                wins = [(c[l.output].in_w, c[l.output].pad_t, c[l.output].pad_l)
+                        for c in layout.calls]
+                below = depthwise_below(wins, layout.sizes[l.output], l.stride,
+                                        pixel_bytes(l, routed))
+            stage.append(ArenaLayer(l.output, list(l.inputs), below))
         so, rest = whole(plan.stage_layers[-1], []), plan.rest_layers
     return plan_arena(program_buffers(graph.input, stage, region, so,
                                       [whole(l, l.inputs) for l in rest]))
