@@ -711,16 +711,26 @@ QMCU_INLINE void dw_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
     /* fused (the generated kernel zeroes acc right before the call), where dw8_3x3_x2 runs:
      * the sums start from the bias, and requant_biased needs none (the compiled loops keep
      * starting from acc: the bias pointer would cost them a register) */
-    const int32_t biased = fuse && !at_pair &&
-        QMCU_DW8_ASM(kh, kw, ib, npx, 1, x_row, x_pix, dx, cw, acc_pix);
+    const int32_t asm8 = QMCU_DW8_ASM(kh, kw, ib, npx, 1, x_row, x_pix, dx, cw, acc_pix);
+    const int32_t biased = fuse && !at_pair && asm8;
     uint32_t lm = lane_mask(ib);
     QMCU_OPAQUE(lm);
-    for (int32_t g = 0; g < full; g += G)
+    if (asm8) {
+        /* gcc counts the assembly block as one instruction and would unroll this loop 8
+         * times: 8 copies of ~150 instructions (~4.5 KB per kernel) to save a compare and
+         * a branch per group */
+#pragma GCC unroll 1
+        for (int32_t g = 0; g < full; g += 4)       /* G = 4 at 8 bits */
+            dw_set(acc, acc_pix, x + g, x_row, x_pix, dx, w + g, cw, g, 0, c, 4, npx,
+                   kh, kw, ib, lm, 1, y, y_pix, bias, mult, shift, q, ob, at_pair, biased);
+    } else {
+        for (int32_t g = 0; g < full; g += G)
 #pragma GCC unroll 8
-        for (int32_t m = 0; m < H; m += 2)
-            dw_set(acc, acc_pix, x + g / G * 4, x_row, x_pix, dx, w + g + 2 * m, cw, g + m, m,
-                   c, 4, npx, kh, kw, ib, lm, 1, y, y_pix, bias, mult, shift, q, ob, at_pair,
-                   biased);
+            for (int32_t m = 0; m < H; m += 2)
+                dw_set(acc, acc_pix, x + g / G * 4, x_row, x_pix, dx, w + g + 2 * m, cw, g + m,
+                       m, c, 4, npx, kh, kw, ib, lm, 1, y, y_pix, bias, mult, shift, q, ob,
+                       at_pair, biased);
+    }
     if (ib < 8 && full < c) {
         const int32_t tb = ((c - full) * ib + 7) / 8, mend = c - full < H ? c - full : H;
 #pragma GCC unroll 8
