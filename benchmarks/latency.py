@@ -7,7 +7,8 @@ and timed, side by side in one run.
 Budgets (whole KB): `--budgets` budgets at which the int8 patch plan changes, from the smallest
 at which int8 patches fit (the smallest patch-plan peak at 8 bits) up to the layer-wise int8
 peak, always with both ends and the model's default budget, plus one budget below the int8
-minimum (unless `--no-below`: there only a policy with lower-bit buffers can fit). The budgets
+minimum (unless `--no-below`: there only a policy with lower-bit buffers can fit; the smallest
+at which a plan with its patch-stage maps at the memory-aware plans' width fits). The budgets
 the #16 targets are about run first. Per budget, each policy is made (searched) for that
 budget and, when its planned peak fits, deployed through `quantmcu deploy`'s pipeline on
 qemu-m4: instructions (QEMU -icount) and modelled Cortex-M4 cycles (QEMU plugin) per inference,
@@ -94,6 +95,10 @@ class Budgets:
     def __init__(self, graph):
         self.plans = enumerate_plans(graph)
         self.int8_min = min(p.peak_sram_patch_bytes for p in self.plans)
+        # the smallest peak of a plan whose patch-stage maps are at the memory-aware plans'
+        # width: where a policy with lower-bit buffers can fit and int8 patches cannot
+        self.low_bit_min = min(p.peak_sram_patch_bytes for p in search.api.low_bit_plans(
+            graph, search.SearchParams().plan_bits))
         self.layerwise = layerwise_peak(graph, 8)
         self.min_kb, self.max_kb = math.ceil(self.int8_min / 1024), math.ceil(self.layerwise / 1024)
 
@@ -117,7 +122,8 @@ class Budgets:
     def pick(self, n: int, default_kb: float | None, below: bool) -> list[int]:
         """n budgets where the plan changes, from the int8 minimum to the layer-wise peak
         (both ends and the model's default budget kept, the rest spread evenly), plus one
-        below the minimum."""
+        below the minimum: the smallest at which a plan with lower-bit patch-stage maps fits
+        (else 85% of the minimum)."""
         bp = self.breakpoints()
         keep = {bp[0], bp[-1]}
         if default_kb is not None and self.min_kb <= default_kb <= self.max_kb:
@@ -128,7 +134,9 @@ class Budgets:
             step = len(rest) / min(want, len(rest))
             keep |= {rest[int(i * step)] for i in range(min(want, len(rest)))}
         if below:
-            keep.add(max(1, math.floor(0.85 * self.int8_min / 1024)))
+            low = math.ceil(getattr(self, "low_bit_min", self.int8_min) / 1024)
+            keep.add(low if low < self.min_kb else
+                     max(1, math.floor(0.85 * self.int8_min / 1024)))
         return sorted(keep)
 
     def slot(self, kb: int) -> str:

@@ -45,6 +45,11 @@ def test_budgets_are_where_the_plan_changes(lat):
     picked = b.pick(4, 32, below=True)
     assert picked[0] == 15 and {18, 32, 80} <= set(picked) and len(picked) == 5
     assert b.pick(10, None, below=False) == [18, 20, 30, 32, 47, 80]
+    # below the minimum: where a plan with lower-bit patch-stage maps fits, if it does
+    b.low_bit_min = 16_000
+    assert b.pick(4, 32, below=True)[0] == 16
+    b.low_bit_min = 18_432
+    assert b.pick(4, 32, below=True)[0] == 15
     # policies are cached per plan at or above the minimum, per budget below it
     assert b.slot(47) == b.slot(60) == "6_1x2" and b.slot(15) == "12_4x7_15KB"
 

@@ -308,18 +308,24 @@ def with_plan(ctx: SearchContext, plan) -> SearchContext:
                          ctx.engine, ctx.stats, ctx.model, ctx.data, plan=plan)
 
 
+def low_bit_plans(graph, plan_bits: int) -> list:
+    """Every split and grid with every patch-stage map (but the stage output) at plan_bits:
+    the plans, with their peaks, that memory-aware plans are chosen from."""
+    from ..patch import enumerate_plans, split_candidates
+    out = []
+    for n in split_candidates(graph):
+        bits = {l.output: plan_bits for l in graph.layers[:n]}
+        out += enumerate_plans(graph, bits=bits, splits=[n])
+    return out
+
+
 def memory_aware_plans(ctx: SearchContext) -> list:
     """Plans other than the int8 one that fit the budget with every patch-stage map (but the
     stage output) at plan_bits: the extra_plans with the fewest MACs."""
-    from ..patch import enumerate_plans, split_candidates
     p, g = ctx.params, ctx.graph
     budget = int(p.sram_kb * 1024)
-    fits = []
-    for n in split_candidates(g):
-        bits = {l.output: p.plan_bits for l in g.layers[:n]}
-        fits += [c for c in enumerate_plans(g, bits=bits, splits=[n])
-                 if c.peak_sram_patch_bytes <= budget
-                 and (c.split_index, c.grid) != (ctx.plan.split_index, ctx.plan.grid)]
+    fits = [c for c in low_bit_plans(g, p.plan_bits) if c.peak_sram_patch_bytes <= budget
+            and (c.split_index, c.grid) != (ctx.plan.split_index, ctx.plan.grid)]
     fits.sort(key=lambda c: (c.macs_total, c.grid[0] * c.grid[1], c.split_index))
     # one of plans alike in cost (a p×q grid and its q×p transpose): the first
     seen, distinct = set(), []
