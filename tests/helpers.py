@@ -28,6 +28,23 @@ def requires_trained(name: str):
                                      f"(python -m tvm_quantmcu.models.train --model {name})")
 
 
+# A QuantMCU policy with VDPC routing (the BitOPs-Φ search at the shipped budget) for the tests
+# of the routing: the shipped quantmcu policy is the device-Φ search's choice, which may run
+# without VDPC
+VDPC_POLICY = "quantmcu-vdpc"
+
+
+def zoo_policy(model: str, name: str):
+    """The shipped policy `name` of zoo model `model`, or the test VDPC policy (tests/data)."""
+    from tvm_quantmcu.models import checkpoint_hash
+    from tvm_quantmcu.models.policies import load_policy
+    from tvm_quantmcu.quant.policy import Policy
+    if name == VDPC_POLICY:
+        return Policy.load(os.path.join(REPO, "tests", "data", f"{model}.{name}.json"),
+                           model=model, model_hash=checkpoint_hash(model))
+    return load_policy(model, name)
+
+
 def with_grid(policy, grid):
     """The same policy on another patch grid (its ranges and threshold do not depend on it)."""
     import dataclasses

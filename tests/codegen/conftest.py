@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from helpers import requires_dataset
+from helpers import requires_dataset, zoo_policy
 
 
 @pytest.fixture(scope="session")
@@ -12,8 +12,7 @@ def mbv2_graph():
 
 @pytest.fixture(scope="session")
 def shipped():
-    from tvm_quantmcu.models.policies import load_policy
-    return lambda model, policy: load_policy(model, policy)
+    return zoo_policy
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from helpers import have, requires_dataset
+from helpers import VDPC_POLICY, have, requires_dataset
 from tvm_quantmcu import search
 from tvm_quantmcu.codegen import build_program, generate_module, weight_constants
 from tvm_quantmcu.codegen.report import flash_by_section, linked_weights_bytes
@@ -44,7 +44,7 @@ def _policies(shipped):
 
 
 def test_pool_counts_each_distinct_array_once_word_aligned(mbv2_graph, shipped):
-    pol = shipped("mbv2-fmnist", "quantmcu")
+    pol = shipped("mbv2-fmnist", VDPC_POLICY)
     prog = build_program(lower(mbv2_graph, pol), "m", compile_kernels=False)
     distinct = {a.dtype.str.encode() + a.tobytes(): a for c in prog.calls
                 for a in c.params.arrays()}

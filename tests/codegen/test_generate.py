@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from helpers import have, requires_dataset, with_grid
+from helpers import VDPC_POLICY, have, requires_dataset, with_grid
 from tvm_quantmcu.codegen import build_program, generate_module
 from tvm_quantmcu.patch.arena import check_arena, lower_bound
 from tvm_quantmcu.codegen.host import HostModel
@@ -30,13 +30,15 @@ def _host_equals_simulator(graph, pol, x, tmp_path):
     return gen, flags
 
 
-@pytest.mark.parametrize("policy", ["int8", "quantmcu"])
+@pytest.mark.parametrize("policy", ["int8", "quantmcu", VDPC_POLICY])
 def test_host_c_equals_simulator(mbv2_graph, shipped, test_images, tmp_path, policy):
     pol = shipped("mbv2-fmnist", policy)
     gen, flags = _host_equals_simulator(mbv2_graph, pol, test_images(120), tmp_path)
-    if policy == "quantmcu":
+    if pol.vdpc:
         # both branches ran: some patches were routed to 8 bits, most were not
         assert 0 < flags.mean() < 0.5
+    else:
+        assert not flags.any()
     assert gen.meta["patches"] == pol.grid[0] * pol.grid[1]
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tvm
 
-from helpers import have, trained, widen_pass
+from helpers import VDPC_POLICY, have, trained, widen_pass
 from relax_passes import layer_graph, policy_of
 from tvm_quantmcu import pipeline
 from tvm_quantmcu.codegen import generate_module, read_lowered
@@ -85,7 +85,7 @@ def _in_chunks(run, x, n=250):
 @pytest.mark.slow
 @needs_gcc
 @pytest.mark.parametrize("model", ["mbv2-fmnist", "mcunet-fmnist"])
-@pytest.mark.parametrize("policy", ["int8", "quantmcu"])
+@pytest.mark.parametrize("policy", ["int8", "quantmcu", VDPC_POLICY])
 def test_c_vm_and_reference_agree_on_the_full_test_set(model, policy, shipped, test_images,
                                                          tmp_path):
     if not trained(model):
@@ -99,5 +99,5 @@ def test_c_vm_and_reference_agree_on_the_full_test_set(model, policy, shipped, t
     vm_out, vm_flags = compile_vm(lowered, {"kind": "llvm", "opt-level": 0}).run(x)
     np.testing.assert_array_equal(vm_out, want)
     np.testing.assert_array_equal(vm_flags, want_flags)
-    if policy == "quantmcu":
+    if policy_of(lowered).vdpc:
         assert want_flags.any() and not want_flags.all()    # both routes taken

@@ -11,7 +11,7 @@ import torch
 import tvm
 from tvm import relax
 
-from helpers import requires_dataset, trained, widen_pass
+from helpers import VDPC_POLICY, requires_dataset, trained, widen_pass, zoo_policy
 from relax_passes import (AnnotateBits, LowerToQuantMCUKernels, PatchSplit,
                           VDPCRouting, layer_graph, patch_functions, policy_of,
                           vdpc_thresholds)
@@ -28,11 +28,10 @@ FAST_TARGET = {"kind": "llvm", "opt-level": 0}
 
 @functools.lru_cache(maxsize=None)
 def policy(model: str, name: str) -> Policy:
-    """The shipped policy of a zoo model."""
+    """The shipped policy of a zoo model (or the test VDPC policy, helpers.VDPC_POLICY)."""
     if not trained(model):
         pytest.skip(f"{model} has no trained checkpoint")
-    from tvm_quantmcu.models.policies import load_policy
-    return load_policy(model, name)
+    return zoo_policy(model, name)
 
 
 def quantized_test_images(n: int, start: int = 0) -> np.ndarray:
@@ -61,7 +60,7 @@ def check_against_simulator(mod, pol: Policy, x_q: np.ndarray):
 
 
 @requires_dataset
-@pytest.mark.parametrize("name", ["int8", "quantmcu"])
+@pytest.mark.parametrize("name", ["int8", "quantmcu", VDPC_POLICY])
 def test_lowered_mbv2_equals_simulator_on_20_images(name):
     pol = policy("mbv2-fmnist", name)
     rec = RecordPasses()
@@ -81,7 +80,7 @@ def test_lowered_mbv2_equals_simulator_on_20_images(name):
 
 
 def test_vdpc_thresholds_are_the_simulators():
-    pol = policy("mbv2-fmnist", "quantmcu")
+    pol = policy("mbv2-fmnist", VDPC_POLICY)
     sim = Simulator(pipeline.load("mbv2-fmnist").graph, pol)
     for t in (pol.threshold, 0.01, 1e6):
         p = Policy.from_json(dict(pol.to_json(), threshold=t))
@@ -90,7 +89,7 @@ def test_vdpc_thresholds_are_the_simulators():
 
 
 def test_annotations_land_where_the_policy_says():
-    pol = policy("mbv2-fmnist", "quantmcu")
+    pol = policy("mbv2-fmnist", VDPC_POLICY)
     imp = pipeline.load("mbv2-fmnist")
     plan = analyze(imp.graph, pol.split_index, pol.grid)
     annotated = tvm.transform.Sequential([PatchSplit(plan), AnnotateBits(pol)])(imp.relax_mod)
@@ -199,7 +198,7 @@ def test_routed_float_module_computes_the_original_logits():
 
 
 def test_pass_order_is_enforced():
-    pol = policy("mbv2-fmnist", "quantmcu")
+    pol = policy("mbv2-fmnist", VDPC_POLICY)
     imp = pipeline.load("mbv2-fmnist")
     split = PatchSplit(analyze(imp.graph, pol.split_index, pol.grid))(imp.relax_mod)
     with pytest.raises(Exception, match="run AnnotateBits before VDPCRouting"):
