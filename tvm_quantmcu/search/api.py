@@ -273,9 +273,10 @@ def device_cost(ctx: SearchContext, pol: Policy, outlier_rate: float = 0.0) -> d
 
 
 def speedup_vs_int8(graph, pol: Policy, outlier_rate: float = 0.0,
-                    device: DeviceCost | None = None) -> dict:
+                    device: DeviceCost | None = None, layers: bool = False) -> dict:
     """Modelled kernel cost per inference of `pol` and of int8 patches (MCUNetV2: the
-    planner's int8 plan for the budget the policy was searched for), and their ratio."""
+    planner's int8 plan for the budget the policy was searched for), and their ratio;
+    layers=True adds both per-layer profiles ("profile", "int8_profile")."""
     device = device or DeviceCost()
     kb = (pol.params or {}).get("sram_kb", DEFAULT_SRAM_KB)
     try:
@@ -291,7 +292,8 @@ def speedup_vs_int8(graph, pol: Policy, outlier_rate: float = 0.0,
             "cycles": mine["cycles"], "instructions": mine["instructions"],
             "int8_cycles": base["cycles"], "int8_instructions": base["instructions"],
             "speedup_cycles": base["cycles"] / mine["cycles"],
-            "speedup_instructions": base["instructions"] / mine["instructions"]}
+            "speedup_instructions": base["instructions"] / mine["instructions"],
+            **({"profile": mine, "int8_profile": base} if layers else {})}
 
 
 def plan_of(ctx: SearchContext, pol: Policy):
