@@ -9,12 +9,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from . import protocol as P
-
-if TYPE_CHECKING:
-    from .client import Client
+from .errors import LinkError
 
 
 @dataclass(eq=False)
@@ -57,7 +55,7 @@ class Stream:
     MIN_PATIENCE = 0.1        # seconds of silence before an unanswered request counts as lost
     PATIENCE_FACTOR = 4.0     # ... times the time the device took per byte so far
 
-    def __init__(self, client: "Client", t: Transfer):
+    def __init__(self, client, t: Transfer):     # a client.Client (imported by it, not here)
         self.c, self.t = client, t
         self.pending: deque[_Chunk] = deque()
         self.fresh = 0                              # offset of data not cut into chunks yet
@@ -147,7 +145,6 @@ class Stream:
             return
         ch.failures += 1
         if ch.failures > self.c.retries:
-            from .client import LinkError
             raise LinkError(f"{self.t.name}: {ch.failures} damaged exchanges in a row for the "
                             f"chunk at offset {ch.offset} (last: {outcome}); the link is too "
                             "noisy")
@@ -280,8 +277,7 @@ class Stream:
                 self.last_rx = now
                 continue
             if now - self.last_rx >= hang_after - 1e-3:
-                from .client import LinkError
-                raise LinkError(f"device did not answer {self.t.name} within {hang_after:g} s "
+                    raise LinkError(f"device did not answer {self.t.name} within {hang_after:g} s "
                                 f"({len(self.live)} requests unanswered): the firmware hangs "
                                 "or is not running")
             if now >= due:                   # overdue: send the oldest again
