@@ -40,9 +40,10 @@ work = Path(tempfile.mkdtemp(prefix="quantmcu-tutorial-"))
 
 model = pipeline.load("mbv2-fmnist")
 policy = load_policy("mbv2-fmnist", "quantmcu")
+route = (f"VDPC threshold {policy.threshold:.3f} on {policy.classification_map}"
+         if policy.vdpc else "no VDPC routing")
 print(f"plan: split after layer {policy.split_index}, grid {policy.grid}; "
-      f"low-bit maps {policy.bits_low}; VDPC threshold {policy.threshold:.3f} on "
-      f"{policy.classification_map}")
+      f"low-bit maps {policy.bits_low}; {route}")
 
 # %%
 # Generate the C library
