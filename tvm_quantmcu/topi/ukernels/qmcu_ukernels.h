@@ -56,6 +56,16 @@ QMCU_INLINE uint32_t ldpart(const uint8_t *p, int32_t n) {
     return n == 1 ? p[0] : n == 2 ? h : (uint32_t)h | (uint32_t)p[2] << 16;
 }
 
+/* SMLAD: acc + x.lo16 * w.lo16 + x.hi16 * w.hi16 (signed halves, wrapping), portable too. */
+QMCU_INLINE int32_t qmcu_smlad(uint32_t x, uint32_t w, int32_t acc) {
+#ifdef QMCU_DSP
+    return __smlad(x, w, acc);
+#else
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)x * (int16_t)w)
+                     + (uint32_t)((int32_t)(int16_t)(x >> 16) * (int16_t)(w >> 16)));
+#endif
+}
+
 /* ---- scalar semantics (portable path, tails) ------------------------------------------- */
 
 /* Value of channel ch of a packed pixel. */

@@ -37,15 +37,6 @@
 #define QMCU_LW_RQ_AT_PAIR 0
 #endif
 
-QMCU_INLINE int32_t lw_smlad(uint32_t x, uint32_t w, int32_t acc) {
-#ifdef QMCU_DSP
-    return __smlad(x, w, acc);
-#else
-    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)x * (int16_t)w)
-                     + (uint32_t)((int32_t)(int16_t)(x >> 16) * (int16_t)(w >> 16)));
-#endif
-}
-
 /* Operand q of a weight word: ror(v, 2*wb*q) & mask, one AND with a rotated register. */
 QMCU_INLINE uint32_t lw_operand(uint32_t v, int32_t q, int32_t wb, uint32_t mask) {
     const int32_t r = 2 * wb * q;
@@ -169,8 +160,8 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
                     for (int32_t q = 0; q < nq; q++) {
                         const uint32_t op = lw_operand(
                             ld32(pw + q * wpair + 4 * (m / opw)), m % opw, wb, wm);
-                        P[q][0] = lw_smlad(x0l, op, P[q][0]);
-                        if (npx == 2) P[q][1] = lw_smlad(x1l, op, P[q][1]);
+                        P[q][0] = qmcu_smlad(x0l, op, P[q][0]);
+                        if (npx == 2) P[q][1] = qmcu_smlad(x1l, op, P[q][1]);
                     }
                 }
                 if (drains && ++nw == dwords) {  /* the bound is reached: drain the low fields */

@@ -19,15 +19,6 @@
 #define QMCU_UKERNELS_NARROW_W_H
 #include "qmcu_ukernels.h"
 
-QMCU_INLINE int32_t wn_smlad(uint32_t x, uint32_t w, int32_t acc) {
-#ifdef QMCU_DSP
-    return __smlad(x, w, acc);
-#else
-    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)x * (int16_t)w)
-                     + (uint32_t)((int32_t)(int16_t)(x >> 16) * (int16_t)(w >> 16)));
-#endif
-}
-
 /* Activation bytes 0, 2 (ror = 0) or 1, 3 (ror = 8) as 16-bit lanes. */
 QMCU_INLINE uint32_t wn_xpair(uint32_t v, int32_t ror) {
 #ifdef QMCU_DSP
@@ -84,19 +75,19 @@ QMCU_INLINE void conv_wn_pair(int32_t *acc, int32_t acc_pix, const uint8_t *x, i
                     const uint32_t ya = wn_xpair(v1, 0), yc = wn_xpair(v1, 8);
                     uint32_t wv = ld32(pa);
                     uint32_t op = (wv >> (2 * a * wb)) & m;
-                    a0 = wn_smlad(xa, op, a0);
-                    if (npx == 2) b0 = wn_smlad(ya, op, b0);
+                    a0 = qmcu_smlad(xa, op, a0);
+                    if (npx == 2) b0 = qmcu_smlad(ya, op, b0);
                     op = (wv >> ((2 * a + 1) * wb)) & m;
-                    a0 = wn_smlad(xc, op, a0);
-                    if (npx == 2) b0 = wn_smlad(yc, op, b0);
+                    a0 = qmcu_smlad(xc, op, a0);
+                    if (npx == 2) b0 = qmcu_smlad(yc, op, b0);
                     if (!two) continue;
                     wv = ld32(pa + row);
                     op = (wv >> (2 * a * wb)) & m;
-                    a1 = wn_smlad(xa, op, a1);
-                    if (npx == 2) b1 = wn_smlad(ya, op, b1);
+                    a1 = qmcu_smlad(xa, op, a1);
+                    if (npx == 2) b1 = qmcu_smlad(ya, op, b1);
                     op = (wv >> ((2 * a + 1) * wb)) & m;
-                    a1 = wn_smlad(xc, op, a1);
-                    if (npx == 2) b1 = wn_smlad(yc, op, b1);
+                    a1 = qmcu_smlad(xc, op, a1);
+                    if (npx == 2) b1 = qmcu_smlad(yc, op, b1);
                 }
             }
         }
