@@ -137,6 +137,30 @@ def test_depthwise_3x3_int8_two_pixel_products_on_qemu(tmp_path, extreme):
     assert not bad, bad
 
 
+@pytest.mark.parametrize("extreme", [False, True], ids=["random", "extreme"])
+def test_depthwise_3x3_low_bit_two_pixel_products_on_qemu(tmp_path, extreme):
+    """The 3×3 depthwise products of two pixels at 4 and 2 bits (dwl_3x3_x2, every lane pair
+    of a word, the shifted lanes' sums started from zero): stride 1 and 2, borders, whole
+    words with and without a partial last word (odd counts), every output width, the knobs
+    that change the blocking; extreme: all-maximum activations against all-extreme weights."""
+    specs = [KernelSpec("depthwise", (h, w, c), c, (3, 3), s, pad, ib, ob)
+             for ib in (4, 2)
+             for h, w, c, s, pad, ob in (
+                 (5, 6, 16, (1, 1), (1, 1, 1, 1), 8), (6, 8, 19, (1, 1), (1, 1, 1, 1), 4),
+                 (7, 9, 24, (2, 2), (0, 0, 1, 1), 2), (6, 7, 33, (2, 2), (1, 1, 1, 1), 8),
+                 (4, 5, 8, (1, 1), (0, 0, 0, 0), 8), (5, 6, 48, (1, 2), (1, 0, 1, 1), 4))]
+    rng = np.random.default_rng(31)
+    cases = []
+    for knobs in ({}, {"pixels": "row"}, {"requant_at": "pair"}):
+        for spec in specs:
+            c = random_case(spec, rng, extreme=extreme)
+            cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4", knobs), c.x, c.params,
+                                     c.expected, c.window))
+    res = runner.run_qemu(cases, tmp_path, timeout=300)
+    bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
+    assert not bad, bad
+
+
 @pytest.mark.parametrize("small_shift", [False, True], ids=["shifts", "small-shifts"])
 def test_requant_two_pixel_int8_outputs_on_qemu(tmp_path, small_shift):
     """8-bit outputs of two pixels: with and without a clamp inside the output range, odd

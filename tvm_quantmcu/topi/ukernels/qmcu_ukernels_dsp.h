@@ -544,24 +544,25 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
  * or 0: they start from acc), so that the block takes no register gcc must find whatever else is live (r7, r9-r11
  * are saved and restored inside: one of them may be the frame pointer). Per tap: one weight word
  * (SXTB16 ×2), per pixel one activation word (UXTB16 ×2) and four SMLAxy. */
-#define QMCU_DW8_TAP(i, j)                                                                \
+/* One tap of two pixels, four channels: EXT unpacks the activation word in lr into the lane
+ * pairs lr (channels c0, c0+H) and r7 (c0+1, c0+H+1); FL / FH accumulate (QMCU_DW_ACC) or,
+ * on the first tap of sums that start from zero, multiply (QMCU_DW_MUL) the lanes of lr / r7. */
+#define QMCU_DW_ACC(xy, d, n, m) "smla" xy " " d ", " n ", " m ", " d "\n\t"
+#define QMCU_DW_MUL(xy, d, n, m) "smul" xy " " d ", " n ", " m "\n\t"
+#define QMCU_DW_TAP(i, j, EXT, FL, FH)                                                    \
     "ldr r9, [r10, #((" #i "*3+" #j ")*%c[cw])]\n\t"                                       \
     "sxtb16 r12, r9, ror #8\n\t"                                                          \
     "sxtb16 r9, r9\n\t"                                                                   \
     "ldr lr, [r11, #(" #i "*%c[xr]+" #j "*%c[xs])]\n\t"                                    \
-    "uxtb16 r7, lr, ror #8\n\t"                                                           \
-    "uxtb16 lr, lr\n\t"                                                                   \
-    "smlabb r0, lr, r9, r0\n\t"                                                           \
-    "smlabb r1, r7, r12, r1\n\t"                                                          \
-    "smlatt r2, lr, r9, r2\n\t"                                                           \
-    "smlatt r3, r7, r12, r3\n\t"                                                          \
+    EXT                                                                                   \
+    FL("bb", "r0", "lr", "r9") FH("bb", "r1", "r7", "r12")                                \
+    FL("tt", "r2", "lr", "r9") FH("tt", "r3", "r7", "r12")                                \
     "ldr lr, [r11, #(" #i "*%c[xr]+" #j "*%c[xs]+%c[dx])]\n\t"                             \
-    "uxtb16 r7, lr, ror #8\n\t"                                                           \
-    "uxtb16 lr, lr\n\t"                                                                   \
-    "smlabb r4, lr, r9, r4\n\t"                                                           \
-    "smlabb r5, r7, r12, r5\n\t"                                                          \
-    "smlatt r6, lr, r9, r6\n\t"                                                           \
-    "smlatt r8, r7, r12, r8\n\t"
+    EXT                                                                                   \
+    FL("bb", "r4", "lr", "r9") FH("bb", "r5", "r7", "r12")                                \
+    FL("tt", "r6", "lr", "r9") FH("tt", "r8", "r7", "r12")
+#define QMCU_DW_EXT8 "uxtb16 r7, lr, ror #8\n\t" "uxtb16 lr, lr\n\t"
+#define QMCU_DW8_TAP(i, j) QMCU_DW_TAP(i, j, QMCU_DW_EXT8, QMCU_DW_ACC, QMCU_DW_ACC)
 #define QMCU_DW8_ROW(i) QMCU_DW8_TAP(i, 0) QMCU_DW8_TAP(i, 1) QMCU_DW8_TAP(i, 2)
 
 #define QMCU_DW8_FROM_ACC                                                                 \
@@ -608,16 +609,106 @@ QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
             : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory");
 }
 
+/* The same products at 4 and 2 bits (lane pair m of each activation word, m even): the lane
+ * masks are AND immediates (no mask register is left), so the lanes stay where they lie in
+ * the word, shifted left by SL (channels c0, c0+H) and SH (c0+1, c0+H+1) bits; UXTB16 ROR #8
+ * first brings the upper byte of each halfword down. Every product of a shifted sum carries
+ * the factor 2^S (< 2^7, so a lane stays below 2^15), which an ASR removes exactly; those
+ * sums start from zero (SMUL on the first tap) and their start value is added after. Per tap
+ * as at 8 bits, one more instruction per pixel where the upper bytes are needed. */
+#define QMCU_DWL_EXT(MH, ML) "and r7, lr, #" #MH "\n\t" "and lr, lr, #" #ML "\n\t"
+#define QMCU_DWL_EXT_HI(MH, ML) "uxtb16 lr, lr, ror #8\n\t" QMCU_DWL_EXT(MH, ML)
+#define QMCU_DWL_ROWS(EXT, FL)                                                            \
+    QMCU_DW_TAP(0, 0, EXT, FL, QMCU_DW_MUL) QMCU_DW_TAP(0, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC) \
+    QMCU_DW_TAP(0, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(1, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(1, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(1, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(2, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(2, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(2, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)
+/* start value (at base + off: the bias, or acc) plus a shifted sum */
+#define QMCU_DWL_ADD(r, base, off, S)                                                     \
+    "ldr lr, [" base ", #(" off ")]\n\t" "add " r ", lr, " r ", asr #" #S "\n\t"
+#define QMCU_DWL_ADD_HI(S)                                                                \
+    QMCU_DWL_ADD("r1", "r9", "4", S) QMCU_DWL_ADD("r3", "r9", "%c[hb]+4", S)              \
+    QMCU_DWL_ADD("r5", "r12", "4", S) QMCU_DWL_ADD("r8", "r12", "%c[hb]+4", S)
+/* r7 = ap, r9 / r12 = where the start values of pixel 1 / 2 are (the bias, or acc), kept
+ * on the stack across the taps */
+#define QMCU_DWL_ENTER                                                                    \
+    "push {r7, r9, r10, r11}\n\t"                                                          \
+    "ldrd r11, r10, [r12]\n\t"                                                             \
+    "ldrd r7, r9, [r12, #8]\n\t"                                                           \
+    "ldr r12, [r12, #16]\n\t"                                                              \
+    "push {r7, r9, r12}\n\t"
+#define QMCU_DWL_LEAVE                                                                    \
+    "strd r0, r1, [r7]\n\t"                                                                \
+    "strd r2, r3, [r7, #%c[hb]]\n\t"                                                       \
+    "strd r4, r5, [r7, #%c[ap]]\n\t"                                                       \
+    "strd r6, r8, [r7, #(%c[ap]+%c[hb])]\n\t"                                              \
+    "pop {r7, r9, r10, r11}\n\t"
+/* channels c0, c0+H start from their values, c0+1, c0+H+1 (shifted by SH) from zero */
+#define QMCU_DWL_BODY_A(EXT, SH)                                                          \
+    QMCU_DWL_ENTER                                                                        \
+    "ldr r0, [r9]\n\t"                                                                     \
+    "ldr r2, [r9, #%c[hb]]\n\t"                                                            \
+    "ldr r4, [r12]\n\t"                                                                    \
+    "ldr r6, [r12, #%c[hb]]\n\t"                                                           \
+    QMCU_DWL_ROWS(EXT, QMCU_DW_ACC)                                                       \
+    "pop {r7, r9, r12}\n\t"                                                                \
+    QMCU_DWL_ADD_HI(SH) QMCU_DWL_LEAVE
+/* all four channels shifted (by SL, SH) */
+#define QMCU_DWL_BODY_B(EXT, SL, SH)                                                      \
+    QMCU_DWL_ENTER                                                                        \
+    QMCU_DWL_ROWS(EXT, QMCU_DW_MUL)                                                       \
+    "pop {r7, r9, r12}\n\t"                                                                \
+    QMCU_DWL_ADD("r0", "r9", "0", SL) QMCU_DWL_ADD("r2", "r9", "%c[hb]", SL)              \
+    QMCU_DWL_ADD("r4", "r12", "0", SL) QMCU_DWL_ADD("r6", "r12", "%c[hb]", SL)            \
+    QMCU_DWL_ADD_HI(SH) QMCU_DWL_LEAVE
+#define QMCU_DWL_ASM(BODY)                                                                \
+    __asm__ volatile(BODY                                                                 \
+        : "+r"(r12_)                                                                      \
+        : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw),                   \
+          [ap] "i"(4 * acc_pix), [hb] "i"(4 * H), "m"(args)                               \
+        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory")
+
+/* init: the bias of the channels (both pixels start from it) or 0 (they start from acc) */
+QMCU_INLINE void dwl_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
+                            const int32_t *init, int32_t x_row, int32_t x_pix, int32_t dx,
+                            int32_t cw, int32_t acc_pix, int32_t ib, int32_t m) {
+    const int32_t H = 16 / ib;
+    const void *args[5] = {xg, wg, ap, init ? init : ap, init ? init : ap + acc_pix};
+    register const void **r12_ __asm__("r12") = args;
+    if (ib == 4 && m == 0)
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x00F000F0, 0x000F000F), 4));
+    else if (ib == 4)
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x00F000F0, 0x000F000F), 4));
+    else if (m == 0)
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x000C000C, 0x00030003), 2));
+    else if (m == 4)
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x000C000C, 0x00030003), 2));
+    else if (m == 2)
+        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT(0x00C000C0, 0x00300030), 4, 6));
+    else
+        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT_HI(0x00C000C0, 0x00300030), 4, 6));
+}
+
 /* Whether dw_set's products can take dw8_3x3_x2: 3×3, 8 bits, two pixels, four channels;
  * strides known at compile time and every offset within the immediates of LDR (12 bits) and
  * LDRD/STRD (8 bits × 4). */
 #define QMCU_DW8_ASM(kh, kw, ib, npx, whole, x_row, x_pix, dx, cw, acc_pix)               \
     ((kh) == 3 && (kw) == 3 && (ib) == 8 && (npx) == 2 && (whole) &&                     \
-     __builtin_constant_p(x_row) && __builtin_constant_p(x_pix) &&                        \
+     QMCU_DW_ASM_OFFSETS(x_row, x_pix, dx, cw, acc_pix, 2))
+/* As QMCU_DW8_ASM for dwl_3x3_x2 (4 and 2 bits; STRD at acc_pix + H channels). */
+#define QMCU_DWL_ASM_OK(kh, kw, ib, npx, whole, x_row, x_pix, dx, cw, acc_pix)            \
+    ((kh) == 3 && (kw) == 3 && ((ib) == 4 || (ib) == 2) && (npx) == 2 && (whole) &&       \
+     QMCU_DW_ASM_OFFSETS(x_row, x_pix, dx, cw, acc_pix, 16 / (ib)))
+#define QMCU_DW_ASM_OFFSETS(x_row, x_pix, dx, cw, acc_pix, H)                             \
+    (__builtin_constant_p(x_row) && __builtin_constant_p(x_pix) &&                        \
      __builtin_constant_p(dx) && __builtin_constant_p(cw) &&                              \
      __builtin_constant_p(acc_pix) && (x_row) >= 0 && (x_pix) >= 0 && (dx) >= 0 &&         \
      2 * (x_row) + 2 * (x_pix) + (dx) < 4096 && 8 * (cw) < 4096 && (acc_pix) >= 0 &&      \
-     4 * (acc_pix) + 8 <= 1020)
+     4 * (acc_pix) + 4 * (H) <= 1020)
 
 /* Depthwise channels c0, c0+1, c0+H, c0+H+1 (H = 16/ib) of npx pixels, those below c: SXTB16
  * of one weight word gives (w_c0, w_c0+H), (w_c0+1, w_c0+1+H), one activation word (n bytes)
@@ -641,6 +732,16 @@ QMCU_INLINE void dw_set(int32_t *acc, int32_t acc_pix, const uint8_t *xg, int32_
                     ob);
             rq_pair(y, y_pix, c0 + H, ap[2], ap[3], bp[2], bp[3], npx, c + H, mult + c0 + H,
                     shift + c0 + H, q, ob);
+        }
+        return;
+    }
+    if (QMCU_DWL_ASM_OK(kh, kw, ib, npx, whole, x_row, x_pix, dx, cw, acc_pix)) {
+        dwl_3x3_x2(xg, wg, ap, biased ? bias + c0 : 0, x_row, x_pix, dx, cw, acc_pix, ib, m);
+        if (at_pair) {
+            rq_pair(y, y_pix, c0, ap[0], ap[1], bp[0], bp[1], npx, bias + c0, mult + c0,
+                    shift + c0, q, ob);
+            rq_pair(y, y_pix, c0 + H, ap[H], ap[H + 1], bp[H], bp[H + 1], npx, bias + c0 + H,
+                    mult + c0 + H, shift + c0 + H, q, ob);
         }
         return;
     }
@@ -712,7 +813,8 @@ QMCU_INLINE void dw_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
      * the sums start from the bias, and requant_biased needs none (the compiled loops keep
      * starting from acc: the bias pointer would cost them a register) */
     const int32_t asm8 = QMCU_DW8_ASM(kh, kw, ib, npx, 1, x_row, x_pix, dx, cw, acc_pix);
-    const int32_t biased = fuse && !at_pair && asm8;
+    const int32_t asml = QMCU_DWL_ASM_OK(kh, kw, ib, npx, 1, x_row, x_pix, dx, cw, acc_pix);
+    const int32_t biased = fuse && !at_pair && (asm8 || asml);
     uint32_t lm = lane_mask(ib);
     QMCU_OPAQUE(lm);
     if (asm8) {
@@ -723,6 +825,15 @@ QMCU_INLINE void dw_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
         for (int32_t g = 0; g < full; g += 4)       /* G = 4 at 8 bits */
             dw_set(acc, acc_pix, x + g, x_row, x_pix, dx, w + g, cw, g, 0, c, 4, npx,
                    kh, kw, ib, lm, 1, y, y_pix, bias, mult, shift, q, ob, at_pair, biased);
+    } else if (asml) {
+        /* one copy of the assembly per lane pair m, as above */
+#pragma GCC unroll 1
+        for (int32_t g = 0; g < full; g += G)
+#pragma GCC unroll 8
+            for (int32_t m = 0; m < H; m += 2)
+                dw_set(acc, acc_pix, x + g / G * 4, x_row, x_pix, dx, w + g + 2 * m, cw, g + m,
+                       m, c, 4, npx, kh, kw, ib, lm, 1, y, y_pix, bias, mult, shift, q, ob,
+                       at_pair, biased);
     } else {
         for (int32_t g = 0; g < full; g += G)
 #pragma GCC unroll 8
