@@ -627,20 +627,28 @@ QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
     QMCU_DW_TAP(2, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
     QMCU_DW_TAP(2, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
     QMCU_DW_TAP(2, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)
-/* start value (at base + off: the bias, or acc) plus a shifted sum */
-#define QMCU_DWL_ADD(r, base, off, S)                                                     \
-    "ldr lr, [" base ", #(" off ")]\n\t" "add " r ", lr, " r ", asr #" #S "\n\t"
-#define QMCU_DWL_ADD_HI(S)                                                                \
-    QMCU_DWL_ADD("r1", "r9", "4", S) QMCU_DWL_ADD("r3", "r9", "%c[hb]+4", S)              \
-    QMCU_DWL_ADD("r5", "r12", "4", S) QMCU_DWL_ADD("r8", "r12", "%c[hb]+4", S)
-/* r7 = ap, r9 / r12 = where the start values of pixel 1 / 2 are (the bias, or acc), kept
- * on the stack across the taps */
-#define QMCU_DWL_ENTER                                                                    \
+/* FROM = BIAS: both pixels start from the bias (at r9); FROM = ACC: pixel 1 from acc at r9,
+ * pixel 2 at r12. r7 = ap; r9 (and r12) kept on the stack across the taps. */
+#define QMCU_DWL_ENTER(FROM)                                                              \
     "push {r7, r9, r10, r11}\n\t"                                                          \
     "ldrd r11, r10, [r12]\n\t"                                                             \
     "ldrd r7, r9, [r12, #8]\n\t"                                                           \
-    "ldr r12, [r12, #16]\n\t"                                                              \
-    "push {r7, r9, r12}\n\t"
+    QMCU_DWL_ENTER_##FROM
+#define QMCU_DWL_ENTER_BIAS "push {r7, r9}\n\t"
+#define QMCU_DWL_ENTER_ACC "ldr r12, [r12, #16]\n\t" "push {r7, r9, r12}\n\t"
+#define QMCU_DWL_POP_BIAS "pop {r7, r9}\n\t"
+#define QMCU_DWL_POP_ACC "pop {r7, r9, r12}\n\t"
+#define QMCU_DWL_START_BIAS                                                               \
+    "ldr r0, [r9]\n\t" "ldr r2, [r9, #%c[hb]]\n\t" "mov r4, r0\n\t" "mov r6, r2\n\t"
+#define QMCU_DWL_START_ACC                                                                \
+    "ldr r0, [r9]\n\t" "ldr r2, [r9, #%c[hb]]\n\t" "ldr r4, [r12]\n\t"                     \
+    "ldr r6, [r12, #%c[hb]]\n\t"
+/* ra (pixel 1) and rb (pixel 2): their start value (at off) plus their sum shifted back */
+#define QMCU_DWL_ADD(r, base, off, S)                                                     \
+    "ldr lr, [" base ", #(" off ")]\n\t" "add " r ", lr, " r ", asr #" #S "\n\t"
+#define QMCU_DWL_ADDS_ACC(ra, rb, off, S) QMCU_DWL_ADD(ra, "r9", off, S) QMCU_DWL_ADD(rb, "r12", off, S)
+#define QMCU_DWL_ADDS_BIAS(ra, rb, off, S)                                                \
+    QMCU_DWL_ADD(ra, "r9", off, S) "add " rb ", lr, " rb ", asr #" #S "\n\t"
 #define QMCU_DWL_LEAVE                                                                    \
     "strd r0, r1, [r7]\n\t"                                                                \
     "strd r2, r3, [r7, #%c[hb]]\n\t"                                                       \
@@ -648,49 +656,53 @@ QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
     "strd r6, r8, [r7, #(%c[ap]+%c[hb])]\n\t"                                              \
     "pop {r7, r9, r10, r11}\n\t"
 /* channels c0, c0+H start from their values, c0+1, c0+H+1 (shifted by SH) from zero */
-#define QMCU_DWL_BODY_A(EXT, SH)                                                          \
-    QMCU_DWL_ENTER                                                                        \
-    "ldr r0, [r9]\n\t"                                                                     \
-    "ldr r2, [r9, #%c[hb]]\n\t"                                                            \
-    "ldr r4, [r12]\n\t"                                                                    \
-    "ldr r6, [r12, #%c[hb]]\n\t"                                                           \
+#define QMCU_DWL_BODY_A(EXT, SH, FROM)                                                    \
+    QMCU_DWL_ENTER(FROM) QMCU_DWL_START_##FROM                                            \
     QMCU_DWL_ROWS(EXT, QMCU_DW_ACC)                                                       \
-    "pop {r7, r9, r12}\n\t"                                                                \
-    QMCU_DWL_ADD_HI(SH) QMCU_DWL_LEAVE
+    QMCU_DWL_POP_##FROM                                                                   \
+    QMCU_DWL_ADDS_##FROM("r1", "r5", "4", SH)                                             \
+    QMCU_DWL_ADDS_##FROM("r3", "r8", "%c[hb]+4", SH) QMCU_DWL_LEAVE
 /* all four channels shifted (by SL, SH) */
-#define QMCU_DWL_BODY_B(EXT, SL, SH)                                                      \
-    QMCU_DWL_ENTER                                                                        \
+#define QMCU_DWL_BODY_B(EXT, SL, SH, FROM)                                                \
+    QMCU_DWL_ENTER(FROM)                                                                  \
     QMCU_DWL_ROWS(EXT, QMCU_DW_MUL)                                                       \
-    "pop {r7, r9, r12}\n\t"                                                                \
-    QMCU_DWL_ADD("r0", "r9", "0", SL) QMCU_DWL_ADD("r2", "r9", "%c[hb]", SL)              \
-    QMCU_DWL_ADD("r4", "r12", "0", SL) QMCU_DWL_ADD("r6", "r12", "%c[hb]", SL)            \
-    QMCU_DWL_ADD_HI(SH) QMCU_DWL_LEAVE
+    QMCU_DWL_POP_##FROM                                                                   \
+    QMCU_DWL_ADDS_##FROM("r0", "r4", "0", SL) QMCU_DWL_ADDS_##FROM("r2", "r6", "%c[hb]", SL) \
+    QMCU_DWL_ADDS_##FROM("r1", "r5", "4", SH)                                             \
+    QMCU_DWL_ADDS_##FROM("r3", "r8", "%c[hb]+4", SH) QMCU_DWL_LEAVE
 #define QMCU_DWL_ASM(BODY)                                                                \
     __asm__ volatile(BODY                                                                 \
         : "+r"(r12_)                                                                      \
         : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw),                   \
           [ap] "i"(4 * acc_pix), [hb] "i"(4 * H), "m"(args)                               \
         : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory")
+/* the unpacking of lane pair m at 4 / 2 bits */
+#define QMCU_DWL_LANE_PAIRS(FROM)                                                         \
+    if (ib == 4 && m == 0)                                                                \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x00F000F0, 0x000F000F), 4, FROM));     \
+    else if (ib == 4)                                                                     \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x00F000F0, 0x000F000F), 4, FROM));  \
+    else if (m == 0)                                                                      \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x000C000C, 0x00030003), 2, FROM));     \
+    else if (m == 4)                                                                      \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x000C000C, 0x00030003), 2, FROM));  \
+    else if (m == 2)                                                                      \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT(0x00C000C0, 0x00300030), 4, 6, FROM));  \
+    else                                                                                  \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT_HI(0x00C000C0, 0x00300030), 4, 6, FROM))
 
 /* init: the bias of the channels (both pixels start from it) or 0 (they start from acc) */
 QMCU_INLINE void dwl_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
                             const int32_t *init, int32_t x_row, int32_t x_pix, int32_t dx,
                             int32_t cw, int32_t acc_pix, int32_t ib, int32_t m) {
     const int32_t H = 16 / ib;
-    const void *args[5] = {xg, wg, ap, init ? init : ap, init ? init : ap + acc_pix};
+    const void *args[5] = {xg, wg, ap, init ? init : ap, ap + acc_pix};
     register const void **r12_ __asm__("r12") = args;
-    if (ib == 4 && m == 0)
-        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x00F000F0, 0x000F000F), 4));
-    else if (ib == 4)
-        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x00F000F0, 0x000F000F), 4));
-    else if (m == 0)
-        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x000C000C, 0x00030003), 2));
-    else if (m == 4)
-        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x000C000C, 0x00030003), 2));
-    else if (m == 2)
-        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT(0x00C000C0, 0x00300030), 4, 6));
-    else
-        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT_HI(0x00C000C0, 0x00300030), 4, 6));
+    if (init) {
+        QMCU_DWL_LANE_PAIRS(BIAS);
+    } else {
+        QMCU_DWL_LANE_PAIRS(ACC);
+    }
 }
 
 /* Whether dw_set's products can take dw8_3x3_x2: 3×3, 8 bits, two pixels, four channels;
