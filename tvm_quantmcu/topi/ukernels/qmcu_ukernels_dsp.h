@@ -564,6 +564,40 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
 #define QMCU_DW_EXT8 "uxtb16 r7, lr, ror #8\n\t" "uxtb16 lr, lr\n\t"
 #define QMCU_DW8_TAP(i, j) QMCU_DW_TAP(i, j, QMCU_DW_EXT8, QMCU_DW_ACC, QMCU_DW_ACC)
 #define QMCU_DW8_ROW(i) QMCU_DW8_TAP(i, 0) QMCU_DW8_TAP(i, 1) QMCU_DW8_TAP(i, 2)
+/* Stride 1 (dx = x_pix): the second pixel's tap j reads the first one's column j + 1, so a
+ * row loads four activation words instead of six. Column k multiplies the weights of tap
+ * k - 1 (still in r9/r12) into the second pixel, then those of tap k into the first:
+ * 45 instructions per row of 24 MACs instead of 51. FL0 / FH0: each sum's first product. */
+#define QMCU_DW_W(i, j)                                                                   \
+    "ldr r9, [r10, #((" #i "*3+" #j ")*%c[cw])]\n\t"                                       \
+    "sxtb16 r12, r9, ror #8\n\t"                                                          \
+    "sxtb16 r9, r9\n\t"
+#define QMCU_DW_X(i, k, EXT) "ldr lr, [r11, #(" #i "*%c[xr]+" #k "*%c[xs])]\n\t" EXT
+#define QMCU_DW_P1(FL, FH)                                                                \
+    FL("bb", "r0", "lr", "r9") FH("bb", "r1", "r7", "r12")                                \
+    FL("tt", "r2", "lr", "r9") FH("tt", "r3", "r7", "r12")
+#define QMCU_DW_P2(FL, FH)                                                                \
+    FL("bb", "r4", "lr", "r9") FH("bb", "r5", "r7", "r12")                                \
+    FL("tt", "r6", "lr", "r9") FH("tt", "r8", "r7", "r12")
+#define QMCU_DW_ROW_S1(i, EXT, FL0, FH0, FL, FH)                                          \
+    QMCU_DW_W(i, 0) QMCU_DW_X(i, 0, EXT) QMCU_DW_P1(FL0, FH0)                             \
+    QMCU_DW_X(i, 1, EXT) QMCU_DW_P2(FL0, FH0) QMCU_DW_W(i, 1) QMCU_DW_P1(FL, FH)           \
+    QMCU_DW_X(i, 2, EXT) QMCU_DW_P2(FL, FH) QMCU_DW_W(i, 2) QMCU_DW_P1(FL, FH)             \
+    QMCU_DW_X(i, 3, EXT) QMCU_DW_P2(FL, FH)
+/* the three rows, any stride / stride 1 */
+#define QMCU_DW_ROWS_ANY(EXT, FL0, FH0)                                                   \
+    QMCU_DW_TAP(0, 0, EXT, FL0, FH0) QMCU_DW_TAP(0, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)     \
+    QMCU_DW_TAP(0, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(1, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(1, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(1, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(2, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(2, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
+    QMCU_DW_TAP(2, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)
+#define QMCU_DW_ROWS_S1(EXT, FL0, FH0)                                                    \
+    QMCU_DW_ROW_S1(0, EXT, FL0, FH0, QMCU_DW_ACC, QMCU_DW_ACC)                            \
+    QMCU_DW_ROW_S1(1, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)            \
+    QMCU_DW_ROW_S1(2, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)
 
 #define QMCU_DW8_FROM_ACC                                                                 \
     "ldr r7, [r12, #8]\n\t"                                                                \
@@ -579,34 +613,37 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
     "mov r5, r1\n\t"                                                                       \
     "mov r6, r2\n\t"                                                                       \
     "mov r8, r3\n\t"
-#define QMCU_DW8_ASM_BODY(INIT)                                                           \
+#define QMCU_DW8_ASM_BODY(INIT, RW)                                                       \
         "push {r7, r9, r10, r11}\n\t"                                                      \
         "ldrd r11, r10, [r12]\n\t"                                                         \
         INIT                                                                              \
-        QMCU_DW8_ROW(0) QMCU_DW8_ROW(1) QMCU_DW8_ROW(2)                                   \
+        QMCU_DW_##RW(QMCU_DW_EXT8, QMCU_DW_ACC, QMCU_DW_ACC)                               \
         "pop {r7}\n\t"                                                                     \
         "stm r7, {r0-r3}\n\t"                                                              \
         "strd r4, r5, [r7, #%c[ap]]\n\t"                                                   \
         "strd r6, r8, [r7, #(%c[ap]+8)]\n\t"                                               \
         "pop {r7, r9, r10, r11}\n\t"
 
+#define QMCU_DW8_STMT(BODY)                                                               \
+    __asm__ volatile(BODY                                                                 \
+        : "+r"(r12_)                                                                      \
+        : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw),                   \
+          [ap] "i"(4 * acc_pix), "m"(args)                                                \
+        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory")
+
 QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
                             const int32_t *init, int32_t x_row, int32_t x_pix, int32_t dx,
                             int32_t cw, int32_t acc_pix) {
     const void *args[4] = {xg, wg, ap, init};
     register const void **r12_ __asm__("r12") = args;
-    if (init)
-        __asm__ volatile(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS)
-            : "+r"(r12_)
-            : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw),
-              [ap] "i"(4 * acc_pix), "m"(args)
-            : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory");
+    if (init && dx == x_pix)
+        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS, ROWS_S1));
+    else if (init)
+        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS, ROWS_ANY));
+    else if (dx == x_pix)
+        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC, ROWS_S1));
     else
-        __asm__ volatile(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC)
-            : "+r"(r12_)
-            : [xr] "i"(x_row), [xs] "i"(x_pix), [dx] "i"(dx), [cw] "i"(cw),
-              [ap] "i"(4 * acc_pix), "m"(args)
-            : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory");
+        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC, ROWS_ANY));
 }
 
 /* The same products at 4 and 2 bits (lane pair m of each activation word, m even): the lane
@@ -618,15 +655,6 @@ QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
  * as at 8 bits, one more instruction per pixel where the upper bytes are needed. */
 #define QMCU_DWL_EXT(MH, ML) "and r7, lr, #" #MH "\n\t" "and lr, lr, #" #ML "\n\t"
 #define QMCU_DWL_EXT_HI(MH, ML) "uxtb16 lr, lr, ror #8\n\t" QMCU_DWL_EXT(MH, ML)
-#define QMCU_DWL_ROWS(EXT, FL)                                                            \
-    QMCU_DW_TAP(0, 0, EXT, FL, QMCU_DW_MUL) QMCU_DW_TAP(0, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC) \
-    QMCU_DW_TAP(0, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(1, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(1, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(1, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(2, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(2, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(2, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)
 /* FROM = BIAS: both pixels start from the bias (at r9); FROM = ACC: pixel 1 from acc at r9,
  * pixel 2 at r12. r7 = ap; r9 (and r12) kept on the stack across the taps. */
 #define QMCU_DWL_ENTER(FROM)                                                              \
@@ -646,7 +674,8 @@ QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
 /* ra (pixel 1) and rb (pixel 2): their start value (at off) plus their sum shifted back */
 #define QMCU_DWL_ADD(r, base, off, S)                                                     \
     "ldr lr, [" base ", #(" off ")]\n\t" "add " r ", lr, " r ", asr #" #S "\n\t"
-#define QMCU_DWL_ADDS_ACC(ra, rb, off, S) QMCU_DWL_ADD(ra, "r9", off, S) QMCU_DWL_ADD(rb, "r12", off, S)
+#define QMCU_DWL_ADDS_ACC(ra, rb, off, S)                                                 \
+    QMCU_DWL_ADD(ra, "r9", off, S) QMCU_DWL_ADD(rb, "r12", off, S)
 #define QMCU_DWL_ADDS_BIAS(ra, rb, off, S)                                                \
     QMCU_DWL_ADD(ra, "r9", off, S) "add " rb ", lr, " rb ", asr #" #S "\n\t"
 #define QMCU_DWL_LEAVE                                                                    \
@@ -656,16 +685,16 @@ QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
     "strd r6, r8, [r7, #(%c[ap]+%c[hb])]\n\t"                                              \
     "pop {r7, r9, r10, r11}\n\t"
 /* channels c0, c0+H start from their values, c0+1, c0+H+1 (shifted by SH) from zero */
-#define QMCU_DWL_BODY_A(EXT, SH, FROM)                                                    \
+#define QMCU_DWL_BODY_A(EXT, SH, FROM, RW)                                                \
     QMCU_DWL_ENTER(FROM) QMCU_DWL_START_##FROM                                            \
-    QMCU_DWL_ROWS(EXT, QMCU_DW_ACC)                                                       \
+    QMCU_DW_##RW(EXT, QMCU_DW_ACC, QMCU_DW_MUL)                                           \
     QMCU_DWL_POP_##FROM                                                                   \
     QMCU_DWL_ADDS_##FROM("r1", "r5", "4", SH)                                             \
     QMCU_DWL_ADDS_##FROM("r3", "r8", "%c[hb]+4", SH) QMCU_DWL_LEAVE
 /* all four channels shifted (by SL, SH) */
-#define QMCU_DWL_BODY_B(EXT, SL, SH, FROM)                                                \
+#define QMCU_DWL_BODY_B(EXT, SL, SH, FROM, RW)                                            \
     QMCU_DWL_ENTER(FROM)                                                                  \
-    QMCU_DWL_ROWS(EXT, QMCU_DW_MUL)                                                       \
+    QMCU_DW_##RW(EXT, QMCU_DW_MUL, QMCU_DW_MUL)                                           \
     QMCU_DWL_POP_##FROM                                                                   \
     QMCU_DWL_ADDS_##FROM("r0", "r4", "0", SL) QMCU_DWL_ADDS_##FROM("r2", "r6", "%c[hb]", SL) \
     QMCU_DWL_ADDS_##FROM("r1", "r5", "4", SH)                                             \
@@ -677,19 +706,19 @@ QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
           [ap] "i"(4 * acc_pix), [hb] "i"(4 * H), "m"(args)                               \
         : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory")
 /* the unpacking of lane pair m at 4 / 2 bits */
-#define QMCU_DWL_LANE_PAIRS(FROM)                                                         \
+#define QMCU_DWL_LANE_PAIRS(FROM, RW)                                                       \
     if (ib == 4 && m == 0)                                                                \
-        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x00F000F0, 0x000F000F), 4, FROM));     \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x00F000F0, 0x000F000F), 4, FROM, RW));     \
     else if (ib == 4)                                                                     \
-        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x00F000F0, 0x000F000F), 4, FROM));  \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x00F000F0, 0x000F000F), 4, FROM, RW));  \
     else if (m == 0)                                                                      \
-        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x000C000C, 0x00030003), 2, FROM));     \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT(0x000C000C, 0x00030003), 2, FROM, RW));     \
     else if (m == 4)                                                                      \
-        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x000C000C, 0x00030003), 2, FROM));  \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_A(QMCU_DWL_EXT_HI(0x000C000C, 0x00030003), 2, FROM, RW));  \
     else if (m == 2)                                                                      \
-        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT(0x00C000C0, 0x00300030), 4, 6, FROM));  \
+        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT(0x00C000C0, 0x00300030), 4, 6, FROM, RW));  \
     else                                                                                  \
-        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT_HI(0x00C000C0, 0x00300030), 4, 6, FROM))
+        QMCU_DWL_ASM(QMCU_DWL_BODY_B(QMCU_DWL_EXT_HI(0x00C000C0, 0x00300030), 4, 6, FROM, RW))
 
 /* init: the bias of the channels (both pixels start from it) or 0 (they start from acc) */
 QMCU_INLINE void dwl_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
@@ -698,10 +727,14 @@ QMCU_INLINE void dwl_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
     const int32_t H = 16 / ib;
     const void *args[5] = {xg, wg, ap, init ? init : ap, ap + acc_pix};
     register const void **r12_ __asm__("r12") = args;
-    if (init) {
-        QMCU_DWL_LANE_PAIRS(BIAS);
+    if (init && dx == x_pix) {
+        QMCU_DWL_LANE_PAIRS(BIAS, ROWS_S1);
+    } else if (init) {
+        QMCU_DWL_LANE_PAIRS(BIAS, ROWS_ANY);
+    } else if (dx == x_pix) {
+        QMCU_DWL_LANE_PAIRS(ACC, ROWS_S1);
     } else {
-        QMCU_DWL_LANE_PAIRS(ACC);
+        QMCU_DWL_LANE_PAIRS(ACC, ROWS_ANY);
     }
 }
 
