@@ -584,7 +584,14 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
     QMCU_DW_X(i, 1, EXT) QMCU_DW_P2(FL0, FH0) QMCU_DW_W(i, 1) QMCU_DW_P1(FL, FH)           \
     QMCU_DW_X(i, 2, EXT) QMCU_DW_P2(FL, FH) QMCU_DW_W(i, 2) QMCU_DW_P1(FL, FH)             \
     QMCU_DW_X(i, 3, EXT) QMCU_DW_P2(FL, FH)
-/* the three rows, any stride / stride 1 */
+/* Stride 2 (dx = 2 x_pix): column 2 is the first pixel's tap 2 and the second one's tap 0,
+ * so a row loads five words instead of six (weights of taps 0, 2, 1 in that order). */
+#define QMCU_DW_ROW_S2(i, EXT, FL0, FH0, FL, FH)                                          \
+    QMCU_DW_W(i, 0) QMCU_DW_X(i, 0, EXT) QMCU_DW_P1(FL0, FH0)                             \
+    QMCU_DW_X(i, 2, EXT) QMCU_DW_P2(FL0, FH0) QMCU_DW_W(i, 2) QMCU_DW_P1(FL, FH)           \
+    QMCU_DW_X(i, 4, EXT) QMCU_DW_P2(FL, FH) QMCU_DW_W(i, 1)                               \
+    QMCU_DW_X(i, 1, EXT) QMCU_DW_P1(FL, FH) QMCU_DW_X(i, 3, EXT) QMCU_DW_P2(FL, FH)
+/* the three rows, any stride / stride 1 / stride 2 */
 #define QMCU_DW_ROWS_ANY(EXT, FL0, FH0)                                                   \
     QMCU_DW_TAP(0, 0, EXT, FL0, FH0) QMCU_DW_TAP(0, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)     \
     QMCU_DW_TAP(0, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
@@ -598,6 +605,10 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
     QMCU_DW_ROW_S1(0, EXT, FL0, FH0, QMCU_DW_ACC, QMCU_DW_ACC)                            \
     QMCU_DW_ROW_S1(1, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)            \
     QMCU_DW_ROW_S1(2, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)
+#define QMCU_DW_ROWS_S2(EXT, FL0, FH0)                                                    \
+    QMCU_DW_ROW_S2(0, EXT, FL0, FH0, QMCU_DW_ACC, QMCU_DW_ACC)                            \
+    QMCU_DW_ROW_S2(1, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)            \
+    QMCU_DW_ROW_S2(2, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)
 
 #define QMCU_DW8_FROM_ACC                                                                 \
     "ldr r7, [r12, #8]\n\t"                                                                \
@@ -638,10 +649,14 @@ QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
     register const void **r12_ __asm__("r12") = args;
     if (init && dx == x_pix)
         QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS, ROWS_S1));
+    else if (init && dx == 2 * x_pix)
+        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS, ROWS_S2));
     else if (init)
         QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS, ROWS_ANY));
     else if (dx == x_pix)
         QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC, ROWS_S1));
+    else if (dx == 2 * x_pix)
+        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC, ROWS_S2));
     else
         QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC, ROWS_ANY));
 }
@@ -729,10 +744,14 @@ QMCU_INLINE void dwl_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
     register const void **r12_ __asm__("r12") = args;
     if (init && dx == x_pix) {
         QMCU_DWL_LANE_PAIRS(BIAS, ROWS_S1);
+    } else if (init && dx == 2 * x_pix) {
+        QMCU_DWL_LANE_PAIRS(BIAS, ROWS_S2);
     } else if (init) {
         QMCU_DWL_LANE_PAIRS(BIAS, ROWS_ANY);
     } else if (dx == x_pix) {
         QMCU_DWL_LANE_PAIRS(ACC, ROWS_S1);
+    } else if (dx == 2 * x_pix) {
+        QMCU_DWL_LANE_PAIRS(ACC, ROWS_S2);
     } else {
         QMCU_DWL_LANE_PAIRS(ACC, ROWS_ANY);
     }
