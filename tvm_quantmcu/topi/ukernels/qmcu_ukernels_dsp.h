@@ -331,6 +331,13 @@ QMCU_INLINE void acc_from_bias(int32_t *acc, int32_t acc_pix, int32_t npx, int32
 #endif
 
 /* ---- conv2d / pointwise / dense, DSP ------------------------------------------------------ */
+/* widen = 0 (the kernel file defines QMCU_NO_WIDEN): 4/2-bit windows are unpacked per
+ * output channel pair instead (conv_dsp_body). */
+#ifdef QMCU_NO_WIDEN
+#define QMCU_WIDEN 0
+#else
+#define QMCU_WIDEN 1
+#endif
 #ifndef QMCU_MAX_K
 #define QMCU_MAX_K 2304   /* largest gathered window (kh*kw*c) of the DSP path */
 #endif
@@ -352,6 +359,102 @@ QMCU_INLINE void gather(int16_t *dst, const uint8_t *x, int32_t x_row, int32_t x
                 dst[at] = (int16_t)xval(x + i * x_row + j * x_pix, ch, ib);
             }
 }
+
+/* The 4/2-bit windows of npx pixels read a word at a time (whole words per tap, then the
+ * partial last word of tb bytes, zero-filled) as their 16-bit lane pairs in the weights' lane
+ * order, xlane(v, m) one AND each, interleaved by pixel: per two lane pairs, the first
+ * pixel's two words, then the second's. Done once per call, it takes the unpacking out of the
+ * loop over output channel pairs (QMCU_WIDE_PAIR), which then reads the pairs with LDRD off
+ * one pointer and has the registers of the mask and the packed words free. */
+QMCU_INLINE void widen(uint32_t *d, const uint8_t *x, int32_t x_row, int32_t x_pix,
+                       int32_t dx, int32_t npx, int32_t kh, int32_t kw, int32_t c, int32_t ib,
+                       uint32_t lm) {
+    const int32_t G = 32 / ib, tb = (c % G * ib + 7) / 8;
+    for (int32_t i = 0; i < kh; i++)
+        for (int32_t j = 0; j < kw; j++) {
+            const uint8_t *xp = x + i * x_row + j * x_pix;
+#pragma GCC unroll 1
+            for (int32_t g = 0; g < (c + G - 1) / G; g++, xp += 4) {
+                const uint32_t v0 = g < c / G ? ld32(xp) : ldpart(xp, tb);
+                const uint32_t v1 = npx == 1 ? 0 : g < c / G ? ld32(xp + dx)
+                                                             : ldpart(xp + dx, tb);
+#pragma GCC unroll 8
+                for (int32_t m = 0; m < 16 / ib; m += 2, d += 2 * npx) {
+                    d[0] = (uint32_t)xlane(v0, m, ib, lm);
+                    d[1] = (uint32_t)xlane(v0, m + 1, ib, lm);
+                    if (npx == 2) {
+                        d[2] = (uint32_t)xlane(v1, m, ib, lm);
+                        d[3] = (uint32_t)xlane(v1, m + 1, ib, lm);
+                    }
+                }
+            }
+        }
+}
+
+/* QMCU_WIDE_PAIR for two pixels as an assembly loop, two steps per pass (K is a multiple of
+ * 8 here). A step: the weight words of channels o (at p) and o + 1 (at p + K), the four
+ * widened lane words at g (both pixels), 16 MACs. Its loads come in one run (a load behind a
+ * load pipelines on the Cortex-M4: one cycle instead of two) and each weight word is unpacked
+ * in place, so that the loop needs 13 registers (compiled, gcc interleaves the loads with the
+ * multiplies, spills an accumulator and reloads its end pointer). */
+#define QMCU_WIDE_STEP                                                                    \
+    "ldr %[w], [%[p], %[k]]\n\t"                                                       \
+    "ldr %[xc0], [%[g], #4]\n\t"                                                       \
+    "ldr %[xa1], [%[g], #8]\n\t"                                                       \
+    "ldr %[xc1], [%[g], #12]\n\t"                                                      \
+    "ldr %[xa0], [%[g]], #16\n\t"                                                      \
+    "sxtb16 %[s], %[w]\n\t"                                                            \
+    "sxtb16 %[w], %[w], ror #8\n\t"                                                    \
+    "smlad %[a1], %[xa0], %[s], %[a1]\n\t"                                             \
+    "smlad %[b1], %[xa1], %[s], %[b1]\n\t"                                             \
+    "ldr %[s], [%[p]], #4\n\t"                                                         \
+    "smlad %[a1], %[xc0], %[w], %[a1]\n\t"                                             \
+    "smlad %[b1], %[xc1], %[w], %[b1]\n\t"                                             \
+    "sxtb16 %[w], %[s], ror #8\n\t"                                                    \
+    "sxtb16 %[s], %[s]\n\t"                                                            \
+    "smlad %[a0], %[xa0], %[s], %[a0]\n\t"                                             \
+    "smlad %[b0], %[xa1], %[s], %[b0]\n\t"                                             \
+    "smlad %[a0], %[xc0], %[w], %[a0]\n\t"                                             \
+    "smlad %[b0], %[xc1], %[w], %[b0]\n\t"
+
+#define QMCU_WIDE_LOOP_ASM(K)                                                             \
+    __asm__ volatile("1:\n\t" QMCU_WIDE_STEP QMCU_WIDE_STEP                               \
+                     "cmp %[p], %[pe]\n\t"                                               \
+                     "bne 1b"                                                             \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),        \
+                       [p] "+r"(p), [g] "+r"(gw), [w] "=&r"(w_), [s] "=&r"(s_),           \
+                       [xa0] "=&r"(xa0_), [xc0] "=&r"(xc0_), [xa1] "=&r"(xa1_),           \
+                       [xc1] "=&r"(xc1_)                                                  \
+                     : [k] "i"(K), [pe] "r"(pe)                                           \
+                     : "cc", "memory")
+
+/* The weight rows' offset K fits an LDR immediate. */
+#define QMCU_WIDE_ASM(npx, K)                                                             \
+    ((npx) == 2 && __builtin_constant_p(K) && (K) > 0 && (K) % 8 == 0 && (K) < 4096)
+
+/* QMCU_GATHERED_PAIR over the widened windows (widen) of K values per pixel. */
+#define QMCU_WIDE_PAIR()                                                                  \
+    do {                                                                                  \
+        const uint32_t *gw = (const uint32_t *)(void *)qmcu_gather;                       \
+        const int8_t *pe = p + K;                                                         \
+        if (QMCU_WIDE_ASM(npx, K)) {                                                      \
+            uint32_t w_, s_, xa0_, xc0_, xa1_, xc1_;                                      \
+            QMCU_WIDE_LOOP_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8);                            \
+            break;                                                                        \
+        }                                                                                 \
+        for (; p < pe; p += 4, gw += 2 * npx) {                                           \
+            const uint32_t v0 = ld32(p), v1 = ld32(p + K);                                \
+            const int32_t s0 = __sxtb16(v0), t0 = sxtb16_ror8(v0);                        \
+            const int32_t s1 = __sxtb16(v1), t1 = sxtb16_ror8(v1);                        \
+            int32_t xa = (int32_t)gw[0], xc = (int32_t)gw[1];                             \
+            QMCU_PAIR_MACS(xa, xc, a0, a1);                                               \
+            if (npx == 2) {                                                               \
+                xa = (int32_t)gw[2];                                                      \
+                xc = (int32_t)gw[3];                                                      \
+                QMCU_PAIR_MACS(xa, xc, b0, b1);                                           \
+            }                                                                             \
+        }                                                                                 \
+    } while (0)
 
 /* c0 (c1) += the lane pairs xa, xc against output channel o (o + 1): its weight lane pairs
  * s0, t0 (s1, t1). Two SMLAD per channel, four MACs each. */
@@ -458,6 +561,11 @@ QMCU_INLINE void conv_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
      * the bias (as dw_dsp_body) costs the channel loop a register here */
     const int32_t biased = 0;
     int16_t *g0 = qmcu_gather, *g1 = qmcu_gather + QMCU_MAX_K + 4;
+    /* 4/2-bit windows read in place are widened once per call into lane pairs */
+    const int32_t widened = QMCU_WIDEN && ib < 8 && !gathered && K <= QMCU_MAX_K;
+    if (widened) {
+        widen((uint32_t *)(void *)qmcu_gather, x0, x_row, x_pix, dx, npx, kh, kw, c, ib, lm);
+    }
     if (gathered) {
         if (K > QMCU_MAX_K) {
             conv_ref(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, npx,
@@ -489,7 +597,9 @@ QMCU_INLINE void conv_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
                 b1 = bp[1];
             }
         }
-        if (gathered)
+        if (widened)
+            QMCU_WIDE_PAIR();
+        else if (gathered)
             QMCU_GATHERED_PAIR();
         else
             QMCU_DIRECT_PAIR();
