@@ -116,15 +116,17 @@ def test_negative_padding_on_qemu(tmp_path):
 def test_depthwise_3x3_int8_two_pixel_products_on_qemu(tmp_path, extreme):
     """The 3×3 int8 depthwise products of two pixels written with immediate offsets
     (QMCU_DW8_ROW): stride 1 and 2, borders, channel counts with and without a tail of
-    fewer than four, sub-byte outputs, the knobs that change the blocking, and a row too long
-    for LDR's immediate offsets (the compiled loop); extreme: all-maximum activations
+    fewer than four, sub-byte outputs, the knobs that change the blocking, rows too long for
+    offsets from one base (the base advanced per row), and a row too long for LDR's immediate
+    offsets (the compiled loop); extreme: all-maximum activations
     against all-extreme weights."""
     specs = [KernelSpec("depthwise", (h, w, c), c, (3, 3), s, pad, 8, ob)
              for h, w, c, s, pad, ob in (
                  (5, 6, 4, (1, 1), (1, 1, 1, 1), 8), (6, 8, 13, (1, 1), (1, 1, 1, 1), 8),
                  (7, 9, 12, (2, 2), (0, 0, 1, 1), 8), (6, 7, 5, (1, 2), (1, 1, 1, 0), 4),
                  (4, 10, 48, (1, 1), (1, 1, 1, 1), 2), (5, 6, 8, (1, 1), (0, 0, 0, 0), 8),
-                 (3, 40, 100, (1, 1), (1, 1, 1, 1), 8))]
+                 (3, 40, 100, (1, 1), (1, 1, 1, 1), 8), (3, 30, 100, (1, 1), (1, 1, 1, 1), 8),
+                 (4, 16, 200, (2, 2), (1, 1, 1, 1), 8), (3, 9, 240, (1, 2), (0, 1, 1, 0), 4))]
     rng = np.random.default_rng(21)
     cases = []
     for knobs in ({}, {"pixels": "row"}, {"requant_at": "pair"}):
@@ -142,13 +144,15 @@ def test_depthwise_3x3_low_bit_two_pixel_products_on_qemu(tmp_path, extreme):
     """The 3×3 depthwise products of two pixels at 4 and 2 bits (dwl_3x3_x2, every lane pair
     of a word, the shifted lanes' sums started from zero): stride 1 and 2, borders, whole
     words with and without a partial last word (odd counts), every output width, the knobs
-    that change the blocking; extreme: all-maximum activations against all-extreme weights."""
+    that change the blocking, rows too long for offsets from one base; extreme: all-maximum activations against all-extreme weights."""
     specs = [KernelSpec("depthwise", (h, w, c), c, (3, 3), s, pad, ib, ob)
              for ib in (4, 2)
              for h, w, c, s, pad, ob in (
                  (5, 6, 16, (1, 1), (1, 1, 1, 1), 8), (6, 8, 19, (1, 1), (1, 1, 1, 1), 4),
                  (7, 9, 24, (2, 2), (0, 0, 1, 1), 2), (6, 7, 33, (2, 2), (1, 1, 1, 1), 8),
-                 (4, 5, 8, (1, 1), (0, 0, 0, 0), 8), (5, 6, 48, (1, 2), (1, 0, 1, 1), 4))]
+                 (4, 5, 8, (1, 1), (0, 0, 0, 0), 8), (5, 6, 48, (1, 2), (1, 0, 1, 1), 4),
+                 (3, 18 * 4 // ib, 240, (1, 1), (1, 1, 1, 1), 8),
+                 (4, 18 * 4 // ib, 224, (2, 2), (0, 0, 1, 1), 8))]
     rng = np.random.default_rng(31)
     cases = []
     for knobs in ({}, {"pixels": "row"}, {"requant_at": "pair"}):

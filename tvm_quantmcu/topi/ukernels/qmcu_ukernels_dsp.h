@@ -701,24 +701,40 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
     QMCU_DW_X(i, 2, EXT) QMCU_DW_P2(FL0, FH0) QMCU_DW_W(i, 2) QMCU_DW_P1(FL, FH)           \
     QMCU_DW_X(i, 4, EXT) QMCU_DW_P2(FL, FH) QMCU_DW_W(i, 1)                               \
     QMCU_DW_X(i, 1, EXT) QMCU_DW_P1(FL, FH) QMCU_DW_X(i, 3, EXT) QMCU_DW_P2(FL, FH)
-/* the three rows, any stride / stride 1 / stride 2 */
-#define QMCU_DW_ROWS_ANY(EXT, FL0, FH0)                                                   \
-    QMCU_DW_TAP(0, 0, EXT, FL0, FH0) QMCU_DW_TAP(0, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)     \
-    QMCU_DW_TAP(0, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(1, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(1, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(1, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(2, 0, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(2, 1, EXT, QMCU_DW_ACC, QMCU_DW_ACC)                                      \
-    QMCU_DW_TAP(2, 2, EXT, QMCU_DW_ACC, QMCU_DW_ACC)
-#define QMCU_DW_ROWS_S1(EXT, FL0, FH0)                                                    \
-    QMCU_DW_ROW_S1(0, EXT, FL0, FH0, QMCU_DW_ACC, QMCU_DW_ACC)                            \
-    QMCU_DW_ROW_S1(1, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)            \
-    QMCU_DW_ROW_S1(2, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)
-#define QMCU_DW_ROWS_S2(EXT, FL0, FH0)                                                    \
-    QMCU_DW_ROW_S2(0, EXT, FL0, FH0, QMCU_DW_ACC, QMCU_DW_ACC)                            \
-    QMCU_DW_ROW_S2(1, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)            \
-    QMCU_DW_ROW_S2(2, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)
+#define QMCU_DW_ROW_ANY(i, EXT, FL0, FH0, FL, FH)                                         \
+    QMCU_DW_TAP(i, 0, EXT, FL0, FH0) QMCU_DW_TAP(i, 1, EXT, FL, FH) QMCU_DW_TAP(i, 2, EXT, FL, FH)
+/* The three rows (ROW = QMCU_DW_ROW_ANY / _S1 / _S2), every address an immediate offset;
+ * _ADV, for rows too long for that: each row at offset 0, both base pointers advanced by one
+ * row after the first two (two ADDW per row). */
+#define QMCU_DW_ROWS3(ROW, EXT, FL0, FH0)                                                 \
+    ROW(0, EXT, FL0, FH0, QMCU_DW_ACC, QMCU_DW_ACC)                                       \
+    ROW(1, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)                       \
+    ROW(2, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)
+#define QMCU_DW_NEXT_ROW "addw r11, r11, #%c[xr]\n\t" "addw r10, r10, #(3*%c[cw])\n\t"
+#define QMCU_DW_ROWS3_ADV(ROW, EXT, FL0, FH0)                                             \
+    ROW(0, EXT, FL0, FH0, QMCU_DW_ACC, QMCU_DW_ACC) QMCU_DW_NEXT_ROW                      \
+    ROW(0, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC) QMCU_DW_NEXT_ROW      \
+    ROW(0, EXT, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC, QMCU_DW_ACC)
+#define QMCU_DW_ROWS_ANY(EXT, FL0, FH0) QMCU_DW_ROWS3(QMCU_DW_ROW_ANY, EXT, FL0, FH0)
+#define QMCU_DW_ROWS_S1(EXT, FL0, FH0) QMCU_DW_ROWS3(QMCU_DW_ROW_S1, EXT, FL0, FH0)
+#define QMCU_DW_ROWS_S2(EXT, FL0, FH0) QMCU_DW_ROWS3(QMCU_DW_ROW_S2, EXT, FL0, FH0)
+#define QMCU_DW_ROWS_ANY_ADV(EXT, FL0, FH0) QMCU_DW_ROWS3_ADV(QMCU_DW_ROW_ANY, EXT, FL0, FH0)
+#define QMCU_DW_ROWS_S1_ADV(EXT, FL0, FH0) QMCU_DW_ROWS3_ADV(QMCU_DW_ROW_S1, EXT, FL0, FH0)
+#define QMCU_DW_ROWS_S2_ADV(EXT, FL0, FH0) QMCU_DW_ROWS3_ADV(QMCU_DW_ROW_S2, EXT, FL0, FH0)
+/* EMIT(FROM, rows) for the rows that fit the strides (constants: one is compiled) */
+#define QMCU_DW_PICK_ROWS(EMIT, FROM)                                                     \
+    do {                                                                                  \
+        const int32_t adv_ = !QMCU_DW_OFFSETS_FIT(x_row, x_pix, dx, cw);                  \
+        if (!adv_ && dx == x_pix) { EMIT(FROM, ROWS_S1); }                                \
+        else if (!adv_ && dx == 2 * x_pix) { EMIT(FROM, ROWS_S2); }                       \
+        else if (!adv_) { EMIT(FROM, ROWS_ANY); }                                         \
+        else if (dx == x_pix) { EMIT(FROM, ROWS_S1_ADV); }                                \
+        else if (dx == 2 * x_pix) { EMIT(FROM, ROWS_S2_ADV); }                            \
+        else { EMIT(FROM, ROWS_ANY_ADV); }                                                \
+    } while (0)
+/* every tap's offset within LDR's immediate from the block's base pointers */
+#define QMCU_DW_OFFSETS_FIT(x_row, x_pix, dx, cw)                                         \
+    (2 * (x_row) + 2 * (x_pix) + (dx) < 4096 && 8 * (cw) < 4096)
 
 #define QMCU_DW8_FROM_ACC                                                                 \
     "ldr r7, [r12, #8]\n\t"                                                                \
@@ -752,23 +768,17 @@ QMCU_LOOP void conv_dsp_tail(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
           [ap] "i"(4 * acc_pix), "m"(args)                                                \
         : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r8", "lr", "cc", "memory")
 
+#define QMCU_DW8_EMIT(INIT, RW) QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(INIT, RW))
+
 QMCU_INLINE void dw8_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
                             const int32_t *init, int32_t x_row, int32_t x_pix, int32_t dx,
                             int32_t cw, int32_t acc_pix) {
     const void *args[4] = {xg, wg, ap, init};
     register const void **r12_ __asm__("r12") = args;
-    if (init && dx == x_pix)
-        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS, ROWS_S1));
-    else if (init && dx == 2 * x_pix)
-        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS, ROWS_S2));
-    else if (init)
-        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_BIAS, ROWS_ANY));
-    else if (dx == x_pix)
-        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC, ROWS_S1));
-    else if (dx == 2 * x_pix)
-        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC, ROWS_S2));
+    if (init)
+        QMCU_DW_PICK_ROWS(QMCU_DW8_EMIT, QMCU_DW8_FROM_BIAS);
     else
-        QMCU_DW8_STMT(QMCU_DW8_ASM_BODY(QMCU_DW8_FROM_ACC, ROWS_ANY));
+        QMCU_DW_PICK_ROWS(QMCU_DW8_EMIT, QMCU_DW8_FROM_ACC);
 }
 
 /* The same products at 4 and 2 bits (lane pair m of each activation word, m even): the lane
@@ -852,24 +862,15 @@ QMCU_INLINE void dwl_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
     const int32_t H = 16 / ib;
     const void *args[5] = {xg, wg, ap, init ? init : ap, ap + acc_pix};
     register const void **r12_ __asm__("r12") = args;
-    if (init && dx == x_pix) {
-        QMCU_DWL_LANE_PAIRS(BIAS, ROWS_S1);
-    } else if (init && dx == 2 * x_pix) {
-        QMCU_DWL_LANE_PAIRS(BIAS, ROWS_S2);
-    } else if (init) {
-        QMCU_DWL_LANE_PAIRS(BIAS, ROWS_ANY);
-    } else if (dx == x_pix) {
-        QMCU_DWL_LANE_PAIRS(ACC, ROWS_S1);
-    } else if (dx == 2 * x_pix) {
-        QMCU_DWL_LANE_PAIRS(ACC, ROWS_S2);
-    } else {
-        QMCU_DWL_LANE_PAIRS(ACC, ROWS_ANY);
-    }
+    if (init)
+        QMCU_DW_PICK_ROWS(QMCU_DWL_LANE_PAIRS, BIAS);
+    else
+        QMCU_DW_PICK_ROWS(QMCU_DWL_LANE_PAIRS, ACC);
 }
 
 /* Whether dw_set's products can take dw8_3x3_x2: 3×3, 8 bits, two pixels, four channels;
- * strides known at compile time and every offset within the immediates of LDR (12 bits) and
- * LDRD/STRD (8 bits × 4). */
+ * strides known at compile time and every offset within one row within the immediates of LDR
+ * and ADDW (12 bits) and LDRD/STRD (8 bits × 4). */
 #define QMCU_DW8_ASM(kh, kw, ib, npx, whole, x_row, x_pix, dx, cw, acc_pix)               \
     ((kh) == 3 && (kw) == 3 && (ib) == 8 && (npx) == 2 && (whole) &&                     \
      QMCU_DW_ASM_OFFSETS(x_row, x_pix, dx, cw, acc_pix, 2))
@@ -881,7 +882,7 @@ QMCU_INLINE void dwl_3x3_x2(const uint8_t *xg, const int8_t *wg, int32_t *ap,
     (__builtin_constant_p(x_row) && __builtin_constant_p(x_pix) &&                        \
      __builtin_constant_p(dx) && __builtin_constant_p(cw) &&                              \
      __builtin_constant_p(acc_pix) && (x_row) >= 0 && (x_pix) >= 0 && (dx) >= 0 &&         \
-     2 * (x_row) + 2 * (x_pix) + (dx) < 4096 && 8 * (cw) < 4096 && (acc_pix) >= 0 &&      \
+     2 * (x_pix) + (dx) < 4096 && (x_row) < 4096 && 3 * (cw) < 4096 && (acc_pix) >= 0 &&  \
      4 * (acc_pix) + 4 * (H) <= 1020)
 
 /* Depthwise channels c0, c0+1, c0+H, c0+H+1 (H = 16/ib) of npx pixels, those below c: SXTB16
