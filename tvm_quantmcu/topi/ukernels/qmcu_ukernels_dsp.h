@@ -373,7 +373,7 @@ QMCU_INLINE void widen(uint32_t *d, const uint8_t *x, int32_t x_row, int32_t x_p
     for (int32_t i = 0; i < kh; i++)
         for (int32_t j = 0; j < kw; j++) {
             const uint8_t *xp = x + i * x_row + j * x_pix;
-#pragma GCC unroll 1
+#pragma GCC unroll 2
             for (int32_t g = 0; g < (c + G - 1) / G; g++, xp += 4) {
                 const uint32_t v0 = g < c / G ? ld32(xp) : ldpart(xp, tb);
                 const uint32_t v1 = npx == 1 ? 0 : g < c / G ? ld32(xp + dx)
@@ -391,8 +391,8 @@ QMCU_INLINE void widen(uint32_t *d, const uint8_t *x, int32_t x_row, int32_t x_p
         }
 }
 
-/* QMCU_WIDE_PAIR for two pixels as an assembly loop, two steps per pass (K is a multiple of
- * 8 here). A step: the weight words of channels o (at p) and o + 1 (at p + K), the four
+/* QMCU_WIDE_PAIR for two pixels as an assembly loop, four steps per pass where K is a
+ * multiple of 16, three where of 24, else two (K is a multiple of 8 here). A step: the weight words of channels o (at p) and o + 1 (at p + K), the four
  * widened lane words at g (both pixels), 16 MACs. Its loads come in one run (a load behind a
  * load pipelines on the Cortex-M4: one cycle instead of two) and each weight word is unpacked
  * in place, so that the loop needs 13 registers (compiled, gcc interleaves the loads with the
@@ -417,8 +417,8 @@ QMCU_INLINE void widen(uint32_t *d, const uint8_t *x, int32_t x_row, int32_t x_p
     "smlad %[a0], %[xc0], %[w], %[a0]\n\t"                                             \
     "smlad %[b0], %[xc1], %[w], %[b0]\n\t"
 
-#define QMCU_WIDE_LOOP_ASM(K)                                                             \
-    __asm__ volatile("1:\n\t" QMCU_WIDE_STEP QMCU_WIDE_STEP                               \
+#define QMCU_WIDE_LOOP_ASM(K, STEPS)                                                      \
+    __asm__ volatile("1:\n\t" STEPS                                                       \
                      "cmp %[p], %[pe]\n\t"                                               \
                      "bne 1b"                                                             \
                      : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1),        \
@@ -439,7 +439,16 @@ QMCU_INLINE void widen(uint32_t *d, const uint8_t *x, int32_t x_row, int32_t x_p
         const int8_t *pe = p + K;                                                         \
         if (QMCU_WIDE_ASM(npx, K)) {                                                      \
             uint32_t w_, s_, xa0_, xc0_, xa1_, xc1_;                                      \
-            QMCU_WIDE_LOOP_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8);                            \
+            if (K % 16 == 0)                                                              \
+                QMCU_WIDE_LOOP_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8,                         \
+                                   QMCU_WIDE_STEP QMCU_WIDE_STEP QMCU_WIDE_STEP           \
+                                   QMCU_WIDE_STEP);                                       \
+            else if (K % 24 == 0)                                                         \
+                QMCU_WIDE_LOOP_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8,                         \
+                                   QMCU_WIDE_STEP QMCU_WIDE_STEP QMCU_WIDE_STEP);         \
+            else                                                                          \
+                QMCU_WIDE_LOOP_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8,                         \
+                                   QMCU_WIDE_STEP QMCU_WIDE_STEP);                        \
             break;                                                                        \
         }                                                                                 \
         for (; p < pe; p += 4, gw += 2 * npx) {                                           \
