@@ -346,8 +346,19 @@ def device_quantmcu(ctx: SearchContext, bar=None) -> tuple[Policy, dict]:
     p = ctx.params
     t0 = time.time()
     tried = []
-    candidates = [(ctx.plan, True), (ctx.plan, False)] + [(pl, False)
-                                                          for pl in memory_aware_plans(ctx)]
+    budget = int(p.sram_kb * 1024)
+    # VDPC's buffers hold the 8-bit branch: below the int8 plan's peak it cannot fit
+    vdpc_fits = peak_sram(ctx, ctx.base("int8")) <= budget
+    low = min(p.candidate_bits)
+    candidates = [(ctx.plan, True)] * vdpc_fits + [
+        (pl, False) for pl in [ctx.plan] + memory_aware_plans(ctx)
+        # without VDPC, a plan whose peak is over the budget at the lowest widths cannot fit
+        if analyze(ctx.graph, pl.split_index, pl.grid, {
+            l.output: low for l in pl.stage_layers if l.output != pl.stage_output}
+        ).peak_sram_patch_bytes <= budget]
+    if not candidates:
+        raise SearchError(f"quantmcu: no plan of {ctx.name} fits {budget:,} B, with VDPC or "
+                          f"with every patch-stage map at {low} bits")
     for i, (plan, vdpc) in enumerate(candidates):
         if bar is not None:
             bar.set_description(f"search quantmcu: plan {i + 1}/{len(candidates)} "
@@ -356,13 +367,16 @@ def device_quantmcu(ctx: SearchContext, bar=None) -> tuple[Policy, dict]:
         c = ctx if plan is ctx.plan else with_plan(ctx, plan)
         lam, front, base = auto_lambda(c, bar, vdpc=vdpc)
         row = next(r for r in front if r["lambda"] == lam)
+        fits = peak_sram(c, quantmcu_policy(c, lam, vdpc=vdpc)[0]) <= budget
         tried.append({"split_layer": c.plan.split_layer, "grid": list(c.plan.grid),
                       "vdpc": vdpc, "lambda": lam, "top1_val": row["top1"],
-                      "device_cycles": row["device_cycles"], "ctx": c, "front": front,
-                      "base": base})
-    ok = [t for t in tried if t["top1_val"] >= t["base"] - p.drop_pt / 100]
+                      "device_cycles": row["device_cycles"], "fits": fits, "ctx": c,
+                      "front": front, "base": base})
+    # a policy over the budget is chosen only when none fits
+    pool = [t for t in tried if t["fits"]] or tried
+    ok = [t for t in pool if t["top1_val"] >= t["base"] - p.drop_pt / 100]
     best = min(ok, key=lambda t: t["device_cycles"]) if ok else \
-        max(tried, key=lambda t: t["top1_val"])
+        max(pool, key=lambda t: t["top1_val"])
     pol, secs = quantmcu_policy(best["ctx"], best["lambda"], vdpc=best["vdpc"], cold=True)
     pol.name = "quantmcu"
     pol.params["candidates"] = [{k: v for k, v in t.items() if k not in ("ctx", "front",
