@@ -139,3 +139,23 @@ def test_speedup_over_int8_patches_is_one_for_int8_itself(ctx):
     assert sp["int8_fits"] and sp["int8_plan"] == [ctx.plan.split_layer, list(ctx.plan.grid)]
     assert sp["speedup_cycles"] == 1.0 and sp["speedup_instructions"] == 1.0
     assert sp["cycles"] > sp["instructions"] > 0
+
+
+def test_device_quantmcu_keeps_a_policy_within_a_budget_below_the_int8_plan(ctx, monkeypatch):
+    import dataclasses
+    peak8 = search.api.peak_sram(ctx, ctx.base("int8"))
+    kb = (peak8 - 1) // 1024           # VDPC's 8-bit branch on the int8 plan cannot fit
+    c = dataclasses.replace(ctx, params=dataclasses.replace(ctx.params, sram_kb=kb,
+                                                            extra_plans=1), _vdqs={})
+    tried = []
+
+    def auto_lambda(cc, bar=None, vdpc=True):
+        tried.append(vdpc)
+        # the int8 plan looks the fastest: it would be chosen if its policy fitted
+        return 0.0, [{"lambda": 0.0, "top1": 0.9,
+                      "device_cycles": 1.0 if cc.plan is c.plan else 2.0}], 0.9
+    monkeypatch.setattr(search.api, "auto_lambda", auto_lambda)
+    pol, info = search.api.device_quantmcu(c)
+    assert tried and True not in tried
+    assert search.api.peak_sram(c, pol) <= kb * 1024
+    assert all("fits" in t for t in info["candidates"])
