@@ -525,44 +525,33 @@ def analysis(results: list[dict]) -> list[str]:
         out += ["", "Products per MAC: " + ", ".join(
             f"{b}-bit {_span(v)}" for b, v in per_mac.items())
             + f"; requantization {_span(rq)} instructions per output value at every width."]
-    out += ["", *WHY_NOT_FASTER]
+    out += ["", *INPUT_WIDTHS]
     return out
 
 
-WHY_NOT_FASTER = [
-    "### Why 4- and 2-bit inputs are not faster on this core",
+INPUT_WIDTHS = [
+    "### What 4- and 2-bit inputs can gain on this core (8-bit weights)",
     "",
-    "The micro-kernels read the packed activations in place, a 32-bit word at a time, and "
-    "unpack each word into 16-bit lane pairs with one instruction per pair: `UXTB16` (plain "
-    "and `ROR #8`) at 8 bits, `AND` with a shifted register and the mask `0x000F000F` / "
-    "`0x00030003` at 4/2 bits; the weights are stored in the matching lane order at "
-    "preparation time (`compute.lane_pos`), so no shuffling happens at run time. That makes "
-    "the unpack of a sub-byte value no dearer than of a byte (4 bits: 5 instructions per 8 "
-    "values, 8 bits: 6), but not cheaper per multiply either, and the multiplies dominate: the "
-    "Cortex-M4 has no multiply narrower than 16 bits, so `SMLAD` does two MACs whatever the "
-    "width of the activations. With 2 output channels × 2 pixels per pass, 16 MACs take 8 "
-    "`SMLAD`, 4 weight `SXTB16`, 2 weight loads and, per pixel, one activation load and its "
-    "unpack (4 instructions at 8 bits, 4 per 8 channels at 4 bits): about 1.2 instructions "
-    "per MAC at every width before loop overhead and register spills (measured 1.3–1.7 for "
-    "the pointwise layers; depthwise: one `SMLAxy` per MAC, about 2 before spills, 3.1–3.4 "
-    "measured). Requantization is per output value and independent of the input width. What the width does change is the "
-    "padded input rows that depthwise/3×3 kernels copy (fewer bytes: the *window* column), "
-    "which is a small share of the total.",
-    "",
-    "Packing more than two products into one multiply does not help either: a 32-bit `MLA` "
-    "of two 16-bit lanes against a shared operand gives two MACs per instruction (no better "
-    "than `SMLAD`), and 64-bit polynomial tricks need per-term extraction that costs more than "
-    "it saves. Where a layer's channel count is not a multiple of a word (8 channels at 4 "
-    "bits, 16 at 2 bits) the last word of each pixel has empty lanes: the 24-channel pointwise "
-    "layer mbv2-fmnist l3 reads one whole and one half-empty word per pixel at 2 bits and does "
-    "a third more multiplies than at 8 bits (`SMLAD` multiplies both lanes; the depthwise "
-    "kernels, one `SMLAxy` per lane, skip the empty ones). Convolutions with fewer channels "
-    "than a word are gathered value by value (im2col of one pixel), which costs about the same "
-    "at every width. Register allocation differs between the widths' unrolled loops, which moves "
-    "single layers by ±10% (pw 8x8x64->64: 4 bits spill in the channel loop, 2 bits do "
-    "not). The 8-bit kernels were never slowed down to improve these ratios: all widths "
-    "share the same loops. Lower-bit activations pay off in memory "
-    "(2×/4× smaller feature maps, which the patch planner budgets).",
+    "The Cortex-M4 has no multiply narrower than 16 bits: with 8-bit weights no two products "
+    "share a lane, so `SMLAD` does two MACs whatever the width of the activations, and the "
+    "multiplies dominate. What the width can change is the unpacking. At 8 bits each channel "
+    "pair's pass unpacks every activation word again (`UXTB16`, plain and `ROR #8`: per 16 "
+    "MACs of two pixels × two channels 4 loads, 4 `UXTB16`, 4 `SXTB16`, 8 `SMLAD`). conv2d "
+    "windows of 4/2-bit activations read a word at a time are instead *widened* once per call "
+    "(`widen`: per packed word and pixel one load, then one `AND` with a shifted register and "
+    "one store per lane pair, the weights being stored in the matching lane order, "
+    "`compute.lane_pos`), and the channel-pair loop, in assembly, reads the lane pairs as "
+    "words: per 16 MACs 6 loads in one run, 4 `SXTB16`, 8 `SMLAD` (18 instructions against "
+    "20, and loads that pipeline). The widening costs about one instruction per value and "
+    "pixel, paid once for all output channels: the gain grows with the output channels (16: "
+    "about parity; 64–96: 0.85–0.88× of 8 bits' instructions). Where a layer's channel count "
+    "is not a multiple of a word (8 channels at 4 bits, 16 at 2 bits) the last word of each "
+    "pixel has empty lanes: the 24-channel pointwise layer mbv2-fmnist l3 multiplies a third "
+    "more lanes at 2 bits than at 8. Convolutions with fewer channels than a word are gathered "
+    "value by value (im2col of one pixel), which costs about the same at every width. "
+    "Requantization is per output value and independent of the input width. Lower-bit "
+    "activations also pay off in memory (2×/4× smaller feature maps, which the patch planner "
+    "budgets).",
 ]
 
 
