@@ -2,6 +2,7 @@
 prediction, and flash by section (weights, tables, code) measured on the compiled objects."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,23 +28,80 @@ def _sections(obj: Path, size_tool: str) -> dict[str, int]:
     return sec
 
 
+def _weak_code(obj: Path) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """The weak functions of an object (the micro-kernels' QMCU_SHARED ones: every kernel
+    file defines them, the linked firmware holds one copy of those called) as symbol →
+    bytes, and the symbols each text section refers to."""
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(obj)], check=True,
+                         capture_output=True, text=True).stdout
+    weak = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] == "W":
+            weak[parts[3]] = int(parts[1], 16)
+    out = subprocess.run(["arm-none-eabi-readelf", "-rW", str(obj)], check=True,
+                         capture_output=True, text=True).stdout
+    refs: dict[str, set[str]] = {}
+    section = None
+    for line in out.splitlines():
+        m = re.match(r"Relocation section '\.rel(\.text[^']*)'", line)
+        if m:
+            section = m.group(1)
+        elif line.startswith("Relocation section"):
+            section = None
+        elif section and line[:1].isdigit() and len(line.split()) >= 5:
+            refs.setdefault(section, set()).add(line.split()[4])
+    return weak, refs
+
+
+def _weak_symbol(section: str, weak) -> str | None:
+    """The weak function a text section holds (.text.f, or .text.unlikely.f for a cold one)."""
+    sym = section.rsplit(".", 1)[-1]
+    return sym if section.startswith(".text.") and sym in weak else None
+
+
+def _called_weak(weak, refs: dict[str, set[str]]) -> set[str]:
+    """The weak functions reachable from the other code (what --gc-sections keeps)."""
+    body = {_weak_symbol(sec, weak): syms for sec, syms in refs.items()}
+    seen: set[str] = set()
+    todo = [s for sec, syms in refs.items() if _weak_symbol(sec, weak) is None for s in syms]
+    while todo:
+        sym = todo.pop()
+        if sym in weak and sym not in seen:
+            seen.add(sym)
+            todo.extend(body.get(sym, ()))
+    return seen
+
+
 def flash_by_section(gen: GeneratedModel, target: str = "cortex-m4") -> dict[str, int]:
     """Bytes of weights, tables (patch windows), code and other constants, from objects
-    compiled for `target` with the Arm toolchain (-O2, one section per function/object)."""
+    compiled for `target` with the Arm toolchain (-O2, one section per function/object).
+    A weak function counts once, with its largest copy, if some code calls it: the linker
+    keeps one copy of those and drops the rest."""
     flags = TARGETS[target]
     if not flags or shutil.which("arm-none-eabi-gcc") is None:
         raise ToolMissing("flash sizes need arm-none-eabi-gcc (apt-get install "
                           "gcc-arm-none-eabi) and a Cortex-M target")
     total = {"weights": 0, "tables": 0, "code": 0, "other_rodata": 0}
     ram: dict[str, int] = {}     # by section: weak buffers shared by kernels count once
+    shared: dict[str, int] = {}  # the same for weak functions: symbol → bytes
+    weak_all: dict[str, int] = {}
+    refs: dict[str, set[str]] = {}
     with tempfile.TemporaryDirectory() as d:
         for src in gen.sources:
             obj = Path(d) / (src.stem + ".o")
             subprocess.run(["arm-none-eabi-gcc", *flags, "-O2", "-std=c11", "-ffunction-sections",
                             "-fdata-sections", f"-I{gen.directory}", "-c", str(src), "-o",
                             str(obj)], check=True, capture_output=True)
+            weak, obj_refs = _weak_code(obj)
+            weak_all.update(weak)
+            for sec, syms in obj_refs.items():
+                refs.setdefault(sec, set()).update(syms)
             for name, n in _sections(obj, "arm-none-eabi-size").items():
-                if name == WEIGHTS_SECTION:
+                sym = _weak_symbol(name, weak)
+                if sym is not None:
+                    shared[sym] = max(shared.get(sym, 0), n)
+                elif name == WEIGHTS_SECTION:
                     total["weights"] += n
                 elif name == TABLES_SECTION:
                     total["tables"] += n
@@ -53,6 +111,7 @@ def flash_by_section(gen: GeneratedModel, target: str = "cortex-m4") -> dict[str
                     total["other_rodata"] += n
                 elif name.startswith((".bss", ".data")):
                     ram[name] = max(ram.get(name, 0), n)
+    total["code"] += sum(shared[sym] for sym in _called_weak(weak_all, refs))
     total["ram_static"] = sum(ram.values())
     total["flash_total"] = total["weights"] + total["tables"] + total["code"] + \
         total["other_rodata"]

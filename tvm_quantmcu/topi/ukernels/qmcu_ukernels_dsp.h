@@ -83,10 +83,15 @@ QMCU_INLINE uint32_t rq_slow(int32_t a, int32_t M, int32_t n, int32_t zp, int32_
     return (uint32_t)requant_ref(a, M, n, zp, 0, (1 << bits) - 1);
 }
 
+/* Functions every kernel file defines and the firmware holds once: weak, so the linker keeps
+ * one copy (the flash report counts them once, codegen/report.py), and not specialised to
+ * one kernel's shapes (an interposable function is never cloned or inlined). */
+#define QMCU_SHARED __attribute__((weak, noinline))
+
 /* rq_channel for n < 33 (rare: params.prepare scales the weights of such channels up when
  * int8 leaves room). Out of line, so that its 64-bit arithmetic does not take registers from
  * the common path around it. */
-static __attribute__((noinline, cold)) uint32_t rq_channel_n32(int32_t a0, int32_t a1,
+QMCU_SHARED __attribute__((cold)) uint32_t qmcu_rq_channel_n32(int32_t a0, int32_t a1,
                                                                 int32_t npx, int32_t M,
                                                                 int32_t t, int32_t zp,
                                                                 int32_t bits) {
@@ -106,7 +111,7 @@ static __attribute__((noinline, cold)) uint32_t rq_channel_n32(int32_t a0, int32
 QMCU_INLINE uint32_t rq_channel(int32_t a0, int32_t a1, int32_t npx, int32_t c, int32_t M,
                                 int32_t t, const qmcu_q *q, int32_t bits) {
     if (__builtin_expect(t < 0, 0))
-        return rq_channel_n32(a0 + c, a1 + c, npx, M, t, q->zp, bits);
+        return qmcu_rq_channel_n32(a0 + c, a1 + c, npx, M, t, q->zp, bits);
     uint32_t u = rq_fast(a0 + c, M, t, q->z1, bits);
     if (npx == 2) u |= rq_fast(a1 + c, M, t, q->z1, bits) << 16;
     return u;
@@ -164,9 +169,12 @@ QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int3
  * and two tests; per channel its multiplier, the accumulators of both pixels and, unless they
  * hold it, the bias (QMCU_RQ8_BIAS0/1), single loads placed back to back
  * where they can (a load right after a load takes one cycle); per value SMMUL, ASR, ADD,
- * USAT; one STRH per pixel; the clamp (QMCU_RQ8_CLAMP) four bytes at once. Thirteen
- * registers at most (r7 may be the frame pointer). Stops at the end (e) or at a pair with a
- * shift below 33, with a, c, M, n and y at it. */
+ * USAT; one STRH per pixel; the clamp (QMCU_RQ8_CLAMP) four bytes at once. The second pixel
+ * is r = acc_pix accumulators and r = y_pix output bytes on (register offsets: the loop is
+ * shared by all kernels, so the strides are not immediates). Thirteen registers at most (r7
+ * may be the frame pointer): with the bias pointer, the end of the shifts is read from the
+ * stack (QMCU_RQ8_END_M). Stops at the end or at a pair with a shift below 33, with a, c, M,
+ * n and y at it. */
 #define QMCU_RQ8_BIAS0                                                                    \
     "ldr %[B], [%[c]], #8\n\t"                                                              \
     "add %[A], %[A], %[B]\n\t"                                                              \
@@ -182,9 +190,11 @@ QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int3
     "ldr %[Y], %[h4]\n\t"                                                                   \
     "usub8 %[A], %[A], %[Y]\n\t"                                                            \
     "lsr %[X], %[A], #16\n\t"
-#define QMCU_RQ8_X2(BIAS0, BIAS1, CLAMP)                                                          \
+#define QMCU_RQ8_END_R "cmp %[n], %[e]\n\t"
+#define QMCU_RQ8_END_M "ldr %[Y], %[e]\n\tcmp %[n], %[Y]\n\t"
+#define QMCU_RQ8_X2(BIAS0, BIAS1, CLAMP, END, EOP, ...)                                   \
     __asm__ volatile(                                                                     \
-        "cmp %[n], %[e]\n\t"                                                                \
+        END                                                                               \
         "bhs 3f\n"                                                                          \
         "1:\n\t"                                                                            \
         "ldrd %[t0], %[t1], [%[n]], #8\n\t"                                                 \
@@ -192,16 +202,16 @@ QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int3
         "bmi 2f\n\t"                                                                        \
         "subs %[t1], %[t1], #33\n\t"                                                        \
         "bmi 2f\n\t"                                                                        \
-        "ldr %[A], [%[a]], #8\n\t"                                                         \
-        "ldr %[X], [%[a], #%c[ap0]]\n\t"                                                    \
+        "ldr %[X], [%[a], %[r], lsl #2]\n\t"                                                \
+        "ldr %[A], [%[a]], #4\n\t"                                                          \
         BIAS0                                                                             \
         "ldr %[Y], [%[M]], #8\n\t"                                                          \
         "smmul %[A], %[A], %[Y]\n\t"                                                        \
         "smmul %[X], %[X], %[Y]\n\t"                                                        \
         "asr %[A], %[A], %[t0]\n\t"                                                         \
         "asr %[X], %[X], %[t0]\n\t"                                                         \
-        "ldr %[t0], [%[a], #-4]\n\t"                                                        \
-        "ldr %[B], [%[a], #%c[ap1]]\n\t"                                                    \
+        "ldr %[B], [%[a], %[r], lsl #2]\n\t"                                                \
+        "ldr %[t0], [%[a]], #4\n\t"                                                         \
         BIAS1                                                                             \
         "ldr %[Y], [%[M], #-4]\n\t"                                                         \
         "smmul %[t0], %[t0], %[Y]\n\t"                                                      \
@@ -219,78 +229,75 @@ QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int3
         "orr %[A], %[A], %[t0], lsl #8\n\t"                                                 \
         "orr %[X], %[X], %[B], lsl #8\n\t"                                                  \
         CLAMP                                                                             \
-        "strh %[X], [%[y], #%c[yp]]\n\t"                                                    \
+        "strh %[X], [%[y], %[r]]\n\t"                                                       \
         "strh %[A], [%[y]], #2\n\t"                                                         \
-        "cmp %[n], %[e]\n\t"                                                                \
+        END                                                                               \
         "blo 1b\n\t"                                                                        \
         "b 3f\n"                                                                            \
         "2:\n\t"                                                                            \
         "sub %[n], %[n], #8\n"                                                              \
         "3:\n"                                                                              \
-        : [a] "+r"(a), [c] "+r"(c), [M] "+r"(M), [n] "+r"(n), [y] "+r"(yp), [t0] "=&r"(t0),  \
-          [t1] "=&r"(t1), [A] "=&r"(r0), [B] "=&r"(r1), [X] "=&r"(r2), [Y] "=&r"(r3)         \
-        : [e] "r"(end), [z] "r"(z), [k4] "m"(k4), [h4] "m"(h4), [ap0] "i"(4 * acc_pix - 8),  \
-          [ap1] "i"(4 * acc_pix - 4), [yp] "i"(y_pix)                                     \
+        : [a] "+r"(a), [M] "+r"(M), [n] "+r"(n), [y] "+r"(yp), [t0] "=&r"(t0),              \
+          [t1] "=&r"(t1), [A] "=&r"(r0), [B] "=&r"(r1), [X] "=&r"(r2), [Y] "=&r"(r3),        \
+          ##__VA_ARGS__                                                                   \
+        : EOP, [r] "r"(r), [z] "r"(z), [k4] "m"(k4), [h4] "m"(h4)                         \
         : "cc", "memory")
 
-/* Whether 8-bit outputs take requant8_x2: two pixels, strides known at compile time within
- * the immediates of LDR and STRH (12 bits), and at least 16 channels (its set-up, some thirty
- * instructions per call, costs more than it saves on four channel pairs: mbv2-fmnist l0). */
-#define QMCU_RQ8_ASM(npx, oc, acc_pix, y_pix)                                             \
-    ((npx) == 2 && __builtin_constant_p(oc) && (oc) >= 16 &&                              \
-     __builtin_constant_p(acc_pix) && __builtin_constant_p(y_pix) &&                      \
-     (acc_pix) >= 2 && 4 * (acc_pix) < 4096 && (y_pix) >= 0 && (y_pix) < 4096)
-
-/* 8-bit outputs of two pixels (QMCU_RQ8_ASM), channel pairs in order: QMCU_RQ8_X2 while both
+/* 8-bit outputs of two pixels, channel pairs in order: QMCU_RQ8_X2 while both
  * shifts of a pair are above 32, rq_pair from a pair with a smaller one on. Each value is first
  * y - lo saturated to 0..255 (z = 2*(zp_out - lo) + 1 in rq_fast moves the lower clamp bound
  * to USAT's 0); where [lo, hi] is not the whole byte, UQADD8 of 255 - (hi - lo) takes those
  * above hi - lo to 255 and USUB8 of 255 - hi takes the offset out again: clamp(y, lo, hi).
- * biased (a literal): the accumulators hold the bias. */
-QMCU_INLINE void requant8_x2(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
-                             int32_t oc, const int32_t *bias, const int32_t *mult,
-                             const int32_t *shift, const qmcu_q *q, int32_t biased) {
+ * bias 0: the accumulators hold the bias. The second pixel's accumulators and outputs are the
+ * same distance on (acc_pix == y_pix). */
+QMCU_INLINE void requant8_x2(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t oc,
+                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
+                             const qmcu_q *q) {
     /* from out_params' fields: z1 = 2*zp + 1, lo4 / hi4 = lo / hi in every byte */
-    const int32_t z = q->z1 - 2 * q->lo;
+    const int32_t z = q->z1 - 2 * q->lo, r = y_pix;
     const uint32_t h4 = ~q->hi4, k4 = h4 + q->lo4, clamp = h4 | q->lo4;
     const int32_t *a = acc, *c = bias, *M = mult, *n = shift, *end = shift + (oc & ~1);
     uint8_t *yp = y;
     int32_t t0, t1, r0, r1, r2, r3;
-    if (biased && clamp)
-        QMCU_RQ8_X2("", "", QMCU_RQ8_CLAMP);
-    else if (biased)
-        QMCU_RQ8_X2("", "", "");
+    if (!bias && clamp)
+        QMCU_RQ8_X2("", "", QMCU_RQ8_CLAMP, QMCU_RQ8_END_R, [e] "r"(end));
+    else if (!bias)
+        QMCU_RQ8_X2("", "", "", QMCU_RQ8_END_R, [e] "r"(end));
     else if (clamp)
-        QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, QMCU_RQ8_CLAMP);
+        QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, QMCU_RQ8_CLAMP, QMCU_RQ8_END_M,
+                    [e] "m"(end), [c] "+r"(c));
     else
-        QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, "");
+        QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, "", QMCU_RQ8_END_M, [e] "m"(end),
+                    [c] "+r"(c));
     /* from a pair with a shift below 33 on (rare): the general path */
+    const int32_t biased = !bias;
     for (int32_t ch = (int32_t)(n - shift); ch + 1 < oc; ch += 2)
-        rq_pair_b(y, y_pix, ch, acc[ch], acc[ch + 1], acc[acc_pix + ch], acc[acc_pix + ch + 1],
-                  2, bias + ch, mult + ch, shift + ch, q, 8, biased);
+        rq_pair_b(y, y_pix, ch, acc[ch], acc[ch + 1], acc[y_pix + ch], acc[y_pix + ch + 1],
+                  2, biased ? 0 : bias + ch, mult + ch, shift + ch, q, 8, biased);
     if (oc & 1) {
         const int32_t ch = oc - 1;
         for (int32_t p = 0; p < 2; p++)
             store_one(y + p * y_pix, ch,
-                      requant_ref(acc[p * acc_pix + ch] + (biased ? 0 : bias[ch]), mult[ch],
+                      requant_ref(acc[p * y_pix + ch] + (biased ? 0 : bias[ch]), mult[ch],
                                   shift[ch], q->zp, q->lo, q->hi), 8);
     }
 }
 
 QMCU_INLINE void requant_body(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
                               int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
-                              const int32_t *shift, const qmcu_q *q, int32_t bits,
-                              int32_t biased) {
-    if (bits == 8 && QMCU_RQ8_ASM(npx, oc, acc_pix, y_pix)) {
-        requant8_x2(y, y_pix, acc, acc_pix, oc, bias, mult, shift, q, biased);
+                              const int32_t *shift, const qmcu_q *q, int32_t bits) {
+    const int32_t biased = !bias;
+    if (bits == 8 && npx == 2 && acc_pix == y_pix) {
+        requant8_x2(y, y_pix, acc, oc, bias, mult, shift, q);
         return;
     }
-    const int32_t *a = acc, *b = acc + acc_pix, *c = bias, *M = mult, *n = shift;
+    const int32_t *a = acc, *b = acc + acc_pix;
     const qmcu_q qv = *q;     /* a local copy: its fields stay in registers, not reloaded */
     int32_t ch = 0;
-    for (; ch + 1 < oc; ch += 2, a += 2, b += 2, c += 2, M += 2, n += 2)
-        rq_pair_b(y, y_pix, ch, a[0], a[1], npx == 2 ? b[0] : 0, npx == 2 ? b[1] : 0, npx, c,
-                  M, n, &qv, bits, biased);
+    for (; ch + 1 < oc; ch += 2)
+        rq_pair_b(y, y_pix, ch, a[ch], a[ch + 1], npx == 2 ? b[ch] : 0,
+                  npx == 2 ? b[ch + 1] : 0, npx, biased ? 0 : bias + ch, mult + ch,
+                  shift + ch, &qv, bits, biased);
     for (; ch < oc; ch++)
         for (int32_t p = 0; p < npx; p++)
             store_one(y + p * y_pix, ch,
@@ -298,17 +305,44 @@ QMCU_INLINE void requant_body(uint8_t *y, int32_t y_pix, const int32_t *acc, int
                                   shift[ch], q->zp, q->lo, q->hi), bits);
 }
 
-QMCU_LOOP void requant_out(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
-                           int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
-                           const int32_t *shift, const qmcu_q *q, int32_t bits) {
-    requant_body(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, bits, 0);
+/* Requantization and packing of the outputs of npx (1 or 2) pixels, one function per output
+ * width shared by all kernels (QMCU_SHARED); bias 0: the accumulators hold it. */
+QMCU_SHARED void qmcu_requant8(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                               int32_t npx, int32_t oc, const int32_t *bias,
+                               const int32_t *mult, const int32_t *shift, const qmcu_q *q) {
+    requant_body(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, 8);
+}
+
+QMCU_SHARED void qmcu_requant4(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                               int32_t npx, int32_t oc, const int32_t *bias,
+                               const int32_t *mult, const int32_t *shift, const qmcu_q *q) {
+    requant_body(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, 4);
+}
+
+QMCU_SHARED void qmcu_requant2(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                               int32_t npx, int32_t oc, const int32_t *bias,
+                               const int32_t *mult, const int32_t *shift, const qmcu_q *q) {
+    requant_body(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, 2);
+}
+
+/* Second phase of the DSP kernels: requantize and pack the accumulators of npx pixels
+ * (bias 0: they hold it), in the shared function of the output width. */
+QMCU_INLINE void requant_out(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                             int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
+                             const int32_t *shift, const qmcu_q *q, int32_t bits) {
+    if (bits == 8)
+        qmcu_requant8(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q);
+    else if (bits == 4)
+        qmcu_requant4(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q);
+    else
+        qmcu_requant2(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q);
 }
 
 /* requant_out of accumulators that hold the bias. */
-QMCU_LOOP void requant_biased(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
-                              int32_t npx, int32_t oc, const int32_t *mult,
-                              const int32_t *shift, const qmcu_q *q, int32_t bits) {
-    requant_body(y, y_pix, acc, acc_pix, npx, oc, 0, mult, shift, q, bits, 1);
+QMCU_INLINE void requant_biased(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                                int32_t npx, int32_t oc, const int32_t *mult,
+                                const int32_t *shift, const qmcu_q *q, int32_t bits) {
+    requant_out(y, y_pix, acc, acc_pix, npx, oc, 0, mult, shift, q, bits);
 }
 
 /* The accumulators of channels c0 .. c - 1 of npx pixels set to their bias (before products
