@@ -5,7 +5,7 @@ executes (``-d exec,nochain``); the program counters are attributed to the funct
 ELF (``arm-none-eabi-nm``). The DSP kernels split into parts by function:
 
 * ``products``: the inner products (``conv_dsp``/``dw_dsp`` and the window gather),
-* ``requant``: requantization, clamp and packing of the outputs (``requant_out``),
+* ``requant``: requantization, clamp and packing of the outputs (``qmcu_requant8`` etc.),
 * ``window+loops``: the generated kernel itself (the padded input rows, the zeroing of the
   accumulators, loop and call overhead).
 
@@ -35,7 +35,7 @@ from .runner import Case, qemu_program
 
 PARTS = {"products": ("conv_dsp", "conv_dsp_tail", "dw_dsp", "dw_dsp_tail", "gather",
                      "conv_mve", "dw_mve", "conv_lw", "conv_lw_tail", "conv_ref", "dw_ref"),
-         "requant": ("requant_out", "requant_biased")}
+         "requant": ("qmcu_requant8", "qmcu_requant4", "qmcu_requant2", "qmcu_rq_channel_n32")}
 OTHER = "window+loops"
 
 
@@ -117,7 +117,7 @@ def _functions(elf: Path, kernel: str) -> list[tuple[int, int, str]]:
     out = []
     for line in nm.splitlines():
         f = line.split()
-        if len(f) == 4 and f[2] in "tT" and f[3].split(".")[0] in own:
+        if len(f) == 4 and f[2] in "tTW" and f[3].split(".")[0] in own:
             lo = int(f[0], 16) & ~1
             out.append((lo, lo + int(f[1], 16), _part(f[3])))
     return out

@@ -232,9 +232,19 @@ QMCU_INLINE int32_t qmcu_conv(void *y, int32_t y_pix, void *acc, int32_t acc_pix
     const int8_t *wt = (const int8_t *)w;
     const int32_t *b = (const int32_t *)bias, *m = (const int32_t *)mult;
     const int32_t *n = (const int32_t *)shift;
-    QMCU_DSP_PIXELS(conv_dsp, conv_dsp_tail, (uint8_t *)y + p_ * y_pix, acc, x,
-                    QMCU_ARGS(wt, b, m, n, &qo, 2, kh, kw, c, oc, sw, ib, ob, 1),
-                    QMCU_ARGS(wt, b, m, n, &qo, kh, kw, c, oc, sw, ib, ob, 1));
+    if (QMCU_RQ_AT_PAIR && oc % 2 == 0) {
+        QMCU_DSP_PIXELS(conv_dsp, conv_dsp_tail, (uint8_t *)y + p_ * y_pix, acc, x,
+                        QMCU_ARGS(wt, b, m, n, &qo, 2, kh, kw, c, oc, sw, ib, ob, 1),
+                        QMCU_ARGS(wt, b, m, n, &qo, kh, kw, c, oc, sw, ib, ob, 1));
+    } else {
+        /* the products of all pixels, then their requantization in one call: the product
+         * loops then keep no output-stage pointer live */
+        QMCU_DSP_PIXELS(conv_dsp, conv_dsp_tail, (uint8_t *)0, acc, x,
+                        QMCU_ARGS(wt, 0, 0, 0, 0, 2, kh, kw, c, oc, sw, ib, 8, 0),
+                        QMCU_ARGS(wt, 0, 0, 0, 0, kh, kw, c, oc, sw, ib, 8, 0));
+        requant_out((uint8_t *)y, y_pix, (const int32_t *)acc, acc_pix, npx, oc, b, m, n, &qo,
+                    ob);
+    }
 #else
     conv_ref((uint8_t *)y, y_pix, (int32_t *)acc, acc_pix, (const uint8_t *)x, x_row, x_pix,
              (const int8_t *)w, (const int32_t *)bias, (const int32_t *)mult,

@@ -243,6 +243,10 @@ QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int3
         : EOP, [r] "r"(r), [z] "r"(z), [k4] "m"(k4), [h4] "m"(h4)                         \
         : "cc", "memory")
 
+void qmcu_requant8_px(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                      int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
+                      const int32_t *shift, const qmcu_q *q) QMCU_SHARED;
+
 /* 8-bit outputs of two pixels, channel pairs in order: QMCU_RQ8_X2 while both
  * shifts of a pair are above 32, rq_pair from a pair with a smaller one on. Each value is first
  * y - lo saturated to 0..255 (z = 2*(zp_out - lo) + 1 in rq_fast moves the lower clamp bound
@@ -269,28 +273,20 @@ QMCU_INLINE void requant8_x2(uint8_t *y, int32_t y_pix, const int32_t *acc, int3
     else
         QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, "", QMCU_RQ8_END_M, [e] "m"(end),
                     [c] "+r"(c));
-    /* from a pair with a shift below 33 on (rare): the general path */
-    const int32_t biased = !bias;
-    for (int32_t ch = (int32_t)(n - shift); ch + 1 < oc; ch += 2)
-        rq_pair_b(y, y_pix, ch, acc[ch], acc[ch + 1], acc[y_pix + ch], acc[y_pix + ch + 1],
-                  2, biased ? 0 : bias + ch, mult + ch, shift + ch, q, 8, biased);
-    if (oc & 1) {
-        const int32_t ch = oc - 1;
-        for (int32_t p = 0; p < 2; p++)
-            store_one(y + p * y_pix, ch,
-                      requant_ref(acc[p * y_pix + ch] + (biased ? 0 : bias[ch]), mult[ch],
-                                  shift[ch], q->zp, q->lo, q->hi), 8);
-    }
+    /* from a pair with a shift below 33 on (rare), and an odd last channel: the general
+     * path */
+    const int32_t ch = (int32_t)(n - shift);
+    if (ch < oc)
+        qmcu_requant8_px(y + ch, y_pix, acc + ch, y_pix, 2, oc - ch, bias ? bias + ch : 0,
+                         mult + ch, shift + ch, q);
 }
 
-QMCU_INLINE void requant_body(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
-                              int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
-                              const int32_t *shift, const qmcu_q *q, int32_t bits) {
+/* npx (1 or 2, a literal) pixels at y, acc: channel pairs, then an odd last channel. */
+QMCU_INLINE void requant_pixels(uint8_t *y, int32_t y_pix, const int32_t *acc,
+                                int32_t acc_pix, int32_t npx, int32_t oc, const int32_t *bias,
+                                const int32_t *mult, const int32_t *shift, const qmcu_q *q,
+                                int32_t bits) {
     const int32_t biased = !bias;
-    if (bits == 8 && npx == 2 && acc_pix == y_pix) {
-        requant8_x2(y, y_pix, acc, oc, bias, mult, shift, q);
-        return;
-    }
     const int32_t *a = acc, *b = acc + acc_pix;
     const qmcu_q qv = *q;     /* a local copy: its fields stay in registers, not reloaded */
     int32_t ch = 0;
@@ -305,12 +301,47 @@ QMCU_INLINE void requant_body(uint8_t *y, int32_t y_pix, const int32_t *acc, int
                                   shift[ch], q->zp, q->lo, q->hi), bits);
 }
 
-/* Requantization and packing of the outputs of npx (1 or 2) pixels, one function per output
- * width shared by all kernels (QMCU_SHARED); bias 0: the accumulators hold it. */
+/* A run of npx pixels: two at a time, then a last one. */
+QMCU_INLINE void requant_body(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
+                              int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
+                              const int32_t *shift, const qmcu_q *q, int32_t bits) {
+    int32_t p = 0;
+    for (; p + 1 < npx; p += 2)
+        requant_pixels(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 2, oc, bias, mult,
+                       shift, q, bits);
+    if (p < npx)
+        requant_pixels(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 1, oc, bias, mult,
+                       shift, q, bits);
+}
+
+/* Requantization and packing of the outputs of a run of npx pixels, one function per output
+ * width shared by all kernels (QMCU_SHARED); bias 0: the accumulators hold it. 8 bits: the
+ * assembly loop for pixel pairs whose accumulators and outputs are equally many channels
+ * apart, qmcu_requant8_px for the rest. */
+QMCU_SHARED void qmcu_requant8_px(uint8_t *y, int32_t y_pix, const int32_t *acc,
+                                  int32_t acc_pix, int32_t npx, int32_t oc,
+                                  const int32_t *bias, const int32_t *mult,
+                                  const int32_t *shift, const qmcu_q *q) {
+    if (npx == 2)
+        requant_pixels(y, y_pix, acc, acc_pix, 2, oc, bias, mult, shift, q, 8);
+    else
+        requant_pixels(y, y_pix, acc, acc_pix, 1, oc, bias, mult, shift, q, 8);
+}
+
 QMCU_SHARED void qmcu_requant8(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
                                int32_t npx, int32_t oc, const int32_t *bias,
                                const int32_t *mult, const int32_t *shift, const qmcu_q *q) {
-    requant_body(y, y_pix, acc, acc_pix, npx, oc, bias, mult, shift, q, 8);
+    int32_t p = 0;
+    for (; p + 1 < npx; p += 2) {
+        if (acc_pix == y_pix)
+            requant8_x2(y + p * y_pix, y_pix, acc + p * acc_pix, oc, bias, mult, shift, q);
+        else
+            qmcu_requant8_px(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 2, oc, bias,
+                             mult, shift, q);
+    }
+    if (p < npx)
+        qmcu_requant8_px(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 1, oc, bias, mult,
+                         shift, q);
 }
 
 QMCU_SHARED void qmcu_requant4(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
