@@ -261,6 +261,7 @@ QMCU_INLINE void requant8_x2(uint8_t *y, int32_t y_pix, const int32_t *acc, int3
     const int32_t z = q->z1 - 2 * q->lo, r = y_pix;
     const uint32_t h4 = ~q->hi4, k4 = h4 + q->lo4, clamp = h4 | q->lo4;
     const int32_t *a = acc, *c = bias, *M = mult, *n = shift, *end = shift + (oc & ~1);
+    const int32_t *last = shift + oc;
     uint8_t *yp = y;
     int32_t t0, t1, r0, r1, r2, r3;
     if (!bias && clamp)
@@ -274,11 +275,9 @@ QMCU_INLINE void requant8_x2(uint8_t *y, int32_t y_pix, const int32_t *acc, int3
         QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, "", QMCU_RQ8_END_M, [e] "m"(end),
                     [c] "+r"(c));
     /* from a pair with a shift below 33 on (rare), and an odd last channel: the general
-     * path */
-    const int32_t ch = (int32_t)(n - shift);
-    if (ch < oc)
-        qmcu_requant8_px(y + ch, y_pix, acc + ch, y_pix, 2, oc - ch, bias ? bias + ch : 0,
-                         mult + ch, shift + ch, q);
+     * path, from where the loop stopped (its pointers: nothing else stays live across it) */
+    if (n < last)
+        qmcu_requant8_px(yp, y_pix, a, y_pix, 2, (int32_t)(last - n), c, M, n, q);
 }
 
 /* npx (1 or 2, a literal) pixels at y, acc: channel pairs, then an odd last channel. */
@@ -331,14 +330,14 @@ QMCU_SHARED void qmcu_requant8_px(uint8_t *y, int32_t y_pix, const int32_t *acc,
 QMCU_SHARED void qmcu_requant8(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
                                int32_t npx, int32_t oc, const int32_t *bias,
                                const int32_t *mult, const int32_t *shift, const qmcu_q *q) {
-    int32_t p = 0;
-    for (; p + 1 < npx; p += 2) {
-        if (acc_pix == y_pix)
-            requant8_x2(y + p * y_pix, y_pix, acc + p * acc_pix, oc, bias, mult, shift, q);
-        else
-            qmcu_requant8_px(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 2, oc, bias,
-                             mult, shift, q);
+    if (__builtin_expect(npx == 2 && acc_pix == y_pix, 1)) {   /* the common call */
+        requant8_x2(y, y_pix, acc, oc, bias, mult, shift, q);
+        return;
     }
+    int32_t p = 0;
+    for (; p + 1 < npx; p += 2)
+        qmcu_requant8(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 2, oc, bias, mult,
+                      shift, q);
     if (p < npx)
         qmcu_requant8_px(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 1, oc, bias, mult,
                          shift, q);
