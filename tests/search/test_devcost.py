@@ -71,6 +71,41 @@ def test_device_phi_chooses_activation_and_weight_widths_as_pairs(ctx):
     assert v.search(1.0).bits == {}                 # only entropy counts: stay at 8 bits
 
 
+def test_device_phi_searches_the_layer_wise_rest_when_asked(ctx):
+    rest = {l.name for l in ctx.plan.rest_layers}
+    samples = {}
+
+    def samples_of(t):
+        if t not in samples:
+            samples[t] = ctx.samples_all(t)
+        return samples[t]
+
+    v = search.VDQS(ctx.graph, ctx.plan, ctx.cal, ctx.ranges8, ctx.cal_images[:16],
+                    vdpc=False, phi="device", device=FakeDevice(), rest=True,
+                    samples_of=samples_of)
+    res = v.search(0.0)
+    low_rest = {m for m in res.bits if ctx.graph.producer(m).name in rest}
+    w_rest = {l for l in res.w_bits if l in rest}
+    assert low_rest and w_rest
+    # a pair pays only when a packed-weight pointwise layer reads the low-bit map
+    for m in low_rest:
+        assert res.bits[m] == 4 and any(c.name in res.w_bits for c in ctx.graph.consumers(m))
+        assert m in res.ranges
+    assert ctx.graph.output not in res.bits
+    assert not {m for m in v.search(1.0).bits if ctx.graph.producer(m).name in rest}
+    # the policy computes what the search chose, layer by layer after the stage
+    pol = ctx.base("int8")
+    pol.bits_low, pol.w_bits, pol.ranges_low = res.bits, res.w_bits, res.ranges
+    r = search.evaluate_policy(ctx, pol, "val", 64, engine="sim")
+    assert r["bitops_total"] < search.evaluate_policy(ctx, ctx.base("int8"), "val", 64,
+                                                      engine="sim")["bitops_total"]
+    # not searched without the flag, nor with VDPC
+    v8 = search.VDQS(ctx.graph, ctx.plan, ctx.cal, ctx.ranges8, ctx.cal_images[:16],
+                     vdpc=True, phi="device", device=FakeDevice(), rest=True,
+                     samples_of=samples_of)
+    assert not v8.rest
+
+
 def test_device_phi_is_a_search_parameter(ctx):
     with pytest.raises(search.SearchError, match="unknown Φ"):
         search.prepare_graph(ctx.graph, ctx.cal_images, search.SearchParams(phi="macs"))

@@ -54,6 +54,10 @@ class SearchParams:
     # (without VDPC, whose buffers hold the 8-bit branch) and the fastest policy is kept
     plan_bits: int = 4
     extra_plans: int = 2
+    # device Φ without VDPC: search the layer-wise rest's widths too (vdqs.py; our extension)
+    vdqs_rest: bool = False
+    rest_bits: tuple = (8, 4)              # activation widths of the rest's maps
+    rest_w_bits: tuple = (8, 4)            # weight widths of the rest's layers
     drop_pt: float = DEFAULT_DROP_PT       # accuracy-drop bound of the automatic λ
     val_images: int = VAL_IMAGES_AUTO
 
@@ -61,6 +65,8 @@ class SearchParams:
         d = dict(self.__dict__)
         d["candidate_bits"] = list(self.candidate_bits)
         d["candidate_w_bits"] = list(self.candidate_w_bits)
+        d["rest_bits"] = list(self.rest_bits)
+        d["rest_w_bits"] = list(self.rest_w_bits)
         return d
 
 
@@ -107,7 +113,10 @@ class SearchContext:
                                     omega_norm=p.omega_norm,
                                     candidate_w_bits=p.candidate_w_bits, phi=p.phi,
                                     device=self.device if p.phi == "device" else None,
-                                    budget_bytes=int(p.sram_kb * 1024))
+                                    budget_bytes=int(p.sram_kb * 1024),
+                                    rest=p.vdqs_rest and not vdpc,
+                                    samples_of=self.samples_all, rest_bits=p.rest_bits,
+                                    rest_w_bits=p.rest_w_bits)
         return self._vdqs[vdpc]
 
     def base(self, name: str = "int8") -> Policy:

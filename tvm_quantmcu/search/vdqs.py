@@ -40,6 +40,13 @@ stage's 8-bit cost. Because only the pair (input width, weight width) of a kerne
 speed, a map whose next layer is a searchable weighted layer reading only it is chosen together
 with that layer's weights: candidates (b, w), Ω(i, b) + Ω(l, w | i at b), Φ the cost saved by
 the pair. Other layers' weights keep their own score (device cost saved, output at 8 bits).
+
+Layer-wise rest (rest=True, device Φ without VDPC; our extension, not the paper's): after the
+stage, the maps and weights of the layers that run layer by layer are searched the same way,
+in dataflow order, with the same Φ (cost saved on the producer and consumers, over the same
+8-bit stage cost, so one λ means one price everywhere) and Ω measured on whole calibration
+tensors (patch-based inference computes the stage exactly as layer by layer does). The
+network's output keeps 8 bits.
 """
 from __future__ import annotations
 
@@ -97,12 +104,16 @@ class VDQS:
                  range_method: str = "mse", range_pct: float = 99.9, w_bits=None,
                  vdpc: bool = True, phi_norm: str = "stage", omega_norm: str = "hb",
                  candidate_w_bits=DEFAULT_W_BITS, phi: str = "bitops",
-                 device: DeviceCost | None = None, budget_bytes: int | None = None):
+                 device: DeviceCost | None = None, budget_bytes: int | None = None,
+                 rest: bool = False, samples_of=None, rest_bits=(8, 4),
+                 rest_w_bits=(8, 4)):
         """vdpc=False: one branch for every patch (no routing), calibrated on all patches.
         phi: "bitops" (the paper's) or "device" (modelled cost of the real kernels, measured
         through `device`, default a DeviceCost on the Cortex-M4). budget_bytes (device Φ,
         without VDPC): a width is a candidate only if the patch-based peak SRAM can still meet
-        the budget with every later map at the lowest width."""
+        the budget with every later map at the lowest width. rest (device Φ, without VDPC):
+        search the layer-wise rest too (activation widths rest_bits, weight widths
+        rest_w_bits), its ranges from samples_of(tensor) (float samples)."""
         if phi not in PHIS:
             raise ValueError(f"VDQS phi={phi!r}: one of {', '.join(PHIS)}")
         if phi_norm not in PHI_NORMS or omega_norm not in OMEGA_NORMS:
@@ -134,6 +145,22 @@ class VDQS:
                         for i, p in enumerate(plan.all_patches())]
         self.qg8 = quantize_graph(graph, ranges8, 8, self.w_bits or 8)
         self._bitops()
+        self.rest = bool(rest) and phi == "device" and not vdpc
+        self.rest_maps: list[str] = []
+        if self.rest:
+            if samples_of is None:
+                raise ValueError("VDQS rest=True needs samples_of (float samples of the rest)")
+            self.rest_bits = tuple(sorted(set(rest_bits) | {8}, reverse=True))
+            self.rest_w_bits = tuple(sorted(set(rest_w_bits) | {8}, reverse=True))
+            self.rest_maps = [l.output for l in plan.rest_layers if l.output != graph.output]
+            self.low_ranges.update({(m, b): best_range(samples_of(m), b, range_method,
+                                                       range_pct)
+                                    for m in self.rest_maps for b in self.rest_bits})
+            if len(self.rest_w_bits) > 1:
+                self.wlayers += [l.name for l in plan.rest_layers if l.weight is not None
+                                 and l.name not in self.w_bits]
+            self.x_q = x_q
+            self._rest_cache: dict = {}
         self.phi_kind = phi
         self.budget_bytes = None if vdpc else budget_bytes
         self._peaks: dict = {}
@@ -182,8 +209,10 @@ class VDQS:
     def _prefetch(self) -> None:
         """Measure every spec the search can ask for in one batch (distinct specs only)."""
         specs = []
-        bits_c, w_c = self.candidate_bits, self.candidate_w_bits
-        for l in self.plan.stage_layers:
+        rest = {l.name for l in self.plan.rest_layers} if self.rest else set()
+        for l in self.plan.stage_layers + (self.plan.rest_layers if self.rest else []):
+            bits_c, w_c = (self.rest_bits, self.rest_w_bits) if l.name in rest else \
+                (self.candidate_bits, self.candidate_w_bits)
             ws = w_c if l.name in self.wlayers else (self.w_bits.get(l.name, 8),)
             for a_in in bits_c:
                 for a_out in bits_c:
@@ -198,7 +227,7 @@ class VDQS:
         consumers in pair_w those weight widths), normalised by the stage's 8-bit cost."""
         stage = {l.name for l in self.plan.stage_layers}
         layers = [self.graph.producer(m).name] + [c.name for c in self.graph.consumers(m)
-                                                  if c.name in stage]
+                                                  if c.name in stage or self.rest]
         before = dict(bits, **{m: 8})
         after = dict(bits, **{m: b})
         w_after = dict(w_bits, **pair_w)
@@ -273,9 +302,100 @@ class VDQS:
                 if pair:
                     fixed[pair] = wc
             prefix += ((m, chosen.get(m, 8), w),)
-        low = {m: b for m, b in chosen.items() if b != 8}
         ranges = {m: self.low_ranges[(m, chosen[m])] for m in self.maps}
+        if self.rest:
+            self._search_rest(lam, chosen, w_chosen, fixed, table)
+            ranges.update({m: self.low_ranges[(m, chosen[m])] for m in self.rest_maps
+                           if chosen.get(m, 8) != 8})
+        low = {m: b for m, b in chosen.items() if b != 8}
         return VDQSResult(low, ranges, table, time.time() - t0, w_chosen)
+
+    # ---- the layer-wise rest (rest=True)
+    def _act(self, t: str, bits: dict):
+        from ..quant.qparams import ActQuant
+        if t == self.graph.input:
+            return self.qg8.acts[t]
+        b = bits.get(t, 8)
+        if t in self.maps or b != 8:
+            lo, hi = self.low_ranges[(t, b)]
+        else:
+            lo, hi = self.ranges8[t]
+        return ActQuant.from_range(lo, hi, b)
+
+    def _run_layer(self, name: str, env: dict, bits: dict, w: int) -> np.ndarray:
+        from ..quant.reference import quantize_layer
+        l = self.graph.layer(name)
+        q = quantize_layer(l, [self._act(t, bits) for t in l.inputs], self._act(l.output, bits),
+                           w)
+        return q.run([env[t] for t in l.inputs])
+
+    def _rest_env(self, chosen: dict, w_chosen: dict) -> dict:
+        """Every tensor up to the stage output on the entropy images, the stage as chosen."""
+        key = (tuple(sorted(chosen.items())), tuple(sorted(w_chosen.items())))
+        if key not in self._rest_cache:
+            self._rest_cache.clear()
+            ranges = dict(self.ranges8)
+            ranges.update({m: self.low_ranges[(m, chosen.get(m, 8))] for m in self.maps})
+            qg = quantize_graph(self.graph, ranges, chosen, dict(self.w_bits, **w_chosen))
+            env = {self.graph.input: np.asarray(self.x_q, np.int32)}
+            for l in self.plan.stage_layers:
+                env[l.output] = qg.qlayer(l.name).run([env[t] for t in l.inputs])
+            self._rest_cache[key] = env
+        return dict(self._rest_cache[key])
+
+    def _search_rest(self, lam: float, chosen: dict, w_chosen: dict, fixed: dict,
+                     table: list) -> None:
+        """The rest's widths (module doc), added to chosen / w_chosen."""
+        env = self._rest_env(chosen, w_chosen)
+        layers = self.plan.rest_layers
+        ent = lambda y, b: entropy(y, b)     # noqa: E731
+        for i, l in enumerate(layers):
+            m = l.output
+            w = fixed.get(l.name, 8)
+            if l.name in self.wlayers and l.name not in fixed:
+                outs = {wc: self._run_layer(l.name, env, chosen, wc)
+                        for wc in self.rest_w_bits}
+                h8 = ent(outs[8], 8)
+                omega_w = {wc: self._normalise(conditional_entropy(outs[8], outs[wc], 8)
+                                               if wc != 8 else 0.0, h8) for wc in outs}
+                w = self._best(lam, omega_w,
+                               lambda c: self._saving_w(l.name, c, chosen, w_chosen), table,
+                               {"layer": l.name, "kind": "weight"})
+            if w != 8:
+                w_chosen[l.name] = w
+            if m not in self.rest_maps:
+                env[m] = self._run_layer(l.name, env, chosen, w)
+                continue
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            pair = nxt.name if (nxt is not None and nxt.name in self.wlayers
+                                and list(nxt.inputs) == [m]) else None
+            ys = {b: self._run_layer(l.name, env, dict(chosen, **{m: b}), w)
+                  for b in self.rest_bits}
+            h = {b: ent(y, b) for b, y in ys.items()}
+            omega, phi = {}, {}
+            for b in self.rest_bits:
+                act = self._normalise(h[8] - h[b], h[8])
+                wo = {8: 0.0}
+                if pair:
+                    bits_b = dict(chosen, **{m: b})
+                    e = dict(env, **{m: ys[b]})
+                    outs = {wc: self._run_layer(pair, e, bits_b, wc)
+                            for wc in self.rest_w_bits}
+                    h8 = ent(outs[8], 8)
+                    wo = {wc: self._normalise(conditional_entropy(outs[8], outs[wc], 8)
+                                              if wc != 8 else 0.0, h8) for wc in outs}
+                for wc, ow in wo.items():
+                    omega[(b, wc)] = act + ow
+                    phi[(b, wc)] = self._saving(m, b, chosen, w_chosen,
+                                                {pair: wc} if pair else {})
+            b, wc = self._best(lam, omega, phi.__getitem__, table,
+                               {"map": m, "kind": "activation+weight" if pair
+                                else "activation", **({"layer": pair} if pair else {})},
+                               zero=(8, 8))
+            chosen[m] = b
+            env[m] = ys[b]
+            if pair:
+                fixed[pair] = wc
 
     def _branch_envs(self, key: tuple) -> list[dict]:
         """Per-patch tensors of the low-bit branch on the non-outlier calibration windows.
