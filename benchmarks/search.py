@@ -338,75 +338,97 @@ def plot(res: dict, path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-# the headline: patch-stage BitOPs vs int8 patches within DROP_PT on the test set, activation
-# and weight widths searched together (weights down to 2 bits), for each Φ, with and without
-# VDPC; λ chosen on validation as the automatic λ does (the most BitOPs saved within DROP_PT)
-HEADLINE_W_BITS = (8, 4, 2)
-HEADLINE_LAMBDAS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.12, 0.15, 0.2)
+# the headline: patch-stage BitOPs vs int8 patches within 0.5 pt on the test set, for each Φ,
+# with and/or without VDPC; λ chosen on validation as the automatic λ does (the most BitOPs
+# saved within 0.5 pt). Variants: activation and weight widths searched together (weights
+# down to 2 bits), or every stage layer's weights at 4 bits and the activations searched
+HEADLINE_VARIANTS = {"searched": {"candidate_w_bits": (8, 4, 2)}, "w4": {"stage_w_bits": 4}}
+HEADLINE_LAMBDAS = (0.03, 0.04, 0.05, 0.06, 0.08, 0.1)
 
 
 def headline_model(name: str, phi: str, images: int, val_images: int, engine: str,
-                   log) -> dict:
-    """Per VDPC setting: the λ front on validation, the λ with the most patch-stage BitOPs
-    saved within 0.5 pt of int8 there, and that policy on `images` test images."""
+                   log, vdpcs=(True, False), variants=tuple(HEADLINE_VARIANTS)) -> list[dict]:
+    """Per variant and VDPC setting: the λ front on validation, the λ with the most
+    patch-stage BitOPs saved within 0.5 pt of int8 there, and that policy on `images` test
+    images."""
     ctx = search.prepare(name, search.SearchParams(
-        sram_kb=SRAM_KB.get(name, search.DEFAULT_SRAM_KB), phi=phi,
-        candidate_w_bits=HEADLINE_W_BITS, val_images=val_images), engine=engine)
+        sram_kb=SRAM_KB.get(name, search.DEFAULT_SRAM_KB), phi=phi, val_images=val_images),
+        engine=engine)
     s8, _ = int8_bitops(ctx)
     drop = ctx.params.drop_pt / 100
     base_val = search.evaluate_policy(ctx, ctx.base("int8"), "val", val_images)["top1"]
     base_test = search.evaluate_policy(ctx, ctx.base("int8"), "test", images)["top1"]
+    plan = {"split_layer": ctx.plan.split_layer, "grid": list(ctx.plan.grid),
+            "sram_kb": ctx.params.sram_kb}
     rows = []
-    for vdpc in (True, False):
-        front = search.api.lambda_front(ctx, HEADLINE_LAMBDAS, "val", val_images, vdpc=vdpc)
-        ok = [r for r in front if r["top1"] >= base_val - drop]
-        best = max(ok, key=lambda r: (s8 / r["bitops_patch_stage"], r["top1"], -r["lambda"]))
-        pol, _ = search.quantmcu_policy(ctx, best["lambda"], vdpc=vdpc)
-        r = search.evaluate_policy(ctx, pol, "test", images)
-        row = {"phi": phi, "vdpc": vdpc, "lambda": best["lambda"], "bits": pol.bits_low,
-               "w_bits": pol.w_bits, "val_top1": best["top1"], "test_top1": r["top1"],
-               "drop_pt": round(100 * (base_test - r["top1"]), 2),
-               "bitops_patch_stage_vs_int8": s8 / r["bitops_patch_stage"],
-               "outlier_patch_rate": r["outlier_patch_rate"],
-               "front_val": [{"lambda": f["lambda"], "top1": f["top1"],
-                              "bitops_patch_stage_vs_int8": s8 / f["bitops_patch_stage"]}
-                             for f in front]}
-        if phi == "device":
-            sp = search.api.speedup_vs_int8(ctx.graph, pol, r["outlier_patch_rate"], ctx.device)
-            row["modelled_speedup_cycles"] = sp.get("speedup_cycles")
-        rows.append(row)
-        log(f"  {name} Φ={phi} VDPC={vdpc}: λ={best['lambda']} test top-1 {r['top1']:.4f} "
-            f"(int8 {base_test:.4f}) stage BitOPs {row['bitops_patch_stage_vs_int8']:.2f}x")
-    return {"model": name, "phi": phi, "plan": {"split_layer": ctx.plan.split_layer,
-                                                "grid": list(ctx.plan.grid),
-                                                "sram_kb": ctx.params.sram_kb},
-            "int8_val_top1": base_val, "int8_test_top1": base_test, "rows": rows}
+    for variant in variants:
+        c = dataclasses.replace(ctx, params=dataclasses.replace(
+            ctx.params, **HEADLINE_VARIANTS[variant]), _vdqs={})
+        for vdpc in vdpcs:
+            front = search.api.lambda_front(c, HEADLINE_LAMBDAS, "val", val_images, vdpc=vdpc)
+            ok = [r for r in front if r["top1"] >= base_val - drop]
+            best = max(ok, key=lambda r: (s8 / r["bitops_patch_stage"], r["top1"],
+                                          -r["lambda"]))
+            pol, _ = search.quantmcu_policy(c, best["lambda"], vdpc=vdpc)
+            r = search.evaluate_policy(c, pol, "test", images)
+            row = {"model": name, "plan": plan, "phi": phi, "variant": variant, "vdpc": vdpc,
+                   "lambda": best["lambda"], "bits": pol.bits_low, "w_bits": pol.w_bits,
+                   "int8_val_top1": base_val, "int8_test_top1": base_test,
+                   "val_top1": best["top1"], "test_top1": r["top1"],
+                   "drop_pt": round(100 * (base_test - r["top1"]), 2),
+                   "bitops_patch_stage_vs_int8": s8 / r["bitops_patch_stage"],
+                   "outlier_patch_rate": r["outlier_patch_rate"],
+                   "front_val": [{"lambda": f["lambda"], "bits": f["bits"],
+                                  "w_bits": f["w_bits"], "top1": f["top1"],
+                                  "bitops_patch_stage_vs_int8": s8 / f["bitops_patch_stage"]}
+                                 for f in front]}
+            if phi == "device":
+                sp = search.api.speedup_vs_int8(c.graph, pol, r["outlier_patch_rate"],
+                                                c.device)
+                row["modelled_speedup_cycles"] = sp.get("speedup_cycles")
+            rows.append(row)
+            log(f"  {name} Φ={phi} {variant} VDPC={vdpc}: λ={best['lambda']} test top-1 "
+                f"{r['top1']:.4f} (int8 {base_test:.4f}) stage BitOPs "
+                f"{row['bitops_patch_stage_vs_int8']:.2f}x")
+    return rows
 
 
 def write_headline(res: dict, out_dir: str) -> None:
-    with open(os.path.join(out_dir, "search_headline.json"), "w") as f:
+    """Write the headline; rows of an earlier run with the same settings that this run did not
+    measure (another model, Φ, variant or VDPC setting) are kept."""
+    path = os.path.join(out_dir, "search_headline.json")
+    key = lambda r: (r["model"], r["phi"], r["variant"], r["vdpc"])   # noqa: E731
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if all(old.get(k) == res[k] for k in ("images", "val_images", "engine")):
+            mine = {key(r) for r in res["rows"]}
+            res = dict(res, rows=[r for r in old["rows"] if key(r) not in mine] + res["rows"])
+    res["rows"].sort(key=lambda r: (r["model"], r["phi"], r["variant"], not r["vdpc"]))
+    with open(path, "w") as f:
         json.dump(res, f, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist")
                   else str(o))
     out = ["# Patch-stage BitOPs headline", "",
            f"Patch-stage BitOPs of int8 patches (MCUNetV2, the planner's int8 plan at the "
            f"model's shipped budget) over QuantMCU's, top-1 on {res['images']} Fashion-MNIST "
-           f"test images ({res['engine']} engine, bit-exact). Activation widths "
-           f"{{8, 4, 2}} and weight widths {{{', '.join(map(str, HEADLINE_W_BITS))}}} searched "
-           f"together; λ from {list(HEADLINE_LAMBDAS)} chosen on {res['val_images']} "
-           "validation images: the most BitOPs saved within 0.5 pt of int8 there. Regenerate: "
-           "`python benchmarks/search.py --headline`.", "",
-           "| model | plan | Φ | VDPC | λ | activation bits | weight bits | top-1 | int8 top-1 "
-           "| drop pt | stage BitOPs vs int8 | outlier patches |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for m in res["models"]:
-        p = m["plan"]
-        for r in m["rows"]:
-            out.append(f"| {m['model']} | {p['split_layer']} {p['grid'][0]}×{p['grid'][1]}, "
-                       f"{p['sram_kb']} KB | {r['phi']} | {'yes' if r['vdpc'] else 'no'} | "
-                       f"{r['lambda']} | {r['bits'] or 'all 8'} | {r['w_bits'] or 'all 8'} | "
-                       f"{r['test_top1']:.4f} | {m['int8_test_top1']:.4f} | {r['drop_pt']} | "
-                       f"**{r['bitops_patch_stage_vs_int8']:.2f}×** | "
-                       f"{100 * r['outlier_patch_rate']:.1f}% |")
+           f"test images ({res['engine']} engine, bit-exact with the integer reference). "
+           f"λ from {list(HEADLINE_LAMBDAS)} chosen on {res['val_images']} validation images: "
+           "the most BitOPs saved within 0.5 pt of int8 there. Variants: `searched`, activation "
+           "widths {8, 4, 2} and weight widths {8, 4, 2} searched together; `w4`, every "
+           "patch-stage layer's weights at 4 bits and the activation widths searched. "
+           "Regenerate: `python benchmarks/search.py --headline`.", "",
+           "| model | plan | Φ | variant | VDPC | λ | activation bits | weight bits | top-1 | "
+           "int8 top-1 | drop pt | stage BitOPs vs int8 | outlier patches |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in res["rows"]:
+        p = r["plan"]
+        out.append(f"| {r['model']} | {p['split_layer']} {p['grid'][0]}×{p['grid'][1]}, "
+                   f"{p['sram_kb']} KB | {r['phi']} | {r['variant']} | "
+                   f"{'yes' if r['vdpc'] else 'no'} | {r['lambda']} | {r['bits'] or 'all 8'} | "
+                   f"{r['w_bits'] or 'all 8'} | {r['test_top1']:.4f} | "
+                   f"{r['int8_test_top1']:.4f} | {r['drop_pt']} | "
+                   f"**{r['bitops_patch_stage_vs_int8']:.2f}×** | "
+                   f"{100 * r['outlier_patch_rate']:.1f}% |")
     with open(os.path.join(out_dir, "search_headline.md"), "w") as f:
         f.write("\n".join(out) + "\n")
 
@@ -428,15 +450,21 @@ def main() -> int:
                          "both Φ, with and without VDPC, weights down to 2 bits")
     ap.add_argument("--phis", nargs="+", choices=search.api.PHIS,
                     default=list(search.api.PHIS), help="Φ of the headline run")
+    ap.add_argument("--vdpc", nargs="+", choices=("yes", "no"), default=["yes", "no"],
+                    help="headline: with and/or without VDPC")
+    ap.add_argument("--variants", nargs="+", choices=list(HEADLINE_VARIANTS),
+                    default=list(HEADLINE_VARIANTS), help="headline variants")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.headline:
         res = {"images": args.images, "val_images": args.val_images, "engine": args.engine,
-               "models": []}
-        for name in args.models:
-            for phi in args.phis:
-                res["models"].append(headline_model(name, phi, args.images, args.val_images,
-                                                    args.engine, lambda s: print(s, flush=True)))
+               "rows": []}
+        vdpcs = tuple(v == "yes" for v in args.vdpc)
+        for phi in args.phis:
+            for name in args.models:
+                res["rows"] += headline_model(name, phi, args.images, args.val_images,
+                                              args.engine, lambda s: print(s, flush=True),
+                                              vdpcs, args.variants)
                 write_headline(res, args.out)
         return 0
     res = {"images": args.images, "val_images": args.val_images,

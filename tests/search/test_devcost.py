@@ -106,6 +106,19 @@ def test_device_phi_searches_the_layer_wise_rest_when_asked(ctx):
     assert not v8.rest
 
 
+def test_fixed_stage_weight_width_is_kept_and_only_activations_are_searched(ctx):
+    import dataclasses
+    c = dataclasses.replace(ctx, params=dataclasses.replace(ctx.params, stage_w_bits=4),
+                            _vdqs={})
+    pol, _ = search.quantmcu_policy(c, 1.0, vdpc=False)
+    weighted = [l.name for l in ctx.plan.stage_layers if l.weight is not None]
+    assert pol.w_bits == {l: 4 for l in weighted} and pol.bits_low == {}
+    assert not any(r.get("kind") == "weight" for r in pol.params["vdqs_table"])
+    s8 = search.int8_bitops(ctx)[0]
+    r = search.evaluate_policy(c, pol, "val", 32, engine="sim")
+    assert r["bitops_patch_stage"] == pytest.approx(s8 / 2)
+
+
 def test_device_phi_is_a_search_parameter(ctx):
     with pytest.raises(search.SearchError, match="unknown Φ"):
         search.prepare_graph(ctx.graph, ctx.cal_images, search.SearchParams(phi="macs"))

@@ -42,6 +42,9 @@ class SearchParams:
     range_method: str = "mse"              # low-bit ranges: mse | percentile | minmax
     candidate_bits: tuple = DEFAULT_BITS
     candidate_w_bits: tuple = DEFAULT_W_BITS   # weight widths VDQS may give a stage layer
+    # every patch-stage layer's weights at this width, not searched (VDQS then searches the
+    # activations; None: weights searched from candidate_w_bits)
+    stage_w_bits: int | None = None
     entropy_images: int = 128              # calibration images for Ω (at most; see below)
     entropy_bytes: int = ENTROPY_BYTES     # cut entropy_images so one branch's tensors fit
     phi_norm: str = "stage"                # Φ normalisation: stage | consumer (vdqs.py)
@@ -107,9 +110,11 @@ class SearchContext:
         if vdpc not in self._vdqs:
             p = self.params
             n = entropy_image_count(self.plan, p.entropy_images, p.entropy_bytes)
+            fixed = {l.name: p.stage_w_bits for l in self.plan.stage_layers
+                     if l.weight is not None} if p.stage_w_bits else None
             self._vdqs[vdpc] = VDQS(self.graph, self.plan, self.cal, self.ranges8,
                                     self.cal_images[:n], p.candidate_bits,
-                                    p.range_method, vdpc=vdpc, phi_norm=p.phi_norm,
+                                    p.range_method, w_bits=fixed, vdpc=vdpc, phi_norm=p.phi_norm,
                                     omega_norm=p.omega_norm,
                                     candidate_w_bits=p.candidate_w_bits, phi=p.phi,
                                     device=self.device if p.phi == "device" else None,
@@ -193,7 +198,7 @@ def quantmcu_policy(ctx: SearchContext, lam: float, vdpc: bool = True,
     pol.classification_map = ctx.cal.classification_map if vdpc else None
     pol.threshold = ctx.cal.threshold if vdpc else None
     pol.bits_low = res.bits
-    pol.w_bits = dict(res.w_bits)
+    pol.w_bits = {**v.w_bits, **res.w_bits}
     pol.ranges_low = res.ranges
     pol.lam = None if uniform_bits else lam
     pol.params = {**ctx.params.to_json(), "vdqs_table": res.table,
