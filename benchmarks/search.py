@@ -416,7 +416,9 @@ def write_headline(res: dict, out_dir: str) -> None:
            "the most BitOPs saved within 0.5 pt of int8 there. Variants: `searched`, activation "
            "widths {8, 4, 2} and weight widths {8, 4, 2} searched together; `w4`, every "
            "patch-stage layer's weights at 4 bits and the activation widths searched. "
-           "Regenerate: `python benchmarks/search.py --headline`.", "",
+           "Regenerate: `python benchmarks/search.py --headline --vdpc no` (rows of separate "
+           "runs with the same images, e.g. `--phis bitops --variants w4 --models "
+           "mbv2-fmnist`, are merged into the file).", "",
            "| model | plan | Φ | variant | VDPC | λ | activation bits | weight bits | top-1 | "
            "int8 top-1 | drop pt | stage BitOPs vs int8 | outlier patches |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
