@@ -141,7 +141,10 @@ def test_kernel_costs_are_measured_once_and_invalidated_by_the_source(tmp_path, 
     # another kernel source (e.g. a faster kernel landed) is another key: measured again
     monkeypatch.setattr(devcost, "MEASURE_VERSION", devcost.MEASURE_VERSION + 1)
     fresh = DeviceCost(cache=tmp_path, progress=False)
-    assert fresh.costs([spec])[spec].instructions == c[spec].instructions
+    # the measuring program holds every kernel of its batch, which moves this one's count by a
+    # few instructions (3,732-3,734 here, alone or with spec4): the same kernel, not the same bytes
+    assert fresh.costs([spec])[spec].instructions == pytest.approx(c[spec].instructions,
+                                                                   rel=0.01)
     assert fresh.measured == 1
 
 
