@@ -112,6 +112,21 @@ def test_negative_padding_on_qemu(tmp_path):
     assert [r.mismatches for r in res] == [0] * len(cases)
 
 
+def _assert_exact_with_every_blocking(specs, seed, extreme, tmp_path):
+    """Every spec under each knob setting that changes the blocking (pixels per call, where
+    the requantization runs), random or extreme data from `seed`, bit-exact on QEMU."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for knobs in ({}, {"pixels": "row"}, {"requant_at": "pair"}):
+        for spec in specs:
+            c = random_case(spec, rng, extreme=extreme)
+            cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4", knobs), c.x, c.params,
+                                     c.expected, c.window))
+    res = runner.run_qemu(cases, tmp_path, timeout=300)
+    bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
+    assert not bad, bad
+
+
 @pytest.mark.parametrize("extreme", [False, True], ids=["random", "extreme"])
 def test_depthwise_3x3_int8_two_pixel_products_on_qemu(tmp_path, extreme):
     """The 3×3 int8 depthwise products of two pixels written with immediate offsets
@@ -127,16 +142,7 @@ def test_depthwise_3x3_int8_two_pixel_products_on_qemu(tmp_path, extreme):
                  (4, 10, 48, (1, 1), (1, 1, 1, 1), 2), (5, 6, 8, (1, 1), (0, 0, 0, 0), 8),
                  (3, 40, 100, (1, 1), (1, 1, 1, 1), 8), (3, 30, 100, (1, 1), (1, 1, 1, 1), 8),
                  (4, 16, 200, (2, 2), (1, 1, 1, 1), 8), (3, 9, 240, (1, 2), (0, 1, 1, 0), 4))]
-    rng = np.random.default_rng(21)
-    cases = []
-    for knobs in ({}, {"pixels": "row"}, {"requant_at": "pair"}):
-        for spec in specs:
-            c = random_case(spec, rng, extreme=extreme)
-            cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4", knobs), c.x, c.params,
-                                     c.expected, c.window))
-    res = runner.run_qemu(cases, tmp_path, timeout=300)
-    bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
-    assert not bad, bad
+    _assert_exact_with_every_blocking(specs, 21, extreme, tmp_path)
 
 
 @pytest.mark.parametrize("extreme", [False, True], ids=["random", "extreme"])
@@ -153,16 +159,7 @@ def test_depthwise_3x3_low_bit_two_pixel_products_on_qemu(tmp_path, extreme):
                  (4, 5, 8, (1, 1), (0, 0, 0, 0), 8), (5, 6, 48, (1, 2), (1, 0, 1, 1), 4),
                  (3, 18 * 4 // ib, 240, (1, 1), (1, 1, 1, 1), 8),
                  (4, 18 * 4 // ib, 224, (2, 2), (0, 0, 1, 1), 8))]
-    rng = np.random.default_rng(31)
-    cases = []
-    for knobs in ({}, {"pixels": "row"}, {"requant_at": "pair"}):
-        for spec in specs:
-            c = random_case(spec, rng, extreme=extreme)
-            cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4", knobs), c.x, c.params,
-                                     c.expected, c.window))
-    res = runner.run_qemu(cases, tmp_path, timeout=300)
-    bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
-    assert not bad, bad
+    _assert_exact_with_every_blocking(specs, 31, extreme, tmp_path)
 
 
 @pytest.mark.parametrize("small_shift", [False, True], ids=["shifts", "small-shifts"])
@@ -209,13 +206,4 @@ def test_widened_low_bit_windows_on_qemu(tmp_path, extreme):
                                               (4, 4, 264, 2, (1, 1), (1,) * 4, 4))]
     specs += [KernelSpec("dense", (1, 1, 48), 6, in_bits=4),
               KernelSpec("dense", (1, 1, 40), 5, in_bits=2)]
-    rng = np.random.default_rng(29)
-    cases = []
-    for knobs in ({}, {"pixels": "row"}, {"requant_at": "pair"}):
-        for spec in specs:
-            c = random_case(spec, rng, extreme=extreme)
-            cases.append(runner.Case(get_kernel(spec, "dsp", "cortex-m4", knobs), c.x, c.params,
-                                     c.expected, c.window))
-    res = runner.run_qemu(cases, tmp_path, timeout=300)
-    bad = [(c.kernel.spec.describe(), r.mismatches) for c, r in zip(cases, res) if r.mismatches]
-    assert not bad, bad
+    _assert_exact_with_every_blocking(specs, 29, extreme, tmp_path)
