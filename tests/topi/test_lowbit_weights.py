@@ -132,6 +132,11 @@ LAYERS = [
     KernelSpec("dense", (1, 1, 72), 11, in_bits=4, out_bits=8, w_bits=2),
     KernelSpec("conv2d", (4, 4, 64), 6, (1, 1), in_bits=2, out_bits=8, w_bits=4),
     KernelSpec("conv2d", (4, 4, 13), 6, (1, 1), (2, 2), in_bits=4, out_bits=8, w_bits=4),
+    # drains: runs of whole words across taps with a partial last word; one tap with runs of
+    # exactly drain_words words, a shorter run and a partial word (4- and 2-bit inputs)
+    KernelSpec("conv2d", (6, 6, 20), 10, (3, 3), (1, 1), (1, 1, 1, 1), 4, 8, w_bits=4),
+    KernelSpec("conv2d", (3, 4, 44), 9, (1, 1), in_bits=4, out_bits=8, w_bits=4),
+    KernelSpec("conv2d", (2, 3, 200), 5, (1, 1), in_bits=2, out_bits=8, w_bits=4),
 ]
 
 

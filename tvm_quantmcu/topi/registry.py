@@ -53,7 +53,7 @@ def prelude(loop_pragma: bool, requant_at: str = "end") -> str:
 
 def lowbit_w_prelude(lw_pairs: int | str = "auto") -> str:
     """The packed low-bit-weight micro-kernels' header, with the output-channel pairs per
-    pass (knob lw_pairs: 2, 1, or "auto": 2 unless drains are due)."""
+    pass (knob lw_pairs: 2, 1, or "auto": 2)."""
     return ((f"#define QMCU_LW_PAIRS {lw_pairs}\n" if lw_pairs != "auto" else "")
             + '#include "qmcu_ukernels_lowbit_w.h"\n')
 

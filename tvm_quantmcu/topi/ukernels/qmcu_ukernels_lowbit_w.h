@@ -23,8 +23,8 @@
 #include "qmcu_ukernels.h"
 
 /* Output-channel pairs per pass (tuning knob lw_pairs): 2 share each unpacked activation lane;
- * 1 leaves registers to the drains and the address arithmetic; 0 (auto, the default): 2 unless
- * drains are due. */
+ * 1 leaves registers to the address arithmetic; 0 (auto, the default): 2 (the drained low
+ * fields live outside the unrolled runs of words, so drains do not crowd the registers). */
 #ifndef QMCU_LW_PAIRS
 #define QMCU_LW_PAIRS 0
 #endif
@@ -115,11 +115,57 @@ QMCU_INLINE void lw_pair_out(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t ac
     }
 }
 
-/* Output channels o .. o + 2*nq - 1 (nq = 1 or 2 pairs, those below oc) of npx pixels: each
+/* n whole words of activations at xp (xp + dx: the second pixel) against the weights at pw
+ * (pair q at pw + q * wpair) into the packed accumulators P[q][p]; xp and pw advance. Each
  * lane pair of activations is unpacked once for the nq pairs, each weight operand extracted
- * once for the npx pixels. hs0, hs1: the pixels' activation sums times 2^(wb-1). uni: every
- * channel's exponent k is S (wpack.uniform_exponent), so that channel B is P with its low
- * field cleared and channel A the low field shifted up by S, without per-channel shifts. */
+ * once for the npx pixels. */
+QMCU_INLINE void lw_words(int32_t P[2][2], const uint8_t **xpp, const int8_t **pwp, int32_t n,
+                          int32_t nq, int32_t npx, int32_t dx, int32_t wpair, int32_t ib,
+                          int32_t wb, uint32_t lm, uint32_t wm) {
+    const int32_t H = 16 / ib, opw = 8 / wb, wpg = H / opw;
+    const uint8_t *xp = *xpp;
+    const int8_t *pw = *pwp;
+    int32_t p00 = P[0][0], p01 = P[0][1], p10 = P[1][0], p11 = P[1][1];
+    for (const uint8_t *end = xp + 4 * n; xp != end; xp += 4, pw += 4 * wpg) {
+        const uint32_t v0 = ld32(xp), v1 = npx == 2 ? ld32(xp + dx) : 0;
+#pragma GCC unroll 8
+        for (int32_t m = 0; m < H; m++) {
+            const uint32_t x0l = lw_xlane(v0, m, ib, lm);
+            const uint32_t x1l = npx == 2 ? lw_xlane(v1, m, ib, lm) : 0;
+            const uint32_t op0 = lw_operand(ld32(pw + 4 * (m / opw)), m % opw, wb, wm);
+            p00 = qmcu_smlad(x0l, op0, p00);
+            if (npx == 2) p01 = qmcu_smlad(x1l, op0, p01);
+            if (nq == 2) {
+                const uint32_t op1 =
+                    lw_operand(ld32(pw + wpair + 4 * (m / opw)), m % opw, wb, wm);
+                p10 = qmcu_smlad(x0l, op1, p10);
+                if (npx == 2) p11 = qmcu_smlad(x1l, op1, p11);
+            }
+        }
+    }
+    P[0][0] = p00;
+    P[0][1] = p01;
+    P[1][0] = p10;
+    P[1][1] = p11;
+    *xpp = xp;
+    *pwp = pw;
+}
+
+/* Move the low fields of the accumulators into A (the bound is reached). */
+QMCU_INLINE void lw_drain(int32_t P[2][2], int32_t A[2][2], int32_t nq, int32_t npx,
+                          int32_t fmask) {
+    for (int32_t q = 0; q < nq; q++)
+        for (int32_t p = 0; p < npx; p++) {
+            const int32_t t = P[q][p] & fmask;
+            A[q][p] += t;
+            P[q][p] -= t;
+        }
+}
+
+/* Output channels o .. o + 2*nq - 1 (nq = 1 or 2 pairs, those below oc) of npx pixels.
+ * hs0, hs1: the pixels' activation sums times 2^(wb-1). uni: every channel's exponent k is S
+ * (wpack.uniform_exponent), so that channel B is P with its low field cleared and channel A
+ * the low field shifted up by S, without per-channel shifts. */
 QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t acc_pix,
                                const uint8_t *x, int32_t x_row, int32_t x_pix, const int8_t *w,
                                const int32_t *bias, const int32_t *mult, const int32_t *shift,
@@ -128,7 +174,7 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
                                int32_t oc, int32_t sw, int32_t ib, int32_t wb, int32_t dwords,
                                int32_t ob, int32_t fuse, int32_t uni, int32_t drains,
                                uint32_t lm, uint32_t wm) {
-    const int32_t G = 32 / ib, H = G / 2, ng = (c + G - 1) / G, opw = 8 / wb;
+    const int32_t G = 32 / ib, H = G / 2, ng = (c + G - 1) / G, nfull = c / G, opw = 8 / wb;
     const int32_t wpg = H / opw, S = 16 - wb;
     const int32_t fmask = (1 << S) - 1, dx = sw * x_pix, wpair = 4 * kh * kw * ng * wpg;
     const int8_t *kexp = w + (oc + 1) / 2 * wpair;
@@ -144,35 +190,48 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
             P[q][p] = drains ? 0 : -hs;
             A[q][p] = drains ? -hs : 0;
         }
-    int32_t nw = 0;                /* words since the last drain (they run across taps) */
+    int32_t left = dwords;         /* words until the next drain (they run across taps) */
     for (int32_t i = 0; i < kh; i++)
         for (int32_t j = 0; j < kw; j++) {
             const uint8_t *xp = x + i * x_row + j * x_pix;
-            for (int32_t g = 0; g < ng; g++, pw += 4 * wpg) {
-                const uint32_t v0 = lw_word(xp, g, c, ib);
-                const uint32_t v1 = npx == 2 ? lw_word(xp + dx, g, c, ib) : 0;
-                /* lane pairs holding channels (all but in a partial last word) */
-                const int32_t mend = g < c / G ? H : (c % G < H ? c % G : H);
+            int32_t g = 0;
+            if (kh * kw == 1 && drains) {
+                /* one tap: runs of exactly dwords words (a constant: they unroll) */
+                for (; g + dwords <= nfull; g += dwords) {
+                    lw_words(P, &xp, &pw, dwords, nq, npx, dx, wpair, ib, wb, lm, wm);
+                    lw_drain(P, A, nq, npx, fmask);
+                }
+            }
+            /* whole words, in runs that end where a drain is due */
+            while (g < nfull) {
+                const int32_t n = drains && left < nfull - g ? left : nfull - g;
+                lw_words(P, &xp, &pw, n, nq, npx, dx, wpair, ib, wb, lm, wm);
+                g += n;
+                if (drains && (left -= n) == 0) {
+                    lw_drain(P, A, nq, npx, fmask);
+                    left = dwords;
+                }
+            }
+            if (nfull == ng) continue;
+            /* the partial last word: its lane pairs that hold channels */
+            const int32_t tb = (c % G * ib + 7) / 8;
+            const uint32_t v0 = ldpart(xp, tb), v1 = npx == 2 ? ldpart(xp + dx, tb) : 0;
+            const int32_t mend = c % G < H ? c % G : H;
 #pragma GCC unroll 8
-                for (int32_t m = 0; m < mend; m++) {
-                    const uint32_t x0l = lw_xlane(v0, m, ib, lm);
-                    const uint32_t x1l = npx == 2 ? lw_xlane(v1, m, ib, lm) : 0;
-                    for (int32_t q = 0; q < nq; q++) {
-                        const uint32_t op = lw_operand(
-                            ld32(pw + q * wpair + 4 * (m / opw)), m % opw, wb, wm);
-                        P[q][0] = qmcu_smlad(x0l, op, P[q][0]);
-                        if (npx == 2) P[q][1] = qmcu_smlad(x1l, op, P[q][1]);
-                    }
+            for (int32_t m = 0; m < mend; m++) {
+                const uint32_t x0l = lw_xlane(v0, m, ib, lm);
+                const uint32_t x1l = npx == 2 ? lw_xlane(v1, m, ib, lm) : 0;
+                for (int32_t q = 0; q < nq; q++) {
+                    const uint32_t op = lw_operand(
+                        ld32(pw + q * wpair + 4 * (m / opw)), m % opw, wb, wm);
+                    P[q][0] = qmcu_smlad(x0l, op, P[q][0]);
+                    if (npx == 2) P[q][1] = qmcu_smlad(x1l, op, P[q][1]);
                 }
-                if (drains && ++nw == dwords) {  /* the bound is reached: drain the low fields */
-                    nw = 0;
-                    for (int32_t q = 0; q < nq; q++)
-                        for (int32_t p = 0; p < npx; p++) {
-                            const int32_t t = P[q][p] & fmask;
-                            A[q][p] += t;
-                            P[q][p] -= t;
-                        }
-                }
+            }
+            pw += 4 * wpg;
+            if (drains && --left == 0) {
+                lw_drain(P, A, nq, npx, fmask);
+                left = dwords;
             }
         }
     for (int32_t q = 0; q < nq; q++) {
@@ -208,7 +267,7 @@ QMCU_INLINE void conv_lw_pass(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t a
     /* the one place that decides whether the reduction drains (dwords: wpack.drain_words) */
     const int32_t G = 32 / ib, drains = kh * kw * ((c + G - 1) / G) > dwords;
     int32_t o = 0;
-    const int32_t pairs = QMCU_LW_PAIRS ? QMCU_LW_PAIRS : drains ? 1 : 2;
+    const int32_t pairs = QMCU_LW_PAIRS ? QMCU_LW_PAIRS : 2;
     for (; o + 3 < oc && pairs == 2; o += 4)
         conv_lw_block(y, y_pix, acc, acc_pix, x0, x_row, x_pix, w, bias, mult, shift, q, o, 2,
                       hs0, hs1, npx, kh, kw, c, oc, sw, ib, wb, dwords, ob, fuse, uni, drains, lm, wm);
