@@ -151,15 +151,24 @@ QMCU_INLINE void lw_words(int32_t P[2][2], const uint8_t **xpp, const int8_t **p
     *pwp = pw;
 }
 
-/* Move the low fields of the accumulators into A (the bound is reached). */
+/* Move the low fields of the accumulators into A (the bound is reached). packed: both pixels'
+ * drained fields of pair q share A[q][0] as two 16-bit halves (the caller checks that they
+ * cannot carry), which keeps the drained sums in registers. */
 QMCU_INLINE void lw_drain(int32_t P[2][2], int32_t A[2][2], int32_t nq, int32_t npx,
-                          int32_t fmask) {
-    for (int32_t q = 0; q < nq; q++)
-        for (int32_t p = 0; p < npx; p++) {
-            const int32_t t = P[q][p] & fmask;
-            A[q][p] += t;
-            P[q][p] -= t;
+                          int32_t fmask, int32_t packed) {
+    for (int32_t q = 0; q < nq; q++) {
+        const int32_t t0 = P[q][0] & fmask;
+        P[q][0] -= t0;
+        A[q][0] += t0;
+        if (npx == 2) {
+            const int32_t t1 = P[q][1] & fmask;
+            P[q][1] -= t1;
+            if (packed)
+                A[q][0] += (int32_t)((uint32_t)t1 << 16);
+            else
+                A[q][1] += t1;
         }
+    }
 }
 
 /* Output channels o .. o + 2*nq - 1 (nq = 1 or 2 pairs, those below oc) of npx pixels.
@@ -184,11 +193,14 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
      * (the offset of u_A is gone), B * 2^S = P - A. With drains A takes the drained low
      * fields (non-negative, below 2^S) and starts at -hs. */
     int32_t P[2][2], A[2][2];
+    /* the drained fields of a pixel fit a 16-bit half: at most (words / dwords) drains, each
+     * below 2^S; the halves start at zero, the offsets are subtracted at the end */
+    const int32_t packed = drains && npx == 2 && kh * kw * ng / dwords * fmask <= 0xFFFF;
     for (int32_t q = 0; q < 2; q++)
         for (int32_t p = 0; p < 2; p++) {
             const int32_t hs = p ? hs1 : hs0;
             P[q][p] = drains ? 0 : -hs;
-            A[q][p] = drains ? -hs : 0;
+            A[q][p] = drains && !packed ? -hs : 0;
         }
     int32_t left = dwords;         /* words until the next drain (they run across taps) */
     for (int32_t i = 0; i < kh; i++)
@@ -199,7 +211,7 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
                 /* one tap: runs of exactly dwords words (a constant: they unroll) */
                 for (; g + dwords <= nfull; g += dwords) {
                     lw_words(P, &xp, &pw, dwords, nq, npx, dx, wpair, ib, wb, lm, wm);
-                    lw_drain(P, A, nq, npx, fmask);
+                    lw_drain(P, A, nq, npx, fmask, packed);
                 }
             }
             /* whole words, in runs that end where a drain is due */
@@ -208,7 +220,7 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
                 lw_words(P, &xp, &pw, n, nq, npx, dx, wpair, ib, wb, lm, wm);
                 g += n;
                 if (drains && (left -= n) == 0) {
-                    lw_drain(P, A, nq, npx, fmask);
+                    lw_drain(P, A, nq, npx, fmask, packed);
                     left = dwords;
                 }
             }
@@ -230,9 +242,14 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
             }
             pw += 4 * wpg;
             if (drains && --left == 0) {
-                lw_drain(P, A, nq, npx, fmask);
+                lw_drain(P, A, nq, npx, fmask, packed);
                 left = dwords;
             }
+        }
+    if (packed)
+        for (int32_t q = 0; q < nq; q++) {
+            A[q][1] = (int32_t)((uint32_t)A[q][0] >> 16) - hs1;
+            A[q][0] = (A[q][0] & 0xFFFF) - hs0;
         }
     for (int32_t q = 0; q < nq; q++) {
         const int32_t oa = o + 2 * q;
