@@ -188,6 +188,11 @@ QMCU_INLINE void conv_lw_block(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
     const int32_t fmask = (1 << S) - 1, dx = sw * x_pix, wpair = 4 * kh * kw * ng * wpg;
     const int8_t *kexp = w + (oc + 1) / 2 * wpair;
     const int8_t *pw = w + o / 2 * wpair;
+#ifdef QMCU_DSP
+    /* the activation words are loaded per block: hoisted out of the loop over blocks they
+     * would hold registers that the products need */
+    QMCU_OPAQUE(x);
+#endif
     /* [pair][pixel]. Without drains P starts at -hs, so that it ends as the exact sum
      * sA + 2^S * sB of the two channels with |sA| < 2^(S-1): A = the low field sign-extended
      * (the offset of u_A is gone), B * 2^S = P - A. With drains A takes the drained low
