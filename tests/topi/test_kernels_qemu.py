@@ -167,7 +167,7 @@ def test_requant_two_pixel_int8_outputs_on_qemu(tmp_path, small_shift):
     """8-bit outputs of two pixels: with and without a clamp inside the output range, odd
     channel counts, shifts below and above 33 (the SMMUL and 64-bit paths) channel pair by
     channel pair, conv, depthwise and packed low-bit weights, extreme values; from 16
-    channels the assembly loop (QMCU_RQ8_X2), for depthwise 3×3 with the bias in the
+    channels the assembly loop (qmcu_requant8), for depthwise 3×3 with the bias in the
     accumulators (a channel tail of one included)."""
     specs = [KernelSpec("conv2d", (3, 4, c), oc, (1, 1)) for c, oc in
              ((16, 2), (16, 7), (8, 33), (32, 16))]

@@ -35,7 +35,8 @@ from .runner import Case, qemu_program
 
 PARTS = {"products": ("conv_dsp", "conv_dsp_tail", "dw_dsp", "dw_dsp_tail", "gather",
                      "conv_mve", "dw_mve", "conv_lw", "conv_lw_tail", "conv_ref", "dw_ref"),
-         "requant": ("qmcu_requant8", "qmcu_requant4", "qmcu_requant2", "qmcu_rq_channel_n32")}
+         "requant": ("qmcu_requant8", "qmcu_requant8_gen", "qmcu_requant8_px", "qmcu_requant4",
+                     "qmcu_requant2", "qmcu_rq_channel_n32")}
 OTHER = "window+loops"
 
 

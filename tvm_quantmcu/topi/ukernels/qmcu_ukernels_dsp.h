@@ -164,122 +164,6 @@ QMCU_INLINE void rq_pair(uint8_t *y, int32_t y_pix, int32_t ch, int32_t a0, int3
     rq_pair_b(y, y_pix, ch, a0, a1, b0, b1, npx, c, M, n, q, bits, 0);
 }
 
-/* requant8_x2's loop written out: compiled, it keeps neither its pointers nor its constants
- * in registers and reloads them from the stack. Per channel pair: both shifts with one LDRD
- * and two tests; per channel its multiplier, the accumulators of both pixels and, unless they
- * hold it, the bias (QMCU_RQ8_BIAS0/1), single loads placed back to back
- * where they can (a load right after a load takes one cycle); per value SMMUL, ASR, ADD,
- * USAT; one STRH per pixel; the clamp (QMCU_RQ8_CLAMP) four bytes at once. The second pixel
- * is r = acc_pix accumulators and r = y_pix output bytes on (register offsets: the loop is
- * shared by all kernels, so the strides are not immediates). Thirteen registers at most (r7
- * may be the frame pointer): with the bias pointer, the end of the shifts is read from the
- * stack (QMCU_RQ8_END_M). Stops at the end or at a pair with a shift below 33, with a, c, M,
- * n and y at it. */
-#define QMCU_RQ8_BIAS0                                                                    \
-    "ldr %[B], [%[c]], #8\n\t"                                                              \
-    "add %[A], %[A], %[B]\n\t"                                                              \
-    "add %[X], %[X], %[B]\n\t"
-#define QMCU_RQ8_BIAS1                                                                    \
-    "ldr %[Y], [%[c], #-4]\n\t"                                                             \
-    "add %[t0], %[t0], %[Y]\n\t"                                                            \
-    "add %[B], %[B], %[Y]\n\t"
-#define QMCU_RQ8_CLAMP                                                                    \
-    "orr %[A], %[A], %[X], lsl #16\n\t"                                                     \
-    "ldr %[Y], %[k4]\n\t"                                                                   \
-    "uqadd8 %[A], %[A], %[Y]\n\t"                                                           \
-    "ldr %[Y], %[h4]\n\t"                                                                   \
-    "usub8 %[A], %[A], %[Y]\n\t"                                                            \
-    "lsr %[X], %[A], #16\n\t"
-#define QMCU_RQ8_END_R "cmp %[n], %[e]\n\t"
-#define QMCU_RQ8_END_M "ldr %[Y], %[e]\n\tcmp %[n], %[Y]\n\t"
-#define QMCU_RQ8_X2(BIAS0, BIAS1, CLAMP, END, EOP, ...)                                   \
-    __asm__ volatile(                                                                     \
-        END                                                                               \
-        "bhs 3f\n"                                                                          \
-        "1:\n\t"                                                                            \
-        "ldrd %[t0], %[t1], [%[n]], #8\n\t"                                                 \
-        "subs %[t0], %[t0], #33\n\t"                                                        \
-        "bmi 2f\n\t"                                                                        \
-        "subs %[t1], %[t1], #33\n\t"                                                        \
-        "bmi 2f\n\t"                                                                        \
-        "ldr %[X], [%[a], %[r], lsl #2]\n\t"                                                \
-        "ldr %[A], [%[a]], #4\n\t"                                                          \
-        BIAS0                                                                             \
-        "ldr %[Y], [%[M]], #8\n\t"                                                          \
-        "smmul %[A], %[A], %[Y]\n\t"                                                        \
-        "smmul %[X], %[X], %[Y]\n\t"                                                        \
-        "asr %[A], %[A], %[t0]\n\t"                                                         \
-        "asr %[X], %[X], %[t0]\n\t"                                                         \
-        "ldr %[B], [%[a], %[r], lsl #2]\n\t"                                                \
-        "ldr %[t0], [%[a]], #4\n\t"                                                         \
-        BIAS1                                                                             \
-        "ldr %[Y], [%[M], #-4]\n\t"                                                         \
-        "smmul %[t0], %[t0], %[Y]\n\t"                                                      \
-        "smmul %[B], %[B], %[Y]\n\t"                                                        \
-        "asr %[t0], %[t0], %[t1]\n\t"                                                       \
-        "asr %[B], %[B], %[t1]\n\t"                                                         \
-        "add %[A], %[A], %[z]\n\t"                                                          \
-        "add %[X], %[X], %[z]\n\t"                                                          \
-        "add %[t0], %[t0], %[z]\n\t"                                                        \
-        "add %[B], %[B], %[z]\n\t"                                                          \
-        "usat %[A], #8, %[A], asr #1\n\t"                                                   \
-        "usat %[X], #8, %[X], asr #1\n\t"                                                   \
-        "usat %[t0], #8, %[t0], asr #1\n\t"                                                 \
-        "usat %[B], #8, %[B], asr #1\n\t"                                                   \
-        "orr %[A], %[A], %[t0], lsl #8\n\t"                                                 \
-        "orr %[X], %[X], %[B], lsl #8\n\t"                                                  \
-        CLAMP                                                                             \
-        "strh %[X], [%[y], %[r]]\n\t"                                                       \
-        "strh %[A], [%[y]], #2\n\t"                                                         \
-        END                                                                               \
-        "blo 1b\n\t"                                                                        \
-        "b 3f\n"                                                                            \
-        "2:\n\t"                                                                            \
-        "sub %[n], %[n], #8\n"                                                              \
-        "3:\n"                                                                              \
-        : [a] "+r"(a), [M] "+r"(M), [n] "+r"(n), [y] "+r"(yp), [t0] "=&r"(t0),              \
-          [t1] "=&r"(t1), [A] "=&r"(r0), [B] "=&r"(r1), [X] "=&r"(r2), [Y] "=&r"(r3),        \
-          ##__VA_ARGS__                                                                   \
-        : EOP, [r] "r"(r), [z] "r"(z), [k4] "m"(k4), [h4] "m"(h4)                         \
-        : "cc", "memory")
-
-void qmcu_requant8_px(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
-                      int32_t npx, int32_t oc, const int32_t *bias, const int32_t *mult,
-                      const int32_t *shift, const qmcu_q *q) QMCU_SHARED;
-
-/* 8-bit outputs of two pixels, channel pairs in order: QMCU_RQ8_X2 while both
- * shifts of a pair are above 32, rq_pair from a pair with a smaller one on. Each value is first
- * y - lo saturated to 0..255 (z = 2*(zp_out - lo) + 1 in rq_fast moves the lower clamp bound
- * to USAT's 0); where [lo, hi] is not the whole byte, UQADD8 of 255 - (hi - lo) takes those
- * above hi - lo to 255 and USUB8 of 255 - hi takes the offset out again: clamp(y, lo, hi).
- * bias 0: the accumulators hold the bias. The second pixel's accumulators and outputs are the
- * same distance on (acc_pix == y_pix). */
-QMCU_INLINE void requant8_x2(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t oc,
-                             const int32_t *bias, const int32_t *mult, const int32_t *shift,
-                             const qmcu_q *q) {
-    /* from out_params' fields: z1 = 2*zp + 1, lo4 / hi4 = lo / hi in every byte */
-    const int32_t z = q->z1 - 2 * q->lo, r = y_pix;
-    const uint32_t h4 = ~q->hi4, k4 = h4 + q->lo4, clamp = h4 | q->lo4;
-    const int32_t *a = acc, *c = bias, *M = mult, *n = shift, *end = shift + (oc & ~1);
-    const int32_t *last = shift + oc;
-    uint8_t *yp = y;
-    int32_t t0, t1, r0, r1, r2, r3;
-    if (!bias && clamp)
-        QMCU_RQ8_X2("", "", QMCU_RQ8_CLAMP, QMCU_RQ8_END_R, [e] "r"(end));
-    else if (!bias)
-        QMCU_RQ8_X2("", "", "", QMCU_RQ8_END_R, [e] "r"(end));
-    else if (clamp)
-        QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, QMCU_RQ8_CLAMP, QMCU_RQ8_END_M,
-                    [e] "m"(end), [c] "+r"(c));
-    else
-        QMCU_RQ8_X2(QMCU_RQ8_BIAS0, QMCU_RQ8_BIAS1, "", QMCU_RQ8_END_M, [e] "m"(end),
-                    [c] "+r"(c));
-    /* from a pair with a shift below 33 on (rare), and an odd last channel: the general
-     * path, from where the loop stopped (its pointers: nothing else stays live across it) */
-    if (n < last)
-        qmcu_requant8_px(yp, y_pix, a, y_pix, 2, (int32_t)(last - n), c, M, n, q);
-}
-
 /* npx (1 or 2, a literal) pixels at y, acc: channel pairs, then an odd last channel. */
 QMCU_INLINE void requant_pixels(uint8_t *y, int32_t y_pix, const int32_t *acc,
                                 int32_t acc_pix, int32_t npx, int32_t oc, const int32_t *bias,
@@ -315,8 +199,8 @@ QMCU_INLINE void requant_body(uint8_t *y, int32_t y_pix, const int32_t *acc, int
 
 /* Requantization and packing of the outputs of a run of npx pixels, one function per output
  * width shared by all kernels (QMCU_SHARED); bias 0: the accumulators hold it. 8 bits: the
- * assembly loop for pixel pairs whose accumulators and outputs are equally many channels
- * apart, qmcu_requant8_px for the rest. */
+ * assembly loop of qmcu_requant8 for pixel pairs whose accumulators and outputs are equally
+ * many channels apart, qmcu_requant8_px for the rest. */
 QMCU_SHARED void qmcu_requant8_px(uint8_t *y, int32_t y_pix, const int32_t *acc,
                                   int32_t acc_pix, int32_t npx, int32_t oc,
                                   const int32_t *bias, const int32_t *mult,
@@ -327,13 +211,156 @@ QMCU_SHARED void qmcu_requant8_px(uint8_t *y, int32_t y_pix, const int32_t *acc,
         requant_pixels(y, y_pix, acc, acc_pix, 1, oc, bias, mult, shift, q, 8);
 }
 
-QMCU_SHARED void qmcu_requant8(uint8_t *y, int32_t y_pix, const int32_t *acc, int32_t acc_pix,
-                               int32_t npx, int32_t oc, const int32_t *bias,
-                               const int32_t *mult, const int32_t *shift, const qmcu_q *q) {
-    if (__builtin_expect(npx == 2 && acc_pix == y_pix, 1)) {   /* the common call */
-        requant8_x2(y, y_pix, acc, oc, bias, mult, shift, q);
-        return;
-    }
+/* The general call of qmcu_requant8: a run of npx pixels, two at a time, then a last one. */
+QMCU_SHARED __attribute__((used)) void qmcu_requant8_gen(uint8_t *y, int32_t y_pix,
+                                                        const int32_t *acc, int32_t acc_pix,
+                                                        int32_t npx, int32_t oc,
+                                                        const int32_t *bias,
+                                                        const int32_t *mult,
+                                                        const int32_t *shift, const qmcu_q *q);
+
+/* The common call of qmcu_requant8 (two pixels whose accumulators and outputs are equally
+ * many channels apart, acc_pix == y_pix = r) written out from the entry on: compiled, the
+ * function spent ~45 instructions per call around its loop (a frame, spilled pointers, the
+ * loop end reloaded per pair), paid per pixel pair by the kernels of few channels. Here: two
+ * tests, nine registers saved, the constants from q, and the loop with its pointers and its
+ * end in registers (y r0, r r1, a r2, M r3, n r4, c r5, end r6, z r7; k4, h4 on the stack).
+ * Per channel pair: both shifts with one LDRD and two tests; per channel its multiplier, the
+ * accumulators of both pixels (the second r on) and, unless they hold it, the bias
+ * (QMCU_RQ8A_BIAS0/1); per value SMMUL, ASR, ADD, USAT (rq_fast: z = 2*(zp - lo) + 1 moves
+ * the lower clamp bound to USAT's 0); one STRH per pixel. Where [lo, hi] is not the whole
+ * byte, the clamp (QMCU_RQ8A_CLAMP) takes four bytes at once: UQADD8 of k4 = 255 - (hi - lo)
+ * takes those above hi - lo to 255 and USUB8 of h4 = 255 - hi takes the offset out again.
+ * Stops at the end or at a pair with a shift below 33; from there on, and for an odd last
+ * channel, qmcu_requant8_px; every other call goes on to qmcu_requant8_gen unchanged. */
+#define QMCU_RQ8A_BIAS0 "ldr r11, [r5], #8\n\tadd r10, r10, r11\n\tadd r12, r12, r11\n\t"
+#define QMCU_RQ8A_BIAS1 "ldr lr, [r5, #-4]\n\tadd r8, r8, lr\n\tadd r11, r11, lr\n\t"
+#define QMCU_RQ8A_CLAMP                                                                   \
+    "orr r10, r10, r12, lsl #16\n\t"                                                        \
+    "ldr lr, [sp]\n\t"                                                                      \
+    "uqadd8 r10, r10, lr\n\t"                                                               \
+    "ldr lr, [sp, #4]\n\t"                                                                  \
+    "usub8 r10, r10, lr\n\t"                                                                \
+    "lsr r12, r10, #16\n\t"
+#define QMCU_RQ8A_LOOP(BIAS0, BIAS1, CLAMP)                                               \
+    "cmp r4, r6\n\t"                                                                        \
+    "bhs 3f\n"                                                                              \
+    "1:\n\t"                                                                                \
+    "ldrd r8, r9, [r4], #8\n\t"                                                             \
+    "subs r8, r8, #33\n\t"                                                                  \
+    "bmi 2f\n\t"                                                                            \
+    "subs r9, r9, #33\n\t"                                                                  \
+    "bmi 2f\n\t"                                                                            \
+    "ldr r12, [r2, r1, lsl #2]\n\t"                                                         \
+    "ldr r10, [r2], #4\n\t"                                                                 \
+    BIAS0                                                                                 \
+    "ldr lr, [r3], #8\n\t"                                                                  \
+    "smmul r10, r10, lr\n\t"                                                                \
+    "smmul r12, r12, lr\n\t"                                                                \
+    "asr r10, r10, r8\n\t"                                                                  \
+    "asr r12, r12, r8\n\t"                                                                  \
+    "ldr r11, [r2, r1, lsl #2]\n\t"                                                         \
+    "ldr r8, [r2], #4\n\t"                                                                  \
+    BIAS1                                                                                 \
+    "ldr lr, [r3, #-4]\n\t"                                                                 \
+    "smmul r8, r8, lr\n\t"                                                                  \
+    "smmul r11, r11, lr\n\t"                                                                \
+    "asr r8, r8, r9\n\t"                                                                    \
+    "asr r11, r11, r9\n\t"                                                                  \
+    "add r10, r10, r7\n\t"                                                                  \
+    "add r12, r12, r7\n\t"                                                                  \
+    "add r8, r8, r7\n\t"                                                                    \
+    "add r11, r11, r7\n\t"                                                                  \
+    "usat r10, #8, r10, asr #1\n\t"                                                         \
+    "usat r12, #8, r12, asr #1\n\t"                                                         \
+    "usat r8, #8, r8, asr #1\n\t"                                                           \
+    "usat r11, #8, r11, asr #1\n\t"                                                         \
+    "orr r10, r10, r8, lsl #8\n\t"                                                          \
+    "orr r12, r12, r11, lsl #8\n\t"                                                         \
+    CLAMP                                                                                 \
+    "strh r12, [r0, r1]\n\t"                                                                \
+    "strh r10, [r0], #2\n\t"                                                                \
+    "cmp r4, r6\n\t"                                                                        \
+    "blo 1b\n\t"                                                                            \
+    "b 3f\n"                                                                                \
+    "2:\n\t"                                                                                \
+    "sub r4, r4, #8\n"                                                                      \
+    "3:\n\t"                                                                                \
+    "b 8f\n"
+
+_Static_assert(offsetof(qmcu_q, lo) == 4 && offsetof(qmcu_q, lo4) == 12 &&
+                   offsetof(qmcu_q, hi4) == 16 && offsetof(qmcu_q, z1) == 20,
+               "qmcu_requant8 reads qmcu_q at these offsets");
+
+/* Arguments: y r0, y_pix r1, acc r2, acc_pix r3, then on the stack npx, oc, bias, mult,
+ * shift, q (at sp + 44 .. 64 once r4-r11, lr and the 8 bytes of k4, h4 are pushed). */
+QMCU_SHARED __attribute__((naked)) void qmcu_requant8(uint8_t *y, int32_t y_pix,
+                                                      const int32_t *acc, int32_t acc_pix,
+                                                      int32_t npx, int32_t oc,
+                                                      const int32_t *bias, const int32_t *mult,
+                                                      const int32_t *shift, const qmcu_q *q) {
+    __asm__ volatile(
+        "ldr r12, [sp]\n\t"
+        "cmp r12, #2\n\t"
+        "it eq\n\t"
+        "cmpeq r1, r3\n\t"
+        "bne qmcu_requant8_gen\n\t"
+        "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+        "sub sp, sp, #8\n\t"
+        "ldr r12, [sp, #64]\n\t"              /* q */
+        "ldrd r8, r9, [r12, #12]\n\t"         /* lo4, hi4 */
+        "ldr r7, [r12, #20]\n\t"              /* z1 */
+        "ldr r10, [r12, #4]\n\t"              /* lo */
+        "mvn r9, r9\n\t"                      /* h4 = ~hi4 */
+        "orr r11, r8, r9\n\t"                 /* clamp needed unless lo = 0, hi = 255 */
+        "add r8, r8, r9\n\t"                  /* k4 = h4 + lo4 */
+        "strd r8, r9, [sp]\n\t"
+        "sub r7, r7, r10, lsl #1\n\t"         /* z = z1 - 2 lo */
+        "ldrd r6, r5, [sp, #48]\n\t"          /* oc, bias */
+        "ldrd r3, r4, [sp, #56]\n\t"          /* mult, shift */
+        "bic r6, r6, #1\n\t"
+        "add r6, r4, r6, lsl #2\n\t"          /* end of the channel pairs' shifts */
+        "cmp r5, #0\n\t"
+        "beq 5f\n\t"
+        "cmp r11, #0\n\t"
+        "beq 4f\n\t"
+        QMCU_RQ8A_LOOP(QMCU_RQ8A_BIAS0, QMCU_RQ8A_BIAS1, QMCU_RQ8A_CLAMP)
+        "4:\n\t"
+        QMCU_RQ8A_LOOP(QMCU_RQ8A_BIAS0, QMCU_RQ8A_BIAS1, "")
+        "5:\n\t"
+        "cmp r11, #0\n\t"
+        "beq 6f\n\t"
+        QMCU_RQ8A_LOOP("", "", QMCU_RQ8A_CLAMP)
+        "6:\n\t"
+        QMCU_RQ8A_LOOP("", "", "")
+        "8:\n\t"
+        /* from a pair with a shift below 33 on, and an odd last channel */
+        "ldr r8, [sp, #48]\n\t"
+        "ldr r9, [sp, #60]\n\t"
+        "add r9, r9, r8, lsl #2\n\t"          /* shift + oc */
+        "subs r8, r9, r4\n\t"
+        "bls 9f\n\t"
+        "ldr r12, [sp, #64]\n\t"
+        "sub sp, sp, #28\n\t"            /* 8-byte aligned at the call */
+        "asr r8, r8, #2\n\t"
+        "movs r9, #2\n\t"
+        "strd r9, r8, [sp]\n\t"               /* npx, channels left */
+        "strd r5, r3, [sp, #8]\n\t"           /* c, M */
+        "strd r4, r12, [sp, #16]\n\t"         /* n, q */
+        "mov r3, r1\n\t"
+        "bl qmcu_requant8_px\n\t"
+        "add sp, sp, #28\n"
+        "9:\n\t"
+        "add sp, sp, #8\n\t"
+        "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+}
+
+QMCU_SHARED __attribute__((used)) void qmcu_requant8_gen(uint8_t *y, int32_t y_pix,
+                                                        const int32_t *acc, int32_t acc_pix,
+                                                        int32_t npx, int32_t oc,
+                                                        const int32_t *bias,
+                                                        const int32_t *mult,
+                                                        const int32_t *shift, const qmcu_q *q) {
     int32_t p = 0;
     for (; p + 1 < npx; p += 2)
         qmcu_requant8(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 2, oc, bias, mult,
