@@ -168,11 +168,15 @@ def test_requant_two_pixel_int8_outputs_on_qemu(tmp_path, small_shift):
     channel counts, shifts below and above 33 (the SMMUL and 64-bit paths) channel pair by
     channel pair, conv, depthwise and packed low-bit weights, extreme values; from 16
     channels the assembly loop (qmcu_requant8), for depthwise 3×3 with the bias in the
-    accumulators (a channel tail of one included)."""
+    accumulators (a channel tail of one included); odd widths (one pixel per call)."""
     specs = [KernelSpec("conv2d", (3, 4, c), oc, (1, 1)) for c, oc in
              ((16, 2), (16, 7), (8, 33), (32, 16))]
     specs += [KernelSpec("depthwise", (4, 6, c), c, (3, 3), (1, 1), (1,) * 4)
               for c in (8, 13, 16, 17, 48)]
+    # odd widths: one pixel per call (the single-pixel loop), one channel, one channel pair
+    specs += [KernelSpec("conv2d", (3, 3, 8), oc, (1, 1)) for oc in (1, 2, 9, 24)]
+    specs += [KernelSpec("depthwise", (3, 5, c), c, (3, 3), (1, 1), (1,) * 4)
+              for c in (2, 16, 19)]
     specs += [KernelSpec("conv2d", (3, 4, 32), oc, (1, 1), in_bits=4, w_bits=4)
               for oc in (10, 18)]
     rng = np.random.default_rng(23)

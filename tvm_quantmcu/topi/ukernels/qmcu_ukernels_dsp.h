@@ -292,6 +292,45 @@ _Static_assert(offsetof(qmcu_q, lo) == 4 && offsetof(qmcu_q, lo4) == 12 &&
                    offsetof(qmcu_q, hi4) == 16 && offsetof(qmcu_q, z1) == 20,
                "qmcu_requant8 reads qmcu_q at these offsets");
 
+/* One pixel: per channel pair its shifts, accumulators, bias and multipliers with one LDRD
+ * each, one STRH. */
+#define QMCU_RQ8A_BIAS_1PX "ldrd r12, lr, [r5], #8\n\tadd r10, r10, r12\n\tadd r11, r11, lr\n\t"
+#define QMCU_RQ8A_CLAMP_1PX                                                               \
+    "ldr lr, [sp]\n\t"                                                                      \
+    "uqadd8 r10, r10, lr\n\t"                                                               \
+    "ldr lr, [sp, #4]\n\t"                                                                  \
+    "usub8 r10, r10, lr\n\t"
+#define QMCU_RQ8A_LOOP_1PX(BIAS, CLAMP)                                                   \
+    "cmp r4, r6\n\t"                                                                        \
+    "bhs 3f\n"                                                                              \
+    "1:\n\t"                                                                                \
+    "ldrd r8, r9, [r4], #8\n\t"                                                             \
+    "subs r8, r8, #33\n\t"                                                                  \
+    "bmi 2f\n\t"                                                                            \
+    "subs r9, r9, #33\n\t"                                                                  \
+    "bmi 2f\n\t"                                                                            \
+    "ldrd r10, r11, [r2], #8\n\t"                                                           \
+    BIAS                                                                                  \
+    "ldrd r12, lr, [r3], #8\n\t"                                                            \
+    "smmul r10, r10, r12\n\t"                                                               \
+    "smmul r11, r11, lr\n\t"                                                                \
+    "asr r10, r10, r8\n\t"                                                                  \
+    "asr r11, r11, r9\n\t"                                                                  \
+    "add r10, r10, r7\n\t"                                                                  \
+    "add r11, r11, r7\n\t"                                                                  \
+    "usat r10, #8, r10, asr #1\n\t"                                                         \
+    "usat r11, #8, r11, asr #1\n\t"                                                         \
+    "orr r10, r10, r11, lsl #8\n\t"                                                         \
+    CLAMP                                                                                 \
+    "strh r10, [r0], #2\n\t"                                                                \
+    "cmp r4, r6\n\t"                                                                        \
+    "blo 1b\n\t"                                                                            \
+    "b 3f\n"                                                                                \
+    "2:\n\t"                                                                                \
+    "sub r4, r4, #8\n"                                                                      \
+    "3:\n\t"                                                                                \
+    "b 8f\n"
+
 /* Arguments: y r0, y_pix r1, acc r2, acc_pix r3, then on the stack npx, oc, bias, mult,
  * shift, q (at sp + 44 .. 64 once r4-r11, lr and the 8 bytes of k4, h4 are pushed). */
 QMCU_SHARED __attribute__((naked)) void qmcu_requant8(uint8_t *y, int32_t y_pix,
@@ -304,6 +343,8 @@ QMCU_SHARED __attribute__((naked)) void qmcu_requant8(uint8_t *y, int32_t y_pix,
         "cmp r12, #2\n\t"
         "it eq\n\t"
         "cmpeq r1, r3\n\t"
+        "it ne\n\t"
+        "cmpne r12, #1\n\t"
         "bne qmcu_requant8_gen\n\t"
         "push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
         "sub sp, sp, #8\n\t"
@@ -320,6 +361,9 @@ QMCU_SHARED __attribute__((naked)) void qmcu_requant8(uint8_t *y, int32_t y_pix,
         "ldrd r3, r4, [sp, #56]\n\t"          /* mult, shift */
         "bic r6, r6, #1\n\t"
         "add r6, r4, r6, lsl #2\n\t"          /* end of the channel pairs' shifts */
+        "ldr r12, [sp, #44]\n\t"            /* npx */
+        "cmp r12, #1\n\t"
+        "beq 7f\n\t"
         "cmp r5, #0\n\t"
         "beq 5f\n\t"
         "cmp r11, #0\n\t"
@@ -333,6 +377,20 @@ QMCU_SHARED __attribute__((naked)) void qmcu_requant8(uint8_t *y, int32_t y_pix,
         QMCU_RQ8A_LOOP("", "", QMCU_RQ8A_CLAMP)
         "6:\n\t"
         QMCU_RQ8A_LOOP("", "", "")
+        "7:\n\t"
+        "cmp r5, #0\n\t"
+        "beq 5f\n\t"
+        "cmp r11, #0\n\t"
+        "beq 4f\n\t"
+        QMCU_RQ8A_LOOP_1PX(QMCU_RQ8A_BIAS_1PX, QMCU_RQ8A_CLAMP_1PX)
+        "4:\n\t"
+        QMCU_RQ8A_LOOP_1PX(QMCU_RQ8A_BIAS_1PX, "")
+        "5:\n\t"
+        "cmp r11, #0\n\t"
+        "beq 6f\n\t"
+        QMCU_RQ8A_LOOP_1PX("", QMCU_RQ8A_CLAMP_1PX)
+        "6:\n\t"
+        QMCU_RQ8A_LOOP_1PX("", "")
         "8:\n\t"
         /* from a pair with a shift below 33 on, and an odd last channel */
         "ldr r8, [sp, #48]\n\t"
@@ -343,7 +401,7 @@ QMCU_SHARED __attribute__((naked)) void qmcu_requant8(uint8_t *y, int32_t y_pix,
         "ldr r12, [sp, #64]\n\t"
         "sub sp, sp, #28\n\t"            /* 8-byte aligned at the call */
         "asr r8, r8, #2\n\t"
-        "movs r9, #2\n\t"
+        "ldr r9, [sp, #72]\n\t"             /* npx */
         "strd r9, r8, [sp]\n\t"               /* npx, channels left */
         "strd r5, r3, [sp, #8]\n\t"           /* c, M */
         "strd r4, r12, [sp, #16]\n\t"         /* n, q */
@@ -363,8 +421,12 @@ QMCU_SHARED __attribute__((used)) void qmcu_requant8_gen(uint8_t *y, int32_t y_p
                                                         const int32_t *shift, const qmcu_q *q) {
     int32_t p = 0;
     for (; p + 1 < npx; p += 2)
-        qmcu_requant8(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 2, oc, bias, mult,
-                      shift, q);
+        if (acc_pix == y_pix)
+            qmcu_requant8(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 2, oc, bias, mult,
+                          shift, q);
+        else
+            qmcu_requant8_px(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 2, oc, bias,
+                             mult, shift, q);
     if (p < npx)
         qmcu_requant8_px(y + p * y_pix, y_pix, acc + p * acc_pix, acc_pix, 1, oc, bias, mult,
                          shift, q);
