@@ -52,9 +52,11 @@ def test_shared_requantization_counts_once(tmp_path):
         alone.append(flash_by_section(_Library(tmp_path / str(i)))["code"])
         for name, n in _weak_sizes(src, tmp_path).items():
             weak[name] = max(weak.get(name, 0), n)
-    # both kernels have 8-bit outputs: qmcu_requant8 and its 64-bit fallback are called, the
-    # 4- and 2-bit output stages are defined in every file but never called
+    # both kernels have 8-bit outputs: qmcu_requant8, the general paths it goes on to and the
+    # 64-bit fallback are called, the 4- and 2-bit output stages are defined in every file but
+    # never called
     assert {"qmcu_requant8", "qmcu_rq_channel_n32", "qmcu_requant4"} <= set(weak)
-    called = weak["qmcu_requant8"] + weak["qmcu_rq_channel_n32"] + weak["qmcu_requant8_px"]
+    called = (weak["qmcu_requant8"] + weak["qmcu_rq_channel_n32"] + weak["qmcu_requant8_px"]
+              + weak["qmcu_requant8_gen"])
     both = flash_by_section(_Library(tmp_path / "both"))["code"]
     assert both == sum(alone) - called, (alone, both, weak)
