@@ -333,11 +333,12 @@ _Static_assert(offsetof(qmcu_q, lo) == 4 && offsetof(qmcu_q, lo4) == 12 &&
 
 /* Arguments: y r0, y_pix r1, acc r2, acc_pix r3, then on the stack npx, oc, bias, mult,
  * shift, q (at sp + 44 .. 64 once r4-r11, lr and the 8 bytes of k4, h4 are pushed). */
-QMCU_SHARED __attribute__((naked)) void qmcu_requant8(uint8_t *y, int32_t y_pix,
-                                                      const int32_t *acc, int32_t acc_pix,
-                                                      int32_t npx, int32_t oc,
-                                                      const int32_t *bias, const int32_t *mult,
-                                                      const int32_t *shift, const qmcu_q *q) {
+#define QMCU_ASM_ARG __attribute__((unused))     /* read by the assembly */
+QMCU_SHARED __attribute__((naked)) void qmcu_requant8(
+    QMCU_ASM_ARG uint8_t *y, QMCU_ASM_ARG int32_t y_pix, QMCU_ASM_ARG const int32_t *acc,
+    QMCU_ASM_ARG int32_t acc_pix, QMCU_ASM_ARG int32_t npx, QMCU_ASM_ARG int32_t oc,
+    QMCU_ASM_ARG const int32_t *bias, QMCU_ASM_ARG const int32_t *mult,
+    QMCU_ASM_ARG const int32_t *shift, QMCU_ASM_ARG const qmcu_q *q) {
     __asm__ volatile(
         "ldr r12, [sp]\n\t"
         "cmp r12, #2\n\t"
