@@ -61,6 +61,7 @@ BOARD = "qemu-m4"
 # (key, label) in table order: POLICIES
 LABELS = dict(POLICIES)
 NOT_RUN = "not measured in this run (--cached-only: no search or measurement cached)"
+NOT_MERGED = "not measured in the runs merged here"
 # the QuantMCU policy the VDPC ablation removes the routing from (same λ and Φ)
 ABLATED = "quantmcu-bitops"
 # #16's latency targets: (model, which budget, needed int8 ÷ QuantMCU, accuracy bound pt)
@@ -551,7 +552,8 @@ def markdown(res: dict) -> str:
         out += [f"**Note.** {res['note']}", ""]
     trees = sorted({r["commit"] for m in res["models"] for r in m["rows"] if r.get("commit")})
     if trees:
-        out += [f"Measured on the tree{'s' if len(trees) > 1 else ''} {', '.join(trees)}.", ""]
+        out += [f"Measured on the tree{'s' if len(trees) > 1 else ''} {', '.join(trees)}"
+                + (" (each row's note names its tree)." if len(trees) > 1 else "."), ""]
     if not res["device_phi"]:
         out += ["The search has no device-cost Φ yet (`SearchParams.phi`): the device-Φ rows "
                 "say so and the targets use the BitOPs Φ.", ""]
@@ -577,6 +579,10 @@ def markdown(res: dict) -> str:
                     continue
                 sp = ratio(i8 and i8.get("cycles_per_inference"),
                            r.get("cycles_per_inference")) if i8 else None
+                note = ((f"tree {r['commit']}. " if len(trees) > 1 and r.get("commit") else "")
+                        + (r.get("reason") or "")
+                        + (f"λ {r['lambda']:g}. " if r.get("lambda") is not None else "")
+                        + (f"Policy: {r['source']}." if r.get("source") else "")).strip()
                 dt = 100 * (r["top1"] - i8["top1"]) if i8 else None
                 bo = ratio(i8 and i8["bitops_patch_stage"], r["bitops_patch_stage"]) \
                     if i8 else None
@@ -586,9 +592,7 @@ def markdown(res: dict) -> str:
                     f"{fmt(r.get('cycles_per_inference'))} | {fmt(sp, '.3f')} | "
                     f"{100 * r['top1']:.2f} | {fmt(dt, '+.2f')} | "
                     f"{100 * r['outlier_patch_rate']:.1f} | {fmt(bo, '.2f')} | "
-                    f"{r['match_rate']:.3f} | {r.get('reason') or ''}"
-                    f"{'λ ' + format(r['lambda'], 'g') + '. ' if r.get('lambda') is not None else ''}"
-                    f"{'Policy: ' + r['source'] + '.' if r.get('source') else ''} |")
+                    f"{r['match_rate']:.3f} | {note} |")
         sm = smallest_fits(m)
         out += ["", "Smallest budget each policy fits (of the budgets run): " + "; ".join(
             f"{LABELS[k]} {v} KB" if v else f"{LABELS[k]} none" for k, v in sm.items()
@@ -648,6 +652,35 @@ def refill(path: str, work_root: str) -> dict:
     return res
 
 
+def merge(res: dict, runs: list[dict]) -> dict:
+    """`res` with the rows of `runs` (results of other runs of this script, e.g. one per
+    model and budget made in parallel): a run's row replaces the row of the same model,
+    budget and policy; budgets and models not in `res` are added. Each row keeps the tree it
+    was measured on."""
+    for run in runs:
+        if run["args"] != res["args"]:
+            raise SystemExit(f"--merge: a run made with {run['args']} cannot join one made "
+                             f"with {res['args']} (images, test images, λ's validation "
+                             "images and the RL time must be equal)")
+        for new in run["models"]:
+            m = next((m for m in res["models"] if m["model"] == new["model"]), None)
+            if m is None:
+                res["models"].append(new)
+                continue
+            keys = {(r["budget_kb"], r["policy"]) for r in new["rows"]}
+            order = list(LABELS)
+            m["rows"] = sorted([r for r in m["rows"] if (r["budget_kb"], r["policy"]) not in keys]
+                               + new["rows"],
+                               key=lambda r: (r["budget_kb"], order.index(r["policy"])))
+            m["budgets_kb"] = sorted(set(m["budgets_kb"]) | set(new["budgets_kb"]))
+    for m in res["models"]:
+        for r in m["rows"]:
+            if r.get("reason") == NOT_RUN:
+                r["reason"] = NOT_MERGED
+    res["env"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["mbv2-fmnist", "mcunet-fmnist"])
@@ -681,7 +714,24 @@ def main(argv=None) -> int:
     ap.add_argument("--refill", action="store_true",
                     help="only fill the rows of --out's JSON not measured before from the work "
                          "directory, and rewrite its outputs")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="only merge the rows of these runs' JSON into --out's (a row replaces "
+                         "the one of the same model, budget and policy) and rewrite its "
+                         "outputs, with --note if given")
     a = ap.parse_args(argv)
+    if a.merge:
+        with open(a.out + ".json") as f:
+            res = json.load(f)
+        runs = []
+        for path in a.merge:
+            with open(path) as f:
+                runs.append(json.load(f))
+        res = merge(res, runs)
+        if a.note:
+            res["note"] = a.note
+        write_all(res, a.out)
+        print(f"merged {len(runs)} run(s) into {a.out}.json, .md, .png")
+        return 0
     if a.refill:
         write_all(refill(a.out + ".json", a.work), a.out)
         print(f"rewrote {a.out}.json, .md, .png")

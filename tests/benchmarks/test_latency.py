@@ -131,3 +131,38 @@ def test_readme_section_and_report_plot_from_the_json(lat, tmp_path):
     assert "| 18 | 30,000,000 | – |" in md and "![latency against SRAM budget](x.png)" in md
     png = plot_latency_vs_budget([m], str(tmp_path / "l.png"))
     assert Path(png).stat().st_size > 1000
+
+
+def test_merge_replaces_the_rows_a_run_measured_and_keeps_the_rest(lat):
+    old = dict(row("mbv2-fmnist", 12, "int8", 30e6, 25e6, 0.92), commit="aaaaaaa")
+    kept = dict(row("mbv2-fmnist", 32, "int8", 24e6, 20e6, 0.92), commit="aaaaaaa")
+    base = result(lat, {"model": "mbv2-fmnist", "int8_min_peak_bytes": 12288,
+                        "layerwise_peak_bytes": 81920, "budgets_kb": [12, 32],
+                        "rows": [old, kept]})
+    run = result(lat, {"model": "mbv2-fmnist", "int8_min_peak_bytes": 12288,
+                       "layerwise_peak_bytes": 81920, "budgets_kb": [12], "rows": [
+                           dict(row("mbv2-fmnist", 12, "int8", 33e6, 27e6, 0.92),
+                                commit="bbbbbbb"),
+                           dict(row("mbv2-fmnist", 12, "quantmcu-device", 20e6, 18e6, 0.918),
+                                commit="bbbbbbb")]})
+    base["models"][0]["rows"].append({"model": "mbv2-fmnist", "budget_kb": 32, "policy": "rl",
+                                      "label": "rl", "fits": None, "reason": lat.NOT_RUN})
+    other = result(lat, {"model": "mcunet-fmnist", "int8_min_peak_bytes": 30720,
+                         "layerwise_peak_bytes": 81920, "budgets_kb": [30],
+                         "rows": [row("mcunet-fmnist", 30, "int8", 40e6, 33e6, 0.93)]})
+    res = lat.merge(base, [run, other])
+    # in table order (the README's columns follow the rows)
+    assert [(r["budget_kb"], r["policy"]) for r in res["models"][0]["rows"]] == [
+        (12, "int8"), (12, "quantmcu-device"), (32, "int8"), (32, "rl")]
+    rows = {(r["budget_kb"], r["policy"]): r for r in res["models"][0]["rows"]}
+    assert len(rows) == 4 and rows[(12, "int8")]["commit"] == "bbbbbbb"
+    assert rows[(32, "rl")]["reason"] == lat.NOT_MERGED
+    assert rows[(32, "int8")] is kept
+    assert [m["model"] for m in res["models"]] == ["mbv2-fmnist", "mcunet-fmnist"]
+    res["targets"] = lat.targets(res["models"])
+    md = lat.markdown(res)
+    # rows of two trees: each names its own
+    assert "trees aaaaaaa, bbbbbbb" in md and "| 1.000 | tree aaaaaaa. |" in md
+    assert "| 1.650 | 91.80 | -0.20 |" in md
+    with pytest.raises(SystemExit, match="cannot join"):
+        lat.merge(res, [dict(run, args=dict(run["args"], images=20))])
