@@ -96,6 +96,19 @@ def test_conditional_entropy():
     assert abs(conditional_entropy(y, np.zeros_like(y), 8) - 8.0) < 1e-9
 
 
+def test_conditional_entropy_equals_the_joint_histogram_formula_exactly():
+    rng = np.random.default_rng(1)
+    for bits, n in ((8, 100_000), (4, 5000), (2, 77), (8, 1)):
+        y = rng.integers(0, 1 << bits, n)
+        for z in (y >> 1, rng.integers(0, 1 << bits, n).astype(np.int32), np.zeros_like(y),
+                  np.minimum(y, 3).astype(np.uint8)):
+            want = entropy(y.astype(np.int64) * (1 << bits) + z, 2 * bits) - entropy(z, bits)
+            assert conditional_entropy(y.astype(np.int32), z, bits) == want
+    # values outside the width take the general form, as before
+    y = np.array([0, 300, 5])
+    assert conditional_entropy(y, y, 8) == entropy(y * 256 + y, 16) - entropy(y, 8)
+
+
 def test_cold_search_starts_empty_and_finds_the_same_widths(ctx):
     v = ctx.vdqs()
     warm = {lam: v.search(lam) for lam in (0.0, 0.1, 1.0)}

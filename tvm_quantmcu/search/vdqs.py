@@ -75,16 +75,31 @@ OMEGA_NORMS = ("h8", "hb")
 
 def entropy(q: np.ndarray, bits: int) -> float:
     """Shannon entropy (bits) of the histogram of quantized values."""
-    counts = np.bincount(np.asarray(q).reshape(-1), minlength=1 << bits).astype(np.float64)
+    return counts_entropy(np.bincount(np.asarray(q).reshape(-1), minlength=1 << bits))
+
+
+def counts_entropy(counts: np.ndarray) -> float:
+    """Shannon entropy (bits) of a histogram."""
+    counts = counts.astype(np.float64)
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum())
 
 
 def conditional_entropy(y: np.ndarray, z: np.ndarray, bits: int) -> float:
     """H(Y | Z) in bits for paired quantized values y, z of `bits` bits (joint histogram)."""
-    y = np.asarray(y, np.int64).reshape(-1)
-    z = np.asarray(z, np.int64).reshape(-1)
-    return entropy(y * (1 << bits) + z, 2 * bits) - entropy(z, bits)
+    y = np.asarray(y).reshape(-1)
+    z = np.asarray(z).reshape(-1)
+    n = 1 << bits
+    if bits > 15 or not y.size or min(y.min(), z.min()) < 0 or max(y.max(), z.max()) >= n:
+        y, z = y.astype(np.int64), z.astype(np.int64)
+        return entropy(y * n + z, 2 * bits) - entropy(z, bits)
+    # Ω's hot spot (maps of every calibration patch): the joint index in 32 bits, and Z's
+    # histogram as the joint one's column sums, the same counts as histograms of 64-bit copies
+    joint = y.astype(np.int32)
+    joint *= n
+    joint += z
+    joint = np.bincount(joint, minlength=n * n)
+    return counts_entropy(joint) - counts_entropy(joint.reshape(n, n).sum(axis=0))
 
 
 @dataclass
