@@ -195,14 +195,17 @@ def test_requant_two_pixel_int8_outputs_on_qemu(tmp_path, small_shift):
 def test_widened_low_bit_windows_on_qemu(tmp_path, extreme):
     """conv2d/pointwise/dense with 4/2-bit inputs read a word at a time and int8 weights: the
     window widened once per call into lane pairs (widen) and the assembly product loop of two
-    pixels (QMCU_WIDE_LOOP_ASM); odd widths (one pixel per call, the compiled loop), partial
+    pixels (QMCU_WIDE_LOOP_ASM; straight-line QMCU_WIDE_LDM_ASM for windows of 8 to 32
+    values: 8 to 32 channels, 24 and 32 exactly); odd widths (one pixel per call, the compiled loop), partial
     last words (channels not a multiple of 8 / 16), stride 2, borders, windows beyond the
     widening buffer (read in place), the knobs that change the blocking; extreme: all-maximum
     activations against all-extreme weights."""
     specs = [KernelSpec("conv2d", (h, w, c), oc, (1, 1), in_bits=ib, out_bits=ob)
              for h, w, c, oc, ib, ob in ((3, 4, 16, 6, 4, 8), (3, 5, 24, 7, 2, 8),
                                          (2, 6, 20, 5, 4, 4), (2, 4, 40, 9, 2, 2),
-                                         (2, 3, 8, 4, 4, 8), (3, 4, 96, 16, 4, 8))]
+                                         (2, 3, 8, 4, 4, 8), (3, 4, 96, 16, 4, 8),
+                                         (3, 5, 24, 9, 4, 8), (2, 5, 32, 7, 2, 8),
+                                         (2, 3, 32, 4, 4, 8))]
     specs += [KernelSpec("conv2d", (h, w, c), oc, (3, 3), s, pad, ib, 8)
               for h, w, c, oc, s, pad, ib in ((5, 6, 16, 5, (1, 1), (1,) * 4, 4),
                                               (7, 9, 17, 4, (2, 2), (0, 0, 1, 1), 2),

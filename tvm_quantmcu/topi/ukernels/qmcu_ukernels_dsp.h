@@ -613,6 +613,29 @@ QMCU_INLINE void widen(uint32_t *d, const uint8_t *x, int32_t x_row, int32_t x_p
                      : [k] "i"(K)                                                         \
                      : "r8", "r9", "r10", "r11", "memory")
 
+/* The loop over output channel pairs around those steps, in assembly: 14 registers (the
+ * accumulator pointer, the weight and lane word pointers, the accumulators, three weight
+ * registers and r8-r11); the end of the accumulators is compared from the stack. Per pair
+ * the sums load and store with LDRD/STRD; the weight pointer skips the second channel's row
+ * and the lane word pointer returns to the window's start. */
+#define QMCU_WIDE_PAIRS_ASM(K, BO, STEPS)                                                 \
+    __asm__ volatile("1:\n\t"                                                            \
+                     "ldrd %[a0], %[a1], [%[ap]]\n\t"                                    \
+                     "ldrd %[b0], %[b1], [%[ap], %[bo]]\n\t"                             \
+                     STEPS                                                                \
+                     "strd %[b0], %[b1], [%[ap], %[bo]]\n\t"                             \
+                     "strd %[a0], %[a1], [%[ap]], #8\n\t"                                \
+                     "add %[p], %[p], %[k]\n\t"                                          \
+                     "sub %[g], %[g], %[k4]\n\t"                                         \
+                     "ldr %[t], %[end]\n\t"                                              \
+                     "cmp %[ap], %[t]\n\t"                                               \
+                     "bne 1b"                                                             \
+                     : [a0] "=&r"(a0_), [a1] "=&r"(a1_), [b0] "=&r"(b0_), [b1] "=&r"(b1_),\
+                       [ap] "+r"(ap_), [p] "+r"(p_), [g] "+r"(g_), [w] "=&r"(w_),         \
+                       [s] "=&r"(s_), [t] "=&r"(t_)                                       \
+                     : [k] "i"(K), [k4] "i"(4 * (K)), [bo] "i"(BO), [end] "m"(end_)       \
+                     : "r8", "r9", "r10", "r11", "cc", "memory")
+
 #define QMCU_WIDE_LDM2 QMCU_WIDE_LDM_STEP QMCU_WIDE_LDM_STEP
 #define QMCU_WIDE_LDM4 QMCU_WIDE_LDM2 QMCU_WIDE_LDM2
 
@@ -787,6 +810,27 @@ QMCU_INLINE void conv_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
         if (npx == 2) gather(g1, x0 + dx, x_row, x_pix, kh, kw, c, ib);
     }
     int32_t o = 0;
+    /* the whole loop over channel pairs in assembly: short widened windows of two pixels */
+    if (widened && !at_pair && !biased && oc >= 2 && QMCU_WIDE_ASM(npx, K) && K <= 32 &&
+        __builtin_constant_p(acc_pix) && acc_pix > 0 && acc_pix <= 255) {
+        int32_t *ap_ = acc, *end_ = acc + (oc & ~1);
+        const int8_t *p_ = w;
+        const uint32_t *g_ = (const uint32_t *)(void *)qmcu_gather;
+        int32_t a0_, a1_, b0_, b1_;
+        uint32_t w_, s_, t_;
+        const int32_t bo = __builtin_constant_p(acc_pix) && acc_pix <= 255 ? acc_pix * 4 : 0;
+        if (K == 8)
+            QMCU_WIDE_PAIRS_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, bo, QMCU_WIDE_LDM2);
+        else if (K == 16)
+            QMCU_WIDE_PAIRS_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, bo, QMCU_WIDE_LDM4);
+        else if (K == 24)
+            QMCU_WIDE_PAIRS_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, bo,
+                                QMCU_WIDE_LDM4 QMCU_WIDE_LDM2);
+        else
+            QMCU_WIDE_PAIRS_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, bo,
+                                QMCU_WIDE_LDM4 QMCU_WIDE_LDM4);
+        o = oc & ~1;
+    }
     for (; o + 1 < oc; o += 2) {
         int32_t *ap = acc + o, *bp = acc + acc_pix + o;
         const uint8_t *x = x0;
