@@ -639,6 +639,19 @@ QMCU_INLINE void widen(uint32_t *d, const uint8_t *x, int32_t x_row, int32_t x_p
 #define QMCU_WIDE_LDM2 QMCU_WIDE_LDM_STEP QMCU_WIDE_LDM_STEP
 #define QMCU_WIDE_LDM4 QMCU_WIDE_LDM2 QMCU_WIDE_LDM2
 
+/* ASM(args, steps) with the K / 4 steps of a window of K = 8, 16, 24 or 32 values. */
+#define QMCU_WIDE_LDM_BY_K(ASM, ...)                                                      \
+    do {                                                                                  \
+        if (K == 8)                                                                       \
+            ASM(__VA_ARGS__, QMCU_WIDE_LDM2);                                             \
+        else if (K == 16)                                                                 \
+            ASM(__VA_ARGS__, QMCU_WIDE_LDM4);                                             \
+        else if (K == 24)                                                                 \
+            ASM(__VA_ARGS__, QMCU_WIDE_LDM4 QMCU_WIDE_LDM2);                              \
+        else                                                                              \
+            ASM(__VA_ARGS__, QMCU_WIDE_LDM4 QMCU_WIDE_LDM4);                              \
+    } while (0)
+
 /* The weight rows' offset K fits an LDR immediate. */
 #define QMCU_WIDE_ASM(npx, K)                                                             \
     ((npx) == 2 && __builtin_constant_p(K) && (K) > 0 && (K) % 8 == 0 && (K) < 4096)
@@ -650,16 +663,7 @@ QMCU_INLINE void widen(uint32_t *d, const uint8_t *x, int32_t x_row, int32_t x_p
         const int8_t *pe = p + K;                                                         \
         if (QMCU_WIDE_ASM(npx, K) && K <= 32) {                                           \
             uint32_t w_, s_, t_;                                                          \
-            if (K == 8)                                                                   \
-                QMCU_WIDE_LDM_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, QMCU_WIDE_LDM2);         \
-            else if (K == 16)                                                             \
-                QMCU_WIDE_LDM_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, QMCU_WIDE_LDM4);         \
-            else if (K == 24)                                                             \
-                QMCU_WIDE_LDM_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8,                          \
-                                  QMCU_WIDE_LDM4 QMCU_WIDE_LDM2);                         \
-            else                                                                          \
-                QMCU_WIDE_LDM_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8,                          \
-                                  QMCU_WIDE_LDM4 QMCU_WIDE_LDM4);                         \
+            QMCU_WIDE_LDM_BY_K(QMCU_WIDE_LDM_ASM, QMCU_WIDE_ASM(npx, K) ? K : 8);          \
             break;                                                                        \
         }                                                                                 \
         if (QMCU_WIDE_ASM(npx, K)) {                                                      \
@@ -819,16 +823,7 @@ QMCU_INLINE void conv_dsp_body(uint8_t *y, int32_t y_pix, int32_t *acc, int32_t 
         int32_t a0_, a1_, b0_, b1_;
         uint32_t w_, s_, t_;
         const int32_t bo = __builtin_constant_p(acc_pix) && acc_pix <= 255 ? acc_pix * 4 : 0;
-        if (K == 8)
-            QMCU_WIDE_PAIRS_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, bo, QMCU_WIDE_LDM2);
-        else if (K == 16)
-            QMCU_WIDE_PAIRS_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, bo, QMCU_WIDE_LDM4);
-        else if (K == 24)
-            QMCU_WIDE_PAIRS_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, bo,
-                                QMCU_WIDE_LDM4 QMCU_WIDE_LDM2);
-        else
-            QMCU_WIDE_PAIRS_ASM(QMCU_WIDE_ASM(npx, K) ? K : 8, bo,
-                                QMCU_WIDE_LDM4 QMCU_WIDE_LDM4);
+        QMCU_WIDE_LDM_BY_K(QMCU_WIDE_PAIRS_ASM, QMCU_WIDE_ASM(npx, K) ? K : 8, bo);
         o = oc & ~1;
     }
     for (; o + 1 < oc; o += 2) {
