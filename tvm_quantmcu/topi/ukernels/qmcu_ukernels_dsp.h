@@ -233,6 +233,26 @@ QMCU_SHARED __attribute__((used)) void qmcu_requant8_gen(uint8_t *y, int32_t y_p
  * takes those above hi - lo to 255 and USUB8 of h4 = 255 - hi takes the offset out again.
  * Stops at the end or at a pair with a shift below 33; from there on, and for an odd last
  * channel, qmcu_requant8_px; every other call goes on to qmcu_requant8_gen unchanged. */
+/* Both loops: from the first channel pair to the end of the shifts, stopping before a pair
+ * with a shift below 33 (n back at it); then on to label 8. */
+#define QMCU_RQ8A_HEAD                                                                    \
+    "cmp r4, r6\n\t"                                                                        \
+    "bhs 3f\n"                                                                              \
+    "1:\n\t"                                                                                \
+    "ldrd r8, r9, [r4], #8\n\t"                                                             \
+    "subs r8, r8, #33\n\t"                                                                  \
+    "bmi 2f\n\t"                                                                            \
+    "subs r9, r9, #33\n\t"                                                                  \
+    "bmi 2f\n\t"
+#define QMCU_RQ8A_TAIL                                                                    \
+    "cmp r4, r6\n\t"                                                                        \
+    "blo 1b\n\t"                                                                            \
+    "b 3f\n"                                                                                \
+    "2:\n\t"                                                                                \
+    "sub r4, r4, #8\n"                                                                      \
+    "3:\n\t"                                                                                \
+    "b 8f\n"
+
 #define QMCU_RQ8A_BIAS0 "ldr r11, [r5], #8\n\tadd r10, r10, r11\n\tadd r12, r12, r11\n\t"
 #define QMCU_RQ8A_BIAS1 "ldr lr, [r5, #-4]\n\tadd r8, r8, lr\n\tadd r11, r11, lr\n\t"
 #define QMCU_RQ8A_CLAMP                                                                   \
@@ -243,14 +263,7 @@ QMCU_SHARED __attribute__((used)) void qmcu_requant8_gen(uint8_t *y, int32_t y_p
     "usub8 r10, r10, lr\n\t"                                                                \
     "lsr r12, r10, #16\n\t"
 #define QMCU_RQ8A_LOOP(BIAS0, BIAS1, CLAMP)                                               \
-    "cmp r4, r6\n\t"                                                                        \
-    "bhs 3f\n"                                                                              \
-    "1:\n\t"                                                                                \
-    "ldrd r8, r9, [r4], #8\n\t"                                                             \
-    "subs r8, r8, #33\n\t"                                                                  \
-    "bmi 2f\n\t"                                                                            \
-    "subs r9, r9, #33\n\t"                                                                  \
-    "bmi 2f\n\t"                                                                            \
+    QMCU_RQ8A_HEAD                                                                        \
     "ldr r12, [r2, r1, lsl #2]\n\t"                                                         \
     "ldr r10, [r2], #4\n\t"                                                                 \
     BIAS0                                                                                 \
@@ -280,13 +293,7 @@ QMCU_SHARED __attribute__((used)) void qmcu_requant8_gen(uint8_t *y, int32_t y_p
     CLAMP                                                                                 \
     "strh r12, [r0, r1]\n\t"                                                                \
     "strh r10, [r0], #2\n\t"                                                                \
-    "cmp r4, r6\n\t"                                                                        \
-    "blo 1b\n\t"                                                                            \
-    "b 3f\n"                                                                                \
-    "2:\n\t"                                                                                \
-    "sub r4, r4, #8\n"                                                                      \
-    "3:\n\t"                                                                                \
-    "b 8f\n"
+    QMCU_RQ8A_TAIL
 
 _Static_assert(offsetof(qmcu_q, lo) == 4 && offsetof(qmcu_q, lo4) == 12 &&
                    offsetof(qmcu_q, hi4) == 16 && offsetof(qmcu_q, z1) == 20,
@@ -301,14 +308,7 @@ _Static_assert(offsetof(qmcu_q, lo) == 4 && offsetof(qmcu_q, lo4) == 12 &&
     "ldr lr, [sp, #4]\n\t"                                                                  \
     "usub8 r10, r10, lr\n\t"
 #define QMCU_RQ8A_LOOP_1PX(BIAS, CLAMP)                                                   \
-    "cmp r4, r6\n\t"                                                                        \
-    "bhs 3f\n"                                                                              \
-    "1:\n\t"                                                                                \
-    "ldrd r8, r9, [r4], #8\n\t"                                                             \
-    "subs r8, r8, #33\n\t"                                                                  \
-    "bmi 2f\n\t"                                                                            \
-    "subs r9, r9, #33\n\t"                                                                  \
-    "bmi 2f\n\t"                                                                            \
+    QMCU_RQ8A_HEAD                                                                        \
     "ldrd r10, r11, [r2], #8\n\t"                                                           \
     BIAS                                                                                  \
     "ldrd r12, lr, [r3], #8\n\t"                                                            \
@@ -323,13 +323,7 @@ _Static_assert(offsetof(qmcu_q, lo) == 4 && offsetof(qmcu_q, lo4) == 12 &&
     "orr r10, r10, r11, lsl #8\n\t"                                                         \
     CLAMP                                                                                 \
     "strh r10, [r0], #2\n\t"                                                                \
-    "cmp r4, r6\n\t"                                                                        \
-    "blo 1b\n\t"                                                                            \
-    "b 3f\n"                                                                                \
-    "2:\n\t"                                                                                \
-    "sub r4, r4, #8\n"                                                                      \
-    "3:\n\t"                                                                                \
-    "b 8f\n"
+    QMCU_RQ8A_TAIL
 
 /* Arguments: y r0, y_pix r1, acc r2, acc_pix r3, then on the stack npx, oc, bias, mult,
  * shift, q (at sp + 44 .. 64 once r4-r11, lr and the 8 bytes of k4, h4 are pushed). */
