@@ -652,6 +652,19 @@ def refill(path: str, work_root: str) -> dict:
     return res
 
 
+def read_results(path: str) -> dict:
+    """A JSON written by this script, or exit with one line saying what is wrong with it."""
+    try:
+        with open(path) as f:
+            res = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--merge: cannot read {path}: {e}")
+    if not isinstance(res, dict) or not {"args", "models"} <= res.keys():
+        raise SystemExit(f"--merge: {path} is not a result of benchmarks/latency.py "
+                         "(no 'args' and 'models')")
+    return res
+
+
 def merge(res: dict, runs: list[dict]) -> dict:
     """`res` with the rows of `runs` (results of other runs of this script, e.g. one per
     model and budget made in parallel): a run's row replaces the row of the same model,
@@ -720,12 +733,8 @@ def main(argv=None) -> int:
                          "outputs, with --note if given")
     a = ap.parse_args(argv)
     if a.merge:
-        with open(a.out + ".json") as f:
-            res = json.load(f)
-        runs = []
-        for path in a.merge:
-            with open(path) as f:
-                runs.append(json.load(f))
+        res = read_results(a.out + ".json")
+        runs = [read_results(path) for path in a.merge]
         res = merge(res, runs)
         if a.note:
             res["note"] = a.note

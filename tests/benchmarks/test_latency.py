@@ -166,3 +166,15 @@ def test_merge_replaces_the_rows_a_run_measured_and_keeps_the_rest(lat):
     assert "| 1.650 | 91.80 | -0.20 |" in md
     with pytest.raises(SystemExit, match="cannot join"):
         lat.merge(res, [dict(run, args=dict(run["args"], images=20))])
+
+
+def test_merge_of_a_missing_or_foreign_file_exits_with_one_line(lat, tmp_path, capsys):
+    out = tmp_path / "latency"
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    with pytest.raises(SystemExit, match="cannot read .*latency.json"):
+        lat.main(["--merge", str(tmp_path / "other.json"), "--out", str(out)])
+    out.with_suffix(".json").write_text('{"args": {}, "models": []}')
+    with pytest.raises(SystemExit, match="other.json is not a result"):
+        lat.main(["--merge", str(tmp_path / "other.json"), "--out", str(out)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latency.json", "other.json"]
+
